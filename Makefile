@@ -1,0 +1,44 @@
+# Two commands for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+PIVENV ?= .venv-pi
+BIN     = $(VENV)/bin
+DEMO_OUT ?= demo-out
+
+.PHONY: demo test test-device-pi viewfinder bench models clean
+
+$(BIN)/.device-installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[device,sim]'
+	touch $@
+
+$(BIN)/.test-installed: $(BIN)/.device-installed
+	$(BIN)/pip install -q -e '.[device,sim,train,test]'
+	touch $@
+
+demo: $(BIN)/.device-installed
+	$(BIN)/python -m device.demo --out $(DEMO_OUT)
+
+test: $(BIN)/.test-installed
+	$(BIN)/python -m pytest -q
+
+# The device tests again on the Raspberry Pi OS Bookworm stack (numpy 1.x, OpenCV 4.11).
+$(PIVENV)/bin/.installed: setup.cfg constraints/bookworm-pi.txt
+	$(PYTHON) -m venv $(PIVENV)
+	$(PIVENV)/bin/pip install -q --upgrade pip
+	$(PIVENV)/bin/pip install -q -c constraints/bookworm-pi.txt -e '.[device,sim,test]'
+	touch $@
+
+test-device-pi: $(PIVENV)/bin/.installed
+	$(PIVENV)/bin/python -c "import numpy; assert numpy.__version__.startswith('1.'), numpy.__version__; print('numpy', numpy.__version__)"
+	$(PIVENV)/bin/python -m pytest -q tests/device
+
+viewfinder: $(BIN)/.device-installed
+	$(BIN)/focus-assist run --source sim --web 127.0.0.1:8000
+
+bench: $(BIN)/.test-installed
+	$(BIN)/python bench/bench_scoring.py
+
+clean:
+	rm -rf $(VENV) $(PIVENV) $(DEMO_OUT) build *.egg-info

@@ -1,0 +1,244 @@
+"""Configuration: TOML file -> validated, frozen dataclasses. The one place that does it.
+
+Every section is a frozen dataclass; ``load_config`` rejects unknown keys and wrong
+types with a ``ConfigError`` that names the key (``scoring.roi``, say). Feature modules
+add their own section here so that a typo anywhere fails loudly, once, at startup.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+Roi = tuple[int, int, int, int]
+
+
+def parse_roi(text: str | typing.Sequence[int] | None) -> Optional[Roi]:
+    """``"X,Y,W,H"`` or a 4-sequence -> ``(x, y, w, h)``; raises ``ConfigError`` if malformed."""
+    if text is None:
+        return None
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.split(",")]
+    else:
+        parts = list(text)
+    try:
+        vals = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        raise ConfigError(f"ROI must be four integers X,Y,W,H, got {text!r}") from None
+    if len(vals) != 4:
+        raise ConfigError(f"ROI must be four integers X,Y,W,H, got {text!r}")
+    x, y, w, h = vals
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise ConfigError(f"ROI {text!r}: x and y must be >= 0 and width and height > 0")
+    return vals  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    spec: str = "auto"
+    # A live source that yields nothing for this long is a camera fault.
+    timeout_s: float = 5.0
+
+    def __post_init__(self):
+        if not self.spec:
+            raise ConfigError("source.spec must not be empty")
+        if self.timeout_s <= 0:
+            raise ConfigError("source.timeout_s must be > 0")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The built-in simulated camera and lens (see ``device.sources.sim``)."""
+    scene: str = "mosaic"
+    width: int = 640
+    height: int = 480
+    seed: int = 0
+    lens_range: int = 1000          # lens positions run 0..lens_range (motor steps)
+    best_position: Optional[float] = None   # None: drawn from the seed
+    start_position: Optional[float] = None  # None: drawn from the seed
+    depth_of_field: float = 20.0    # steps within which the blur circle stays under 1 px
+    max_blur_px: float = 24.0
+    breathing: float = 0.02         # relative magnification change over the whole range
+    read_noise: float = 2.0         # electrons-equivalent, in 8-bit units at mid grey
+    full_well: float = 400.0        # higher = less shot noise
+    fps: float = 0.0                # 0: render as fast as asked; >0 paces like a camera
+
+    def __post_init__(self):
+        if self.width < 64 or self.height < 64:
+            raise ConfigError("sim.width and sim.height must be at least 64")
+        if self.lens_range < 10:
+            raise ConfigError("sim.lens_range must be at least 10")
+        if self.depth_of_field <= 0:
+            raise ConfigError("sim.depth_of_field must be > 0")
+        if self.max_blur_px <= 0:
+            raise ConfigError("sim.max_blur_px must be > 0")
+        if self.read_noise < 0 or self.full_well <= 0:
+            raise ConfigError("sim.read_noise must be >= 0 and sim.full_well > 0")
+        if self.fps < 0:
+            raise ConfigError("sim.fps must be >= 0")
+        for name in ("best_position", "start_position"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= self.lens_range:
+                raise ConfigError(f"sim.{name} must lie in 0..sim.lens_range")
+
+
+@dataclass(frozen=True)
+class PicameraConfig:
+    main_size: tuple[int, int] = (2028, 1520)   # displayed and captured stream
+    lores_size: tuple[int, int] = (640, 480)    # scored stream (YUV420, Y plane)
+
+    def __post_init__(self):
+        for name in ("main_size", "lores_size"):
+            w, h = getattr(self, name)
+            if w <= 0 or h <= 0 or w % 2 or h % 2:
+                raise ConfigError(f"picamera2.{name} must be two positive even integers")
+        if self.lores_size[0] > self.main_size[0] or self.lores_size[1] > self.main_size[1]:
+            raise ConfigError("picamera2.lores_size must not exceed picamera2.main_size")
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    roi: Optional[Roi] = None
+    tile_grid: tuple[int, int] = (6, 8)   # rows, cols of the focus map
+
+    def __post_init__(self):
+        if self.roi is not None:
+            object.__setattr__(self, "roi", parse_roi(self.roi))
+        r, c = self.tile_grid
+        if r < 1 or c < 1 or r > 64 or c > 64:
+            raise ConfigError("scoring.tile_grid must be two integers in 1..64")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    jsonl: Optional[str] = None
+    level: str = "info"
+
+    def __post_init__(self):
+        if self.level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("log.level must be one of debug, info, warning, error")
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    picamera2: PicameraConfig = field(default_factory=PicameraConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# --- generic, strict dict -> dataclass conversion -------------------------------------
+
+def _is_dataclass_type(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if _is_dataclass_type(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        return build(tp, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    return value
+
+
+def build(cls, data: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from ``data``; unknown keys and bad types raise ConfigError."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for k in data:
+        if k not in known:
+            where = f"{prefix}.{k}" if prefix else k
+            raise ConfigError(f"unknown config key {where!r}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            key = f"{prefix}.{f.name}" if prefix else f.name
+            kwargs[f.name] = _convert(data[f.name], hints[f.name], key)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Read ``path`` (TOML) if given, apply ``overrides`` (nested dict), validate."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+    if overrides:
+        data = merge(data, overrides)
+    return build(Config, data)
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def with_section(cfg: Config, name: str, **changes) -> Config:
+    """A copy of ``cfg`` with fields of one section changed (validated again)."""
+    section = replace(getattr(cfg, name), **changes)
+    return replace(cfg, **{name: section})
