@@ -1,0 +1,60 @@
+"""Crash-safe file writes: temp name in the same folder, fsync, rename, fsync the folder.
+
+A reader therefore sees either the old file or the complete new one, never a torn
+write, even after ``kill -9`` or a power cut mid-write.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically.
+
+    With ``overwrite=False`` an existing file is never replaced: ``FileExistsError`` is raised
+    and the temporary file is removed (the final step is a hard link, which fails if the
+    name is taken, instead of a rename, which would silently replace it).
+    """
+    target = Path(path)
+    folder = target.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)
+            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, **kw) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"), **kw)
+
+
+def atomic_write_json(path: str | os.PathLike, obj, **kw) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", **kw)
