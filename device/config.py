@@ -7,6 +7,7 @@ add their own section here so that a typo anywhere fails loudly, once, at startu
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 import types
 import typing
@@ -126,12 +127,32 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """The int8 TFLite models (see ``device.inference``). ``None`` paths mean the shipped
+    ``models/focus.tflite`` and ``models/defects.tflite``."""
+    focus: Optional[str] = None
+    defects: Optional[str] = None
+    # LiteRT's own default is 1 thread; a Pi has 4 cores to use.
+    num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    enable_focus: bool = True
+    enable_defects: bool = True
+
+    def __post_init__(self):
+        if self.num_threads < 1:
+            raise ConfigError("models.num_threads must be >= 1")
+        for name in ("focus", "defects"):
+            if getattr(self, name) == "":
+                raise ConfigError(f"models.{name} must not be empty (omit it for the shipped model)")
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     picamera2: PicameraConfig = field(default_factory=PicameraConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
 
 
 # --- generic, strict dict -> dataclass conversion -------------------------------------
