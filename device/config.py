@@ -146,6 +146,100 @@ class ModelsConfig:
 
 
 @dataclass(frozen=True)
+class MotorConfig:
+    """The focus motor (see ``device.motor``). Positions are in motor steps (one STEP pulse,
+    one ULN2003 half-step, or one servo unit); the soft limits bound every move."""
+    driver: str = "sim"                 # sim | stepdir | uln2003 | servo
+    min_position: int = 0               # soft limits, inclusive
+    max_position: int = 1000
+    speed: float = 1500.0               # steps/s at cruise
+    acceleration: float = 8000.0        # steps/s^2; 0 = start and stop at full speed
+    approach: str = "up"                # direction of every final approach (backlash)
+    backlash_overshoot: int = 40        # steps past the target before approaching it
+    release_when_idle: bool = True      # de-energise after idle_release_s without a move
+    idle_release_s: float = 1.0
+    position_file: Optional[str] = None  # None: $STATE_DIRECTORY or ~/.local/state/focus-assist
+    home_travel: int = 0                # motor home: steps driven down to the stop (0: range+10%)
+    home_pin: Optional[int | str] = None  # optional limit switch closed at the lower stop
+    # stepdir (A4988, DRV8825, TMC2208)
+    chip: str = "a4988"
+    step_pin: Optional[int | str] = None
+    dir_pin: Optional[int | str] = None
+    enable_pin: Optional[int | str] = None
+    enable_active_low: bool = True      # all three chips enable on a low EN pin
+    dir_invert: bool = False
+    microsteps: int = 1
+    microstep_pins: tuple[int | str, ...] = ()  # MS1.. / MODE0..; empty: set by jumpers
+    # uln2003 (28BYJ-48, half-stepping)
+    coil_pins: tuple[int | str, ...] = ()       # IN1..IN4
+    # servo (AngularServo on a follow-focus gear)
+    servo_pin: Optional[int | str] = None
+    min_angle: float = -90.0            # angle at min_position
+    max_angle: float = 90.0             # angle at max_position
+    min_pulse_width: float = 0.0005
+    max_pulse_width: float = 0.0025
+    # sim: the simulated lens's own gear play and a frame-synchronised clock
+    sim_backlash: int = 12              # steps lost after each direction reversal
+
+    def __post_init__(self):
+        if self.driver not in ("sim", "stepdir", "uln2003", "servo"):
+            raise ConfigError("motor.driver must be one of sim, stepdir, uln2003, servo")
+        if self.min_position >= self.max_position:
+            raise ConfigError("motor.min_position must be below motor.max_position")
+        if self.speed <= 0 or self.acceleration < 0:
+            raise ConfigError("motor.speed must be > 0 and motor.acceleration >= 0")
+        if self.approach not in ("up", "down"):
+            raise ConfigError("motor.approach must be 'up' or 'down'")
+        if self.backlash_overshoot < 0 or self.sim_backlash < 0 or self.home_travel < 0:
+            raise ConfigError("motor.backlash_overshoot, sim_backlash and home_travel must be >= 0")
+        if self.idle_release_s < 0:
+            raise ConfigError("motor.idle_release_s must be >= 0")
+        if self.chip not in ("a4988", "drv8825", "tmc2208"):
+            raise ConfigError("motor.chip must be one of a4988, drv8825, tmc2208")
+        if self.microsteps not in (1, 2, 4, 8, 16, 32):
+            raise ConfigError("motor.microsteps must be one of 1, 2, 4, 8, 16, 32")
+        if self.coil_pins and len(self.coil_pins) != 4:
+            raise ConfigError("motor.coil_pins must list four pins (IN1..IN4)")
+        if self.min_angle == self.max_angle:
+            raise ConfigError("motor.min_angle and motor.max_angle must differ")
+        if not 0 < self.min_pulse_width < self.max_pulse_width:
+            raise ConfigError("motor.min_pulse_width must be > 0 and below max_pulse_width")
+
+
+@dataclass(frozen=True)
+class AutofocusConfig:
+    """Contrast-detect autofocus (see ``device.autofocus``). Steps are motor steps."""
+    mode: str = "once"                  # once | continuous
+    coarse_step: int = 0                # 0: a tenth of the motor range
+    fine_step: int = 0                  # 0: a quarter of the coarse step
+    stop_ratio: float = 0.75            # coarse scan stops below this share of the best
+    min_rise: float = 0.15              # peak must beat both flanks by this share: else failed
+    settle_frames: int = 1              # frames dropped after the lens stops (statistics lag)
+    average_frames: int = 1             # frames averaged at each position
+    retrigger_ratio: float = 0.8        # continuous: a change beyond this ratio is a new scene
+    retrigger_delay: int = 10           # continuous: frames the new scene must hold still
+    timeout_frames: int = 400           # give up (failed) after this many frames
+    button_pin: Optional[int | str] = None  # GPIO push button that triggers a one-shot AF
+    blur_steps_per_px: float = 0.0      # >0: use the CNN's blur_px to size the first step
+
+    def __post_init__(self):
+        if self.mode not in ("once", "continuous"):
+            raise ConfigError("autofocus.mode must be 'once' or 'continuous'")
+        if self.coarse_step < 0 or self.fine_step < 0:
+            raise ConfigError("autofocus.coarse_step and fine_step must be >= 0")
+        if not 0 < self.stop_ratio < 1 or not 0 < self.retrigger_ratio < 1:
+            raise ConfigError("autofocus.stop_ratio and retrigger_ratio must lie in (0, 1)")
+        if self.min_rise < 0:
+            raise ConfigError("autofocus.min_rise must be >= 0")
+        if self.settle_frames < 0 or self.average_frames < 1:
+            raise ConfigError("autofocus.settle_frames must be >= 0 and average_frames >= 1")
+        if self.retrigger_delay < 1 or self.timeout_frames < 10:
+            raise ConfigError("autofocus.retrigger_delay must be >= 1 and timeout_frames >= 10")
+        if self.blur_steps_per_px < 0:
+            raise ConfigError("autofocus.blur_steps_per_px must be >= 0")
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     sim: SimConfig = field(default_factory=SimConfig)
@@ -153,6 +247,8 @@ class Config:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     log: LogConfig = field(default_factory=LogConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
+    motor: MotorConfig = field(default_factory=MotorConfig)
+    autofocus: AutofocusConfig = field(default_factory=AutofocusConfig)
 
 
 # --- generic, strict dict -> dataclass conversion -------------------------------------
