@@ -1,0 +1,233 @@
+"""The built-in simulated camera and lens.
+
+A real photograph is rendered through a lens model: defocus is a disc PSF whose radius
+grows with the distance between the lens position and a hidden best-focus position,
+applied in linear light; slight focus breathing changes the magnification with the lens
+position; shot and read noise are added after the blur, then the frame goes through a
+12-bit ADC and the sRGB curve to 8 bits. Like a real camera, the frame returned by
+``read()`` was exposed at the lens position in force at the *previous* read, so an
+autofocus must let a frame pass after every move.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ..config import SimConfig
+from ..errors import InputError, SourceError
+from ..optics import convolve, disc_psf, linear_to_srgb, srgb_to_linear
+from .base import Frame, FrameSource, now
+
+log = logging.getLogger(__name__)
+
+ADC_LEVELS = 4096
+MOSAIC_SCENES = ("astronaut", "coffee", "chelsea", "rocket")
+_CACHE_SIZE = 24
+_NOISE_MARGIN = 64
+
+
+def _fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale to cover ``width x height`` and centre-crop (keeps the aspect ratio)."""
+    h, w = img.shape[:2]
+    s = max(width / w, height / h)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC
+    img = cv2.resize(img, (max(width, round(w * s)), max(height, round(h * s))), interpolation=interp)
+    y0 = (img.shape[0] - height) // 2
+    x0 = (img.shape[1] - width) // 2
+    return np.ascontiguousarray(img[y0:y0 + height, x0:x0 + width])
+
+
+def load_scene(scene: str, width: int, height: int, seed: int) -> np.ndarray:
+    """The scene as uint8 BGR at the output size.
+
+    ``mosaic`` (default): four bundled photos in a 2x2 grid, so every part of the frame has
+    texture; a bundled photo name; ``dead_leaves``; or a path to an image file. Without
+    scikit-image, photo scenes fall back to dead leaves with one log line.
+    """
+    from .. import scenes
+
+    if scene == "dead_leaves":
+        return scenes.dead_leaves(height, width, seed)
+    if scene == "flat":
+        return np.full((height, width, 3), 118, np.uint8)
+    p = Path(scene)
+    if p.suffix and p.exists():
+        from .files import read_image
+        from ..preprocess import to_bgr
+
+        return _fit(to_bgr(read_image(p)), width, height)
+    try:
+        if scene == "mosaic":
+            hw, hh = width // 2, height // 2
+            tiles = [_fit(scenes.load_photo(n), hw, hh) for n in MOSAIC_SCENES]
+            top = np.hstack(tiles[:2])
+            bottom = np.hstack(tiles[2:])
+            return _fit(np.vstack([top, bottom]), width, height)
+        if scene in scenes.PHOTO_NAMES:
+            return _fit(scenes.load_photo(scene), width, height)
+    except InputError as exc:
+        if "scikit-image" not in str(exc):
+            raise
+        log.info("sim: %s; rendering a dead-leaves scene instead", exc)
+        return scenes.dead_leaves(height, width, seed)
+    raise InputError(f"sim: unknown scene {scene!r} (a bundled photo name, mosaic, dead_leaves, "
+                     f"flat, or an image file path)")
+
+
+class SimCamera(FrameSource):
+    """A simulated camera whose lens a (simulated) focus motor can move."""
+    live = True
+
+    def __init__(self, cfg: SimConfig = SimConfig(), *, hang_after: Optional[int] = None,
+                 fail_after: Optional[int] = None):
+        super().__init__()
+        self.cfg = cfg
+        self.name = f"sim:{cfg.scene}"
+        rng = np.random.default_rng(cfg.seed)
+        self.lens_range = cfg.lens_range
+        self.depth_of_field = float(cfg.depth_of_field)
+        self.best_position = float(cfg.best_position if cfg.best_position is not None
+                                   else rng.uniform(0.15, 0.85) * cfg.lens_range)
+        start = (cfg.start_position if cfg.start_position is not None
+                 else rng.uniform(0, cfg.lens_range))
+        self._lock = threading.Lock()
+        self._position = float(start)
+        self._exposed = float(start)
+        self._linear = srgb_to_linear(load_scene(cfg.scene, cfg.width, cfg.height, cfg.seed))
+        self._noise = rng.standard_normal(
+            (cfg.height + _NOISE_MARGIN, cfg.width + _NOISE_MARGIN, 3)).astype(np.float32)
+        self._rng = rng
+        self._cache: OrderedDict = OrderedDict()
+        lut = linear_to_srgb(np.arange(ADC_LEVELS, dtype=np.float32) / (ADC_LEVELS - 1))
+        self._adc_to_srgb = np.clip(lut * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        self._hang_after = hang_after
+        self._fail_after = fail_after
+        self._wake = threading.Event()
+        self._next_t = 0.0
+
+    # --- the lens -----------------------------------------------------------------------
+    @property
+    def lens_position(self) -> float:
+        return self._position
+
+    @lens_position.setter
+    def lens_position(self, value: float) -> None:
+        with self._lock:
+            self._position = float(min(max(value, 0.0), self.lens_range))
+
+    def blur_radius(self, position: Optional[float] = None) -> float:
+        """Blur-circle radius in pixels: under 1 px within +/- depth_of_field / 2."""
+        pos = self._position if position is None else position
+        r = abs(pos - self.best_position) / (self.depth_of_field / 2.0)
+        return float(min(r, self.cfg.max_blur_px))
+
+    def in_focus(self, position: Optional[float] = None) -> bool:
+        pos = self._position if position is None else position
+        return abs(pos - self.best_position) <= self.depth_of_field / 2.0
+
+    def truth(self) -> dict:
+        return {"lens_position": round(self._position, 3),
+                "best_position": round(self.best_position, 3),
+                "depth_of_field": self.depth_of_field}
+
+    def info(self) -> dict:
+        return {**super().info(), "scene": self.cfg.scene}
+
+    # --- rendering ----------------------------------------------------------------------
+    def _optics(self, position: float) -> np.ndarray:
+        """The noiseless linear image at a lens position (cached: scenes are static)."""
+        radius = round(self.blur_radius(position) * 4) / 4
+        mag = 1.0 + self.cfg.breathing * (position - self.best_position) / self.lens_range
+        mag = round(mag, 4)
+        key = (radius, mag)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        img = self._linear
+        if mag != 1.0:
+            h, w = img.shape[:2]
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, mag)
+            img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        img = convolve(img, disc_psf(radius, soft_edge=0.6))
+        sigma = np.sqrt(np.maximum(img, 0) / self.cfg.full_well + (self.cfg.read_noise / 255.0) ** 2)
+        entry = (img * (ADC_LEVELS - 1), sigma * (ADC_LEVELS - 1))
+        self._cache[key] = entry
+        if len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return entry
+
+    def render(self, position: float) -> np.ndarray:
+        """One noisy 8-bit BGR frame at a lens position."""
+        signal, sigma = self._optics(position)
+        h, w = signal.shape[:2]
+        oy, ox = self._rng.integers(0, _NOISE_MARGIN, 2)
+        noisy = signal + sigma * self._noise[oy:oy + h, ox:ox + w]
+        adc = np.clip(noisy, 0, ADC_LEVELS - 1).astype(np.uint16)
+        return self._adc_to_srgb[adc]
+
+    def _read(self) -> Optional[Frame]:
+        if self._fail_after is not None and self._index >= self._fail_after:
+            raise SourceError(f"{self.name}: simulated camera fault")
+        if self._hang_after is not None and self._index >= self._hang_after:
+            while not self._closed:      # a hung camera: blocks until closed
+                self._wake.wait(0.5)
+            return None
+        if self.cfg.fps > 0:
+            t = time.monotonic()
+            if self._next_t > t:
+                time.sleep(self._next_t - t)
+            self._next_t = max(t, self._next_t) + 1.0 / self.cfg.fps
+        with self._lock:
+            exposed, self._exposed = self._exposed, self._position
+        color = self.render(exposed)
+        grey = cv2.cvtColor(color, cv2.COLOR_BGR2GRAY)
+        return Frame(grey=grey, color=color, timestamp=now(), index=self._next_index())
+
+    def _close(self) -> None:
+        self._wake.set()
+        self._cache.clear()
+
+
+_SIM_TEST_HOOKS = ("hang_after", "fail_after")
+
+
+def open_sim(options: dict, cfg: SimConfig) -> SimCamera:
+    """``sim:key=value,...`` options override the ``[sim]`` config section."""
+    from ..config import build
+    import dataclasses
+
+    hooks = {k: options.pop(k) for k in list(options) if k in _SIM_TEST_HOOKS}
+    base = dataclasses.asdict(cfg)
+    for k, v in options.items():
+        if k not in base:
+            raise InputError(f"sim: unknown option {k!r} (known: {', '.join(sorted(base))})")
+        base[k] = _parse_value(v)
+    try:
+        cfg = build(SimConfig, base, "sim")
+    except Exception as exc:
+        raise InputError(f"sim: {exc}") from None
+    try:
+        hooks = {k: int(v) for k, v in hooks.items()}
+    except ValueError:
+        raise InputError("sim: hang_after and fail_after take a frame count") from None
+    return SimCamera(cfg, **hooks)
+
+
+def _parse_value(text: str):
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    if text in ("true", "false"):
+        return text == "true"
+    return text
