@@ -240,6 +240,46 @@ class AutofocusConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """Running as a systemd service (see ``device.notify`` and ``systemd/``).
+
+    ``state_dir`` holds the defect map, the motor position and captures by default; ``None``
+    means ``$STATE_DIRECTORY`` (set by the unit's ``StateDirectory=``), else
+    ``/var/lib/focus-assist``. Camera faults are retried after ``retry_backoff_s``, doubling
+    up to ``retry_backoff_max_s``; after ``max_source_failures`` faults in a row the process
+    exits non-zero so that systemd restarts it. Keep the longest backoff well below the
+    unit's ``WatchdogSec=``: only delivered frames feed the watchdog.
+    """
+    state_dir: Optional[str] = None
+    max_source_failures: int = 5
+    retry_backoff_s: float = 0.5
+    retry_backoff_max_s: float = 4.0
+    status_interval_s: float = 1.0      # STATUS= update period (systemctl status)
+
+    def __post_init__(self):
+        if self.state_dir == "":
+            raise ConfigError("service.state_dir must not be empty (omit it for the default)")
+        if self.max_source_failures < 1:
+            raise ConfigError("service.max_source_failures must be >= 1")
+        if self.retry_backoff_s <= 0 or self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ConfigError("service.retry_backoff_s must be > 0 and <= retry_backoff_max_s")
+        if self.status_interval_s <= 0:
+            raise ConfigError("service.status_interval_s must be > 0")
+
+    def resolved_state_dir(self, environ=None) -> Path:
+        env = os.environ if environ is None else environ
+        if self.state_dir:
+            return Path(self.state_dir).expanduser()
+        # StateDirectory= may list several folders, colon-separated: the first is ours.
+        from_systemd = (env.get("STATE_DIRECTORY") or "").split(":")[0]
+        return Path(from_systemd or "/var/lib/focus-assist")
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait before retry number ``failures`` (1-based)."""
+        return min(self.retry_backoff_max_s, self.retry_backoff_s * 2 ** max(0, failures - 1))
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     sim: SimConfig = field(default_factory=SimConfig)
@@ -249,6 +289,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     motor: MotorConfig = field(default_factory=MotorConfig)
     autofocus: AutofocusConfig = field(default_factory=AutofocusConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
 # --- generic, strict dict -> dataclass conversion -------------------------------------
