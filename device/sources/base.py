@@ -57,6 +57,10 @@ class FrameSource:
         self._index += 1
         return i
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def info(self) -> dict:
         """Plain facts for --stats and the status API."""
         return {"name": self.name, "live": self.live}

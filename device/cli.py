@@ -1,0 +1,219 @@
+"""``focus-assist``: run the live loop, score images, find the peak of a focus sweep.
+
+Every user error (bad file, ROI, source spec or config) is one line on stderr and exit
+status 2; a camera that keeps failing exits 1 so that systemd restarts the service.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Optional, Sequence
+
+from .config import ConfigError, parse_roi
+from .errors import FocusAssistError, InputError, SourceError
+
+log = logging.getLogger("focus-assist")
+
+EXIT_OK, EXIT_FAULT, EXIT_USAGE = 0, 1, 2
+
+
+def _roi_arg(text: str):
+    try:
+        return parse_roi(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as argparse does, without the usage dump
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="focus-assist",
+                description="Focus assistant for the Raspberry Pi HQ Camera.")
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run the live loop on a camera, video, images or the simulator")
+    r.add_argument("--source", help="auto (default), sim[:key=value,...], video:PATH, "
+                                    "images:GLOB or picamera2")
+    r.add_argument("--frames", type=_positive_int, help="stop after N frames")
+    r.add_argument("--headless", action="store_true", help="no on-screen preview")
+    r.add_argument("--roi", type=_roi_arg, help="region of interest X,Y,W,H in frame pixels")
+    r.add_argument("--seed", type=int, help="seed of the simulated camera")
+    r.add_argument("--config", help="TOML config file")
+    r.add_argument("--log-jsonl", help="write one JSON object per frame to this file")
+    r.add_argument("--stats", action="store_true",
+                   help="print a JSON summary as the last stdout line")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
+    s.add_argument("--json", action="store_true", help="JSON lines (the default when piped)")
+    s.add_argument("--roi", type=_roi_arg)
+    s.add_argument("images", nargs="+")
+    s.set_defaults(func=cmd_score)
+
+    w = sub.add_parser("sweep", help="find the sharpest frame of a focus sweep")
+    w.add_argument("--json", action="store_true")
+    w.add_argument("--roi", type=_roi_arg)
+    w.add_argument("images", nargs="+", help="the sweep's images, in lens order")
+    w.set_defaults(func=cmd_sweep)
+
+    for register in _extension_parsers():
+        register(sub)
+    return p
+
+
+def _extension_parsers():
+    """Subcommands that live with their feature (defects, motor, ...)."""
+    regs = []
+    for modname in ("device.defects_cli", "device.motor.cli"):
+        try:
+            mod = __import__(modname, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        regs.append(mod.add_parser)
+    return regs
+
+
+# --- run ---------------------------------------------------------------------------
+
+def run_overrides(args) -> dict:
+    """CLI flags of ``run`` as a nested config dict (they win over the file)."""
+    over: dict = {}
+    if args.source:
+        over.setdefault("source", {})["spec"] = args.source
+    if args.roi:
+        over.setdefault("scoring", {})["roi"] = list(args.roi)
+    if args.seed is not None:
+        over.setdefault("sim", {})["seed"] = args.seed
+    if args.log_jsonl:
+        over.setdefault("log", {})["jsonl"] = args.log_jsonl
+    return over
+
+
+def cmd_run(args) -> int:
+    from .runner import RunOptions, Runner
+
+    opts = RunOptions(config_path=args.config, overrides=run_overrides(args), frames=args.frames,
+                      stats=args.stats, headless=args.headless, extra=vars(args))
+    return Runner(opts).run()
+
+
+# --- score / sweep -------------------------------------------------------------------
+
+def _wants_json(args) -> bool:
+    return args.json or not sys.stdout.isatty()
+
+
+def _load_grey(path: str):
+    from .preprocess import to_grey
+    from .sources.files import read_image
+
+    img = read_image(path)
+    return img, to_grey(img)
+
+
+def cmd_score(args) -> int:
+    from .runner import build_scorer
+    from .config import load_config
+    from .measures import check_roi, score_frame
+
+    cnn = _cnn_scorer()
+    status = EXIT_OK
+    for path in args.images:
+        try:
+            img, grey = _load_grey(path)
+            roi = check_roi(args.roi, grey.shape)
+            m = score_frame(grey, roi)
+            out = {"path": path, "width": int(grey.shape[1]), "height": int(grey.shape[0]),
+                   "focus": round(m.focus, 4), "measures": {k: round(v, 4) for k, v in m.measures.items()},
+                   "roi": list(roi) if roi else None}
+            if cnn is not None:
+                out.update(cnn(img, grey, roi))
+        except FocusAssistError as exc:
+            _error(exc)
+            status = EXIT_USAGE
+            continue
+        if _wants_json(args):
+            print(json.dumps(out), flush=True)
+        else:
+            extra = f"  {out['label']} p(sharp)={out['sharp_prob']:.2f}" if "label" in out else ""
+            print(f"{path}: focus {out['focus']:.1f}{extra}", flush=True)
+    return status
+
+
+def _cnn_scorer():
+    """The CNN's per-image verdict, when the focus model is available (issue: convert)."""
+    try:
+        from .focus_net import image_verdict_fn
+    except ImportError:
+        return None
+    return image_verdict_fn()
+
+
+def cmd_sweep(args) -> int:
+    from .measures import check_roi, focus_value, refine_peak
+
+    status, paths, curve = EXIT_OK, [], []
+    for path in args.images:
+        try:
+            _, grey = _load_grey(path)
+            curve.append(focus_value(grey, check_roi(args.roi, grey.shape)))
+            paths.append(path)
+        except FocusAssistError as exc:
+            _error(exc)
+            status = EXIT_USAGE
+    if not curve:
+        raise InputError("sweep: no readable images")
+    best, refined = refine_peak(curve)
+    out = {"best_index": best, "best_path": paths[best], "refined_index": round(refined, 3),
+           "curve": [round(c, 4) for c in curve], "paths": paths, "roi": list(args.roi) if args.roi else None}
+    if _wants_json(args):
+        print(json.dumps(out), flush=True)
+    else:
+        print(f"sharpest: {paths[best]} (index {best}, refined {refined:.2f})")
+    return status
+
+
+# --- entry point ---------------------------------------------------------------------
+
+def _error(exc: BaseException) -> None:
+    print(f"focus-assist: error: {exc}", file=sys.stderr, flush=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .logs import setup_logging
+
+    setup_logging(args.log_level or "info")
+    try:
+        return args.func(args)
+    except SourceError as exc:
+        _error(exc)
+        return EXIT_FAULT
+    except FocusAssistError as exc:
+        _error(exc)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

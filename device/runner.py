@@ -1,0 +1,157 @@
+"""``focus-assist run``: build source, scorer and sinks once, then run the loop.
+
+The loop runs on a worker thread so the main thread stays free for signals: SIGTERM and
+SIGINT stop within 2 s even when a camera hangs inside ``read()``, SIGHUP reloads the
+config (a bad new config is logged and the old one kept).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from .config import Config, load_config, merge
+from .errors import ConfigError, FocusAssistError, SourceError
+from .loop import JsonlSink, Loop
+from .scoring import ClassicScorer
+from .sources import open_source
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 1.5
+
+
+@dataclass
+class RunOptions:
+    """What the command line adds on top of the config file."""
+    config_path: Optional[str] = None
+    overrides: Optional[dict] = None
+    frames: Optional[int] = None
+    stats: bool = False
+    headless: bool = False
+    extra: Optional[dict] = None      # feature flags from the CLI (motor, web, capture...)
+
+
+def build_scorer(cfg: Config):
+    """The classic scorer, wrapped by the CNN scorer when models are enabled and present."""
+    classic = ClassicScorer(cfg.scoring)
+    try:
+        from .focus_net import scorer_from_config
+    except ImportError:
+        return classic
+    return scorer_from_config(cfg, classic)
+
+
+def build_sinks(cfg: Config, opts: RunOptions, source, runtime: dict) -> list:
+    """Every per-frame consumer, in the order they see a frame."""
+    sinks = []
+    if cfg.log.jsonl:
+        try:
+            sinks.append(JsonlSink(cfg.log.jsonl))
+        except OSError as exc:
+            raise ConfigError(f"cannot write the frame log {cfg.log.jsonl}: {exc.strerror}") from None
+    from .notify import Notifier, ServiceNotifierSink
+
+    notifier = Notifier.from_env()
+    runtime["notifier"] = notifier
+    if notifier.enabled:
+        sinks.append(ServiceNotifierSink(notifier, status_interval_s=cfg.service.status_interval_s))
+    return sinks
+
+
+class Runner:
+    def __init__(self, opts: RunOptions):
+        self.opts = opts
+        self.cfg = load_config(opts.config_path, opts.overrides)
+        self.runtime: dict = {}
+        self.source = open_source(self.cfg.source.spec, self.cfg)
+        try:
+            self.scorer = build_scorer(self.cfg)
+            self.sinks = build_sinks(self.cfg, opts, self.source, self.runtime)
+        except BaseException:
+            self.source.close()
+            raise
+        self.loop = Loop(self.source, self.scorer, self.sinks, max_frames=opts.frames,
+                         faults=self.cfg.service, on_reload=self.reload)
+        self.error: Optional[BaseException] = None
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; apply what can change live, keep the rest."""
+        try:
+            new = load_config(self.opts.config_path, self.opts.overrides)
+        except ConfigError as exc:
+            log.error("config reload failed, keeping the old config: %s", exc)
+            return
+        self.cfg = new
+        if hasattr(self.scorer, "set_roi"):
+            self.scorer.set_roi(new.scoring.roi)
+        for sink in self.sinks:
+            fn = getattr(sink, "reconfigure", None)
+            if fn is not None:
+                fn(new)
+        log.info("config reloaded from %s", self.opts.config_path or "defaults")
+
+    def _work(self) -> None:
+        try:
+            self.loop.run()
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+
+    def run(self) -> int:
+        notifier = self.runtime.get("notifier")
+        handlers = self._install_signals()
+        worker = threading.Thread(target=self._work, name="frame-loop", daemon=True)
+        try:
+            log.info("running on %s", self.source.name)
+            if notifier is not None:
+                notifier.ready(f"running on {self.source.name}")
+            worker.start()
+            while worker.is_alive() and not self.loop.stop_event.is_set():
+                worker.join(0.2)
+            worker.join(STOP_TIMEOUT_S)
+            if worker.is_alive():
+                log.warning("the source did not return within %.1f s; stopping without it",
+                            STOP_TIMEOUT_S)
+        finally:
+            self._restore_signals(handlers)
+            self.loop.close()
+        if self.error is not None:
+            raise self.error
+        if self.opts.stats:
+            print(json.dumps(self.summary()), flush=True)
+        return 0
+
+    def summary(self) -> dict:
+        out = self.loop.stats.summary()
+        out["source"] = self.source.info()
+        truth = getattr(self.source, "truth", None)
+        if truth is not None:
+            out["sim"] = truth()
+        out.update(self.loop.sink_stats())
+        if self.loop.last_result is not None:
+            last = self.loop.last_result
+            out["last"] = {k: last[k] for k in ("focus", "label", "sharp_prob") if k in last}
+        return out
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        def stop(signum, _frame):
+            log.info("%s: stopping", signal.Signals(signum).name)
+            self.loop.stop()
+        def hup(_signum, _frame):
+            self.loop.reload_requested.set()
+        old = {}
+        for sig, fn in ((signal.SIGTERM, stop), (signal.SIGINT, stop), (signal.SIGHUP, hup)):
+            old[sig] = signal.signal(sig, fn)
+        return old
+
+    @staticmethod
+    def _restore_signals(old) -> None:
+        for sig, fn in old.items():
+            signal.signal(sig, fn)
