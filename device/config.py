@@ -280,6 +280,87 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    """Capture-when-sharp (trap focus, see ``device.capture`` and ``device.trap``).
+
+    A capture fires at a local peak of the noise-robust focus value: above ``fire_ratio``
+    of the recent maximum after a dip below ``rearm_ratio`` (Magic Lantern's 80%/60%),
+    confirmed once the value falls below ``fall_ratio`` of the peak's best, and only when
+    the CNN gives the ROI p(sharp) >= ``min_sharp_prob`` (classic rule alone without it).
+    """
+    enabled: bool = False
+    dir: Optional[str] = None            # None: <state dir>/captures
+    format: str = "jpeg"                 # jpeg | png (frames); the Pi can also save dng
+    jpeg_quality: int = 92
+    pi_mode: str = "frame"               # frame: the peak's main-stream frame; still: a
+                                         # full-resolution still; dng: raw sensor data
+    min_sharp_prob: float = 0.5
+    fire_ratio: float = 0.8
+    rearm_ratio: float = 0.6
+    fall_ratio: float = 0.95
+    history_frames: int = 90             # the "recent history" the maximum is taken over
+    cooldown_s: float = 2.0
+    burst: int = 1                       # the N best frames of a peak (Pi still: N stills)
+    max_files: int = 500                 # images per run, then capturing stops
+    min_free_mb: float = 200.0           # below this free space capturing pauses
+    prefix: str = "focus"
+
+    def __post_init__(self):
+        if self.dir == "":
+            raise ConfigError("capture.dir must not be empty (omit it for the default)")
+        if self.format not in ("jpeg", "png"):
+            raise ConfigError("capture.format must be 'jpeg' or 'png'")
+        if self.pi_mode not in ("frame", "still", "dng"):
+            raise ConfigError("capture.pi_mode must be one of frame, still, dng")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError("capture.jpeg_quality must lie in 1..100")
+        if not 0.0 <= self.min_sharp_prob <= 1.0:
+            raise ConfigError("capture.min_sharp_prob must lie in 0..1")
+        if not 0 < self.rearm_ratio < self.fire_ratio < 1:
+            raise ConfigError("capture ratios must satisfy 0 < rearm_ratio < fire_ratio < 1")
+        if not 0 < self.fall_ratio < 1:
+            raise ConfigError("capture.fall_ratio must lie in (0, 1)")
+        if self.history_frames < 3:
+            raise ConfigError("capture.history_frames must be >= 3")
+        if self.cooldown_s < 0 or self.min_free_mb < 0:
+            raise ConfigError("capture.cooldown_s and capture.min_free_mb must be >= 0")
+        if not 1 <= self.burst <= 20:
+            raise ConfigError("capture.burst must lie in 1..20")
+        if self.max_files < 1:
+            raise ConfigError("capture.max_files must be >= 1")
+        if not self.prefix or "/" in self.prefix or self.prefix.startswith("."):
+            raise ConfigError("capture.prefix must be a plain, non-hidden file name prefix")
+
+
+@dataclass(frozen=True)
+class DefectsConfig:
+    """Pixel defects (see ``device.defect_map``): the live persistent map and the checks.
+
+    A pixel is a candidate in one frame when it stands ``k_sigma`` robust deviations from
+    its local median; it is confirmed once it was a candidate in ``min_hits`` frames of
+    at least ``min_scene_changes`` different scenes (texture moves, a defect does not).
+    """
+    live: bool = False
+    k_sigma: float = 6.0
+    min_abs: float = 24.0                # 0..255 units: weaker outliers are never defects
+    min_hits: int = 5
+    min_scene_changes: int = 3
+    every_n_frames: int = 5              # live map: analyse one frame in N (CPU budget)
+    save_interval_s: float = 30.0
+    map_file: Optional[str] = None       # None: <state dir>/defects.json
+
+    def __post_init__(self):
+        if self.k_sigma <= 0 or self.min_abs < 0:
+            raise ConfigError("defects.k_sigma must be > 0 and defects.min_abs >= 0")
+        if self.min_hits < 1 or self.min_scene_changes < 1:
+            raise ConfigError("defects.min_hits and min_scene_changes must be >= 1")
+        if self.every_n_frames < 1 or self.save_interval_s <= 0:
+            raise ConfigError("defects.every_n_frames must be >= 1 and save_interval_s > 0")
+        if self.map_file == "":
+            raise ConfigError("defects.map_file must not be empty (omit it for the default)")
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     sim: SimConfig = field(default_factory=SimConfig)
@@ -290,6 +371,8 @@ class Config:
     motor: MotorConfig = field(default_factory=MotorConfig)
     autofocus: AutofocusConfig = field(default_factory=AutofocusConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    defects: DefectsConfig = field(default_factory=DefectsConfig)
 
 
 # --- generic, strict dict -> dataclass conversion -------------------------------------
