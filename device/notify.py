@@ -273,13 +273,13 @@ class ServiceNotifierSink:
         self.notifier.status(self.status_text)
 
     def stats(self) -> dict:
+        # Prefixed keys: the loop merges every sink's stats into one summary beside its own
+        # frames/fps/faults, which these must not overwrite.
         return {
-            "frames": self.frames,
-            "fps": round(self.fps, 2),
-            "faults": self.faults,
-            "watchdog_interval_s": None if self.watchdog is None else self.watchdog.interval_s,
-            "watchdog_pings": 0 if self.watchdog is None else self.watchdog.pings,
-            "status_updates": self.status_updates,
+            "notify_watchdog_interval_s": None if self.watchdog is None else self.watchdog.interval_s,
+            "notify_watchdog_pings": 0 if self.watchdog is None else self.watchdog.pings,
+            "notify_status_updates": self.status_updates,
+            "notify_status": self.status_text,
             "notify_sent": self.notifier.sent,
             "notify_errors": self.notifier.errors,
         }

@@ -133,7 +133,10 @@ def test_sink_pings_and_rate_limits_status(listener):
     assert statuses[-1].startswith("STATUS=30.0 fps, focus 0.5")
     assert "faults 0" in statuses[-1]
     st = sink.stats()
-    assert st["frames"] == 91 and st["watchdog_pings"] == len(pings) and st["faults"] == 0
+    assert sink.frames == 91 and sink.faults == 0
+    assert st["notify_watchdog_pings"] == len(pings) and st["notify_sent"] == len(msgs)
+    assert st["notify_status"] == statuses[-1][len("STATUS="):]
+    assert not {"frames", "fps", "faults"} & set(st)  # the loop's own keys
 
 
 def test_sink_reports_faults_at_once_without_pinging(listener):
@@ -149,7 +152,7 @@ def test_sink_reports_faults_at_once_without_pinging(listener):
     msgs = _recv_all(sock)
     assert "WATCHDOG=1" not in msgs
     assert msgs[-1] == "STATUS=0.0 fps, focus -, faults 3 (last: camera timed out)"
-    assert sink.stats()["faults"] == 3
+    assert sink.faults == 3
 
 
 def test_sink_focus_from_object_and_close(listener):
