@@ -172,7 +172,8 @@ def cmd_sweep(args) -> int:
     for path in args.images:
         try:
             _, grey = _load_grey(path)
-            curve.append(focus_value(grey, check_roi(args.roi, grey.shape)))
+            # Native scale: stills of one sweep are ranked, not compared across resolutions.
+            curve.append(focus_value(grey, check_roi(args.roi, grey.shape), native=True))
             paths.append(path)
         except FocusAssistError as exc:
             _error(exc)

@@ -3,14 +3,15 @@
 Every measure here is computed on a *working image*: the frame reduced by one Gaussian
 pyramid step. The reduction is what makes the measures noise-robust: on real Pi camera
 sweeps a plain 3x3 Laplacian on full-resolution pixels is dominated by sensor noise and
-its curve is nearly flat (see docs: anchors.md). Resampling further would cost focus
-discrimination: on the real PCB sweep the peak is much clearer at native scale.
+its curve is nearly flat (see docs: anchors.md).
 
-The frame-level ``focus`` value is a per-pixel mean (not a sum, so it does not grow with
-pixel count), divided by brightness squared (so exposure does not move it) and scaled by
-the square of the frame's size relative to a ``REF_SHORT_SIDE`` reference (gradients of a
-resampled image scale with the resampling factor). It is therefore comparable across
-resolutions, which the ISP's FocusFoM is not.
+Frames larger than the lores stream (short side ``REF_SHORT_SIDE``) are first resampled
+down to it, so the frame-level ``focus`` value is comparable across resolutions, which the
+ISP's FocusFoM is not; it is also a per-pixel mean, not a sum, and divided by the frame's
+brightness squared so exposure does not move it. Smaller frames are not upsampled; their
+value is corrected by the resampling factor squared, which is approximate. ``native=True``
+skips the resampling: for ranking the stills of one sweep, where the finer scale
+separates neighbouring lens positions better (it does on the real PCB sweep).
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ import numpy as np
 from .errors import InputError
 
 REF_SHORT_SIDE = 480
-# Gradient energy is divided by (mean^2 + BRIGHTNESS_FLOOR) so that exposure changes do not
-# move the value, while a black frame does not divide by zero.
+# Gradient energy is divided by (frame mean^2 + BRIGHTNESS_FLOOR) so that exposure changes
+# do not move the value, while a black frame does not divide by zero.
 BRIGHTNESS_FLOOR = 16.0
 FOCUS_GAIN = 1000.0  # puts typical values in a readable 1..1000 range
 
@@ -63,18 +64,21 @@ def check_roi(roi: Optional[Sequence[int]], shape: tuple[int, ...]) -> Optional[
     return (x, y, w, h)
 
 
-def resolution_gain(shape: tuple[int, ...]) -> float:
-    """(frame short side / reference)^2: undoes how resampling scales gradient energy."""
-    return (min(shape[:2]) / float(REF_SHORT_SIDE)) ** 2
-
-
-def working_image(grey: np.ndarray) -> np.ndarray:
-    """Frame -> float32 image reduced by one Gaussian pyramid level."""
+def working_image(grey: np.ndarray, native: bool = False) -> tuple[np.ndarray, float]:
+    """Frame -> (float32 working image, gain that makes its energy resolution-independent)."""
     if grey.ndim != 2:
         raise InputError(f"expected a grey 2-D frame, got shape {grey.shape}")
-    if min(grey.shape) < 8:
+    short = min(grey.shape)
+    if short < 8:
         raise InputError(f"image {grey.shape[1]}x{grey.shape[0]} is too small to judge focus")
-    return cv2.pyrDown(grey.astype(np.float32, copy=False))
+    img = grey
+    if not native and short > REF_SHORT_SIDE:
+        s = REF_SHORT_SIDE / short
+        size = (max(8, round(grey.shape[1] * s)), max(8, round(grey.shape[0] * s)))
+        img = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        short = min(img.shape)
+    gain = (short / float(REF_SHORT_SIDE)) ** 2
+    return cv2.pyrDown(img.astype(np.float32, copy=False)), gain
 
 
 def _roi_slice(roi: Optional[Roi], frame_shape, work_shape) -> tuple[slice, slice]:
@@ -124,28 +128,28 @@ def tile_means(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 
 def score_frame(grey: np.ndarray, roi: Optional[Sequence[int]] = None,
-                grid: tuple[int, int] = (6, 8)) -> FocusMeasures:
+                grid: tuple[int, int] = (6, 8), native: bool = False) -> FocusMeasures:
     """All classic measures for one grey frame: ROI focus value, measures and tile map."""
     roi = check_roi(roi, grey.shape)
-    work = working_image(grey)
-    gain = resolution_gain(grey.shape)
+    work, gain = working_image(grey, native)
     energy = gradient_energy(work)
-    tiles = _normalise(tile_means(energy, grid), tile_means(work, grid), gain).astype(np.float32)
+    # The frame's mean brightness normalises everything: a per-tile mean would make dark
+    # tiles (noise over a tiny mean) look sharpest.
+    mean = float(work.mean())
+    tiles = _normalise(tile_means(energy, grid), mean, gain).astype(np.float32)
     sy, sx = _roi_slice(roi, grey.shape, work.shape)
-    w_roi, e_roi = work[sy, sx], energy[sy, sx]
-    measures = _classic(w_roi, e_roi)
-    focus = float(_normalise(measures["tenengrad"], float(w_roi.mean()), gain))
+    measures = _classic(work[sy, sx], energy[sy, sx])
+    focus = float(_normalise(measures["tenengrad"], mean, gain))
     return FocusMeasures(focus=focus, measures=measures, tile_map=tiles, roi=roi)
 
 
-def focus_value(grey: np.ndarray, roi: Optional[Sequence[int]] = None) -> float:
+def focus_value(grey: np.ndarray, roi: Optional[Sequence[int]] = None,
+                native: bool = False) -> float:
     """The normalised, noise-robust focus value of the ROI (what AF and trap focus use)."""
     roi = check_roi(roi, grey.shape)
-    work = working_image(grey)
+    work, gain = working_image(grey, native)
     sy, sx = _roi_slice(roi, grey.shape, work.shape)
-    w_roi = work[sy, sx]
-    gain = resolution_gain(grey.shape)
-    return float(_normalise(gradient_energy(w_roi).mean(), float(w_roi.mean()), gain))
+    return float(_normalise(gradient_energy(work[sy, sx]).mean(), float(work.mean()), gain))
 
 
 def refine_peak(values: Sequence[float]) -> tuple[int, float]:

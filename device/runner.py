@@ -70,8 +70,10 @@ class Runner:
         self.cfg = load_config(opts.config_path, opts.overrides)
         self.runtime: dict = {}
         self.source = open_source(self.cfg.source.spec, self.cfg)
+        self.runtime["source"] = self.source
         try:
             self.scorer = build_scorer(self.cfg)
+            self.runtime["scorer"] = self.scorer
             self.sinks = build_sinks(self.cfg, opts, self.source, self.runtime)
         except BaseException:
             self.source.close()
