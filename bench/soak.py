@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Soak test: the real ``focus-assist run`` for 50,000 simulated frames, every feature on.
+
+Runs the CLI as the service would (a bound NOTIFY_SOCKET, a watchdog, a state folder),
+samples the process's resident memory (VmRSS) once a second, and checks that after the
+warm-up it stays within ``--limit-mb`` (10 MB): a leak of even 200 bytes a frame shows.
+
+"Every feature" means every config section and CLI flag this checkout has from the list
+below; the script prints which ones it turned on, so a run is honest about what it
+covered. It is a benchmark script, not a test: run it by hand (about 10-20 minutes)::
+
+    .venv/bin/python bench/soak.py                 # 50,000 frames
+    .venv/bin/python bench/soak.py --frames 5000   # a quick look
+
+Exit status 0 if memory stayed flat, 1 if not.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from device.config import Config  # noqa: E402  (after the path fix, to run from a checkout)
+
+# (section, key, value); "{tmp}" is replaced by the run's scratch folder. Only entries
+# whose section and key exist in this checkout's Config are used.
+FEATURES = [
+    ("sim", "fps", 0.0),                         # as fast as the CPU allows
+    ("log", "jsonl", "{tmp}/frames.jsonl"),
+    ("service", "state_dir", "{tmp}/state"),
+    ("capture", "enabled", True),
+    ("capture", "dir", "{tmp}/captures"),
+    ("capture", "cooldown_s", 0.5),
+    ("capture", "max_files", 100000),
+    ("capture", "min_free_mb", 0.0),
+    ("defects", "live", True),
+    ("defects", "map_file", "{tmp}/state/defects.json"),
+    ("defects", "save_interval_s", 5.0),
+    ("models", "enable_focus", True),
+    ("models", "enable_defects", True),
+    ("motor", "driver", "sim"),
+    ("motor", "position_file", "{tmp}/state/motor.json"),
+    ("autofocus", "mode", "continuous"),
+    ("web", "enabled", True),
+    ("web", "listen", "127.0.0.1:{port}"),
+    ("web", "address", "127.0.0.1:{port}"),
+    ("web", "port", "{port:int}"),
+]
+
+# CLI flags turned on when ``focus-assist run --help`` lists them.
+FLAGS = [
+    ("--capture-when-sharp", []),
+    ("--web", ["127.0.0.1:{port}"]),
+    ("--autofocus", []),
+    ("--motor", ["sim"]),
+]
+
+WEB_PATHS = ["/", "/status", "/api/status", "/stats", "/frame.jpg", "/snapshot.jpg"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fill(value, tmp: Path, port: int):
+    if value == "{port:int}":
+        return port
+    if isinstance(value, str):
+        return value.format(tmp=tmp, port=port)
+    return value
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+def build_config(tmp: Path, port: int) -> tuple[str, list[str]]:
+    sections = {f.name: f.type for f in dataclasses.fields(Config)}
+    hints = {f.name: {g.name for g in dataclasses.fields(f.default_factory())}  # type: ignore[misc]
+             for f in dataclasses.fields(Config)}
+    chosen: dict[str, dict] = {}
+    used = []
+    for section, key, value in FEATURES:
+        if section in sections and key in hints[section]:
+            chosen.setdefault(section, {})[key] = fill(value, tmp, port)
+            used.append(f"{section}.{key}")
+    lines = []
+    for section, kv in chosen.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in kv.items()]
+    return "\n".join(lines) + "\n", used
+
+
+def cli() -> list[str]:
+    script = Path(sys.executable).with_name("focus-assist")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "device.cli"]
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class NotifyDrain(threading.Thread):
+    """Plays systemd: keeps the notify socket drained and remembers what arrived."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        tag = f"focus-assist-soak-{uuid.uuid4().hex}"
+        self.sock.bind("\0" + tag)
+        self.sock.settimeout(0.5)
+        self.name = "@" + tag
+        self.ready_at: float | None = None
+        self.pings: list[float] = []
+        self.last_status = ""
+        self.stop = False
+
+    def run(self) -> None:
+        while not self.stop:
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            now = time.monotonic()
+            for field in data.split("\n"):
+                if field == "READY=1" and self.ready_at is None:
+                    self.ready_at = now
+                elif field == "WATCHDOG=1":
+                    self.pings.append(now)
+                elif field.startswith("STATUS="):
+                    self.last_status = field[7:]
+
+
+def poke_web(port: int, stop: threading.Event, hits: dict) -> None:
+    """A viewer that keeps asking the web viewfinder for pages (errors are counted only)."""
+    while not stop.wait(2.0):
+        for path in WEB_PATHS:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                    r.read(1 << 20)
+                hits[path] = hits.get(path, 0) + 1
+            except Exception:
+                pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=50_000)
+    ap.add_argument("--warmup", type=float, default=0.1,
+                    help="share of the frames counted as warm-up (default 0.1)")
+    ap.add_argument("--limit-mb", type=float, default=10.0)
+    ap.add_argument("--interval", type=float, default=1.0, help="RSS sampling period, s")
+    ap.add_argument("--source", default="sim")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    if args.frames < 100:
+        ap.error("--frames must be at least 100")
+
+    tmp = Path(tempfile.mkdtemp(prefix="focus-assist-soak-"))
+    (tmp / "state").mkdir()
+    port = free_port()
+    config_text, used = build_config(tmp, port)
+    (tmp / "config.toml").write_text(config_text)
+    help_text = subprocess.run([*cli(), "run", "--help"], capture_output=True, text=True).stdout
+    flags: list[str] = []
+    for flag, values in FLAGS:
+        if flag in help_text:
+            flags += [flag, *(v.format(port=port) for v in values)]
+    web_on = any(u.startswith("web.") for u in used) or "--web" in flags
+    print(f"soak: {args.frames} frames on {args.source}; config {', '.join(used)}; "
+          f"flags {' '.join(flags) or '-'}", flush=True)
+
+    drain = NotifyDrain()
+    drain.start()
+    env = dict(os.environ, NOTIFY_SOCKET=drain.name, WATCHDOG_USEC="10000000",
+               STATE_DIRECTORY=str(tmp / "state"), INVOCATION_ID=uuid.uuid4().hex)
+    cmd = [*cli(), "run", "--source", args.source, "--frames", str(args.frames),
+           "--config", str(tmp / "config.toml"), "--stats", *flags]
+    t0 = time.monotonic()
+    with open(tmp / "stderr.log", "w") as err:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=err, text=True)
+    web_stop, web_hits = threading.Event(), {}
+    if web_on:
+        threading.Thread(target=poke_web, args=(port, web_stop, web_hits), daemon=True).start()
+
+    samples: list[tuple[float, int]] = []
+    try:
+        while proc.poll() is None:
+            kb = rss_kb(proc.pid)
+            if kb is not None:
+                samples.append((time.monotonic(), kb))
+            time.sleep(args.interval)
+            if samples and len(samples) % 60 == 0:
+                print(f"  {time.monotonic() - t0:6.0f} s  RSS {kb / 1024:6.1f} MB  "
+                      f"{drain.last_status}", flush=True)
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    t_end = time.monotonic()
+    out = proc.stdout.read() if proc.stdout else ""
+    web_stop.set()
+    drain.stop = True
+    stderr_text = (tmp / "stderr.log").read_text()
+    if proc.returncode != 0:
+        print(f"soak: focus-assist exited {proc.returncode}\n{stderr_text[-3000:]}", file=sys.stderr)
+        return 1
+    stats = json.loads(out.strip().splitlines()[-1])
+
+    # Frame index of each sample, assuming a steady frame rate from READY to exit.
+    t_ready = drain.ready_at or t0
+    span = max(t_end - t_ready, 1e-9)
+    frames = stats.get("frames", args.frames)
+    per = [(max(0.0, (t - t_ready) / span) * frames, kb / 1024) for t, kb in samples]
+    warm = [mb for f, mb in per if f >= args.warmup * frames]
+    if len(warm) < 5:
+        print("soak: too few samples after warm-up; run more frames", file=sys.stderr)
+        return 1
+    tail = max(3, len(warm) // 10)
+    spread = max(warm) - min(warm)
+    growth = statistics.median(warm[-tail:]) - statistics.median(warm[:tail])
+    ok = spread <= args.limit_mb
+    gaps = [b - a for a, b in zip(drain.pings, drain.pings[1:])]
+    figures = {
+        "frames": frames,
+        "wall_s": round(t_end - t0, 1),
+        "fps": stats.get("fps"),
+        "faults": stats.get("faults"),
+        "rss_start_mb": round(per[0][1], 1) if per else None,
+        "rss_after_warmup_min_mb": round(min(warm), 1),
+        "rss_after_warmup_max_mb": round(max(warm), 1),
+        "rss_spread_after_warmup_mb": round(spread, 2),
+        "rss_growth_mb": round(growth, 2),
+        "rss_samples": len(samples),
+        "watchdog_pings": len(drain.pings),
+        "watchdog_max_gap_s": round(max(gaps), 2) if gaps else None,
+        "captures": len(list((tmp / "captures").glob("*"))) if (tmp / "captures").exists() else 0,
+        "web_hits": web_hits,
+        "features": used + flags,
+        "limit_mb": args.limit_mb,
+        "flat": ok,
+    }
+    print(json.dumps(figures, indent=2))
+    print(f"soak: RSS after warm-up {min(warm):.1f}..{max(warm):.1f} MB (spread {spread:.2f} MB, "
+          f"growth {growth:+.2f} MB) over {frames} frames at {stats.get('fps')} fps: "
+          f"{'FLAT' if ok else 'NOT FLAT'} (limit {args.limit_mb} MB)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"soak: scratch folder kept: {tmp}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
