@@ -131,4 +131,7 @@ class VideoSource(FrameSource):
     def _close(self) -> None:
         with self._cond:
             self._cond.notify_all()
+        if self._thread is not None:
+            # Releasing the capture while the grabber is inside read() can crash OpenCV.
+            self._thread.join(timeout=2.0)
         self._cap.release()
