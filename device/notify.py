@@ -93,11 +93,15 @@ class Notifier:
             return False
         data = "\n".join(fields).encode("utf-8", "replace")
         try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # A local reference: close() may run on the main thread while the frame loop
+            # sends; the worst case is then an OSError on a closed socket, which is counted.
+            sock = self._sock
+            if sock is None:
+                sock = self._sock = socket.socket(socket.AF_UNIX,
+                                                  socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             # MSG_DONTWAIT: if systemd's queue is full, drop this message rather than stall
             # the frame loop; the next ping or status follows within a second anyway.
-            self._sock.sendto(data, socket.MSG_DONTWAIT, self._address)
+            sock.sendto(data, socket.MSG_DONTWAIT, self._address)
         except OSError as exc:
             self.errors += 1
             if not self._warned:
