@@ -182,3 +182,16 @@ def test_sink_without_systemd_is_silent():
     sink.on_fault("x")
     sink.close()
     assert sink.stats()["notify_sent"] == 0 and sink.stats()["notify_errors"] == 0
+
+
+def test_full_queue_drops_instead_of_blocking(listener):
+    """If systemd stops reading, sends fail fast (EAGAIN) rather than stall the frame loop."""
+    import time
+
+    sock, name = listener
+    n = Notifier(name)
+    t0 = time.monotonic()
+    results = [n.ping() for _ in range(5000)]
+    assert time.monotonic() - t0 < 5.0
+    assert results[0] is True and not all(results)   # the queue filled up at some point
+    assert n.errors == results.count(False) and n.sent == results.count(True)
