@@ -7,8 +7,18 @@ DEMO_OUT ?= demo-out
 
 .PHONY: demo test test-device-pi viewfinder bench models clean
 
+# Debian's python3 ships without ensurepip (it is in python3-venv): install it when we can.
+define make-venv
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv (Debian's python3 has no ensurepip)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; \
+	  else echo "error: $(PYTHON) cannot create a venv: run 'sudo apt-get install python3-venv'" >&2; exit 2; fi; }
+	$(PYTHON) -m venv $(1)
+endef
+
 $(BIN)/.device-installed: setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(call make-venv,$(VENV))
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[device,sim]'
 	touch $@
@@ -25,7 +35,7 @@ test: $(BIN)/.test-installed
 
 # The device tests again on the Raspberry Pi OS Bookworm stack (numpy 1.x, OpenCV 4.11).
 $(PIVENV)/bin/.installed: setup.cfg constraints/bookworm-pi.txt
-	$(PYTHON) -m venv $(PIVENV)
+	$(call make-venv,$(PIVENV))
 	$(PIVENV)/bin/pip install -q --upgrade pip
 	$(PIVENV)/bin/pip install -q -c constraints/bookworm-pi.txt -e '.[device,sim,test]'
 	touch $@

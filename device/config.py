@@ -69,6 +69,9 @@ class SimConfig:
     read_noise: float = 2.0         # electrons-equivalent, in 8-bit units at mid grey
     full_well: float = 400.0        # higher = less shot noise
     fps: float = 0.0                # 0: render as fast as asked; >0 paces like a camera
+    # Steps per frame the lens turns by itself, bouncing at the ends: a person turning the
+    # focus ring by hand (for capture-when-sharp and viewfinder demos). 0: it stays put.
+    ring_speed: float = 0.0
 
     def __post_init__(self):
         if self.width < 64 or self.height < 64:

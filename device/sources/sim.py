@@ -112,6 +112,7 @@ class SimCamera(FrameSource):
         self._fail_after = fail_after
         self._wake = threading.Event()
         self._next_t = 0.0
+        self._ring_dir = 1.0
 
     # --- the lens -----------------------------------------------------------------------
     @property
@@ -188,9 +189,18 @@ class SimCamera(FrameSource):
             self._next_t = max(t, self._next_t) + 1.0 / self.cfg.fps
         with self._lock:
             exposed, self._exposed = self._exposed, self._position
+            if self.cfg.ring_speed:
+                self._turn_ring()
         color = self.render(exposed)
         grey = cv2.cvtColor(color, cv2.COLOR_BGR2GRAY)
         return Frame(grey=grey, color=color, timestamp=now(), index=self._next_index())
+
+    def _turn_ring(self) -> None:
+        pos = self._position + self._ring_dir * self.cfg.ring_speed
+        if not 0 <= pos <= self.lens_range:
+            self._ring_dir = -self._ring_dir
+            pos = min(max(pos, 0.0), float(self.lens_range))
+        self._position = pos
 
     def _close(self) -> None:
         self._wake.set()
