@@ -86,7 +86,9 @@ class Listener:
 def config(tmp_path):
     path = tmp_path / "config.toml"
     # fps paces the simulated camera like a real one instead of spinning both CPU cores.
+    # No CNNs: this is about the service contract, and must not depend on trained models.
     path.write_text("[sim]\nfps = 25.0\nwidth = 320\nheight = 240\n"
+                    "[models]\nenable_focus = false\nenable_defects = false\n"
                     "[service]\nmax_source_failures = 3\nretry_backoff_s = 0.05\n"
                     "retry_backoff_max_s = 0.1\nstatus_interval_s = 0.5\n")
     return path

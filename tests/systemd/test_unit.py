@@ -109,3 +109,12 @@ def test_shipped_config_loads():
     assert cfg.service.state_dir is None
     assert cfg.service.resolved_state_dir({"STATE_DIRECTORY": "/var/lib/focus-assist"}) == \
         Path("/var/lib/focus-assist")
+
+
+def test_shipped_config_finds_the_installed_models():
+    """The package is installed, not a checkout: models must be named where install.sh puts them."""
+    cfg = load_config(ROOT / "systemd" / "config.toml")
+    installer = (ROOT / "systemd" / "install.sh").read_text()
+    assert 'install -m 0644 "$m" "$PREFIX/models/"' in installer
+    assert cfg.models.focus == "/opt/focus-assist/models/focus.tflite"
+    assert cfg.models.defects == "/opt/focus-assist/models/defects.tflite"
