@@ -364,6 +364,81 @@ class DefectsConfig:
 
 
 @dataclass(frozen=True)
+class OverlayConfig:
+    """The viewfinder overlay (see ``device.overlay``); every element can also be switched
+    at runtime from the web page. ``preview`` picks how a Pi with a display shows it:
+    ``overlay`` (``set_overlay``: QT/QTGL/DRM preview only, never in encoded streams),
+    ``post_callback`` (drawn into the main stream for preview and encoders), or ``none``."""
+    peaking: bool = True
+    peaking_share: float = 0.005        # fraction of pixels lit in a sharp frame (Magic Lantern)
+    peaking_floor: float = 0.5          # share of the running peak edge strength to light at all
+    peaking_noise_k: float = 8.0        # noise multiples below which nothing lights
+    peaking_memory_s: float = 8.0       # half-life of the running peak edge strength
+    peaking_colour: str = "red"         # name or #rrggbb
+    heatmap: bool = False
+    heatmap_alpha: float = 0.35
+    heatmap_source: str = "auto"        # auto (CNN if present) | focus | cnn
+    hud: bool = True
+    defects: bool = True
+    roi: bool = True
+    zoom: bool = False
+    zoom_factor: float = 3.0
+    zoom_size: float = 0.35             # inset width as a share of the frame width
+    preview: str = "overlay"            # overlay | post_callback | none
+    preview_backend: str = "auto"       # auto | qtgl | qt | drm (for preview = overlay)
+    preview_size: tuple[int, int] = (1024, 768)  # preview window; the RGBA overlay's size
+
+    def __post_init__(self):
+        if not 0 < self.peaking_share <= 0.2:
+            raise ConfigError("overlay.peaking_share must lie in (0, 0.2]")
+        if not 0 <= self.peaking_floor < 1:
+            raise ConfigError("overlay.peaking_floor must lie in [0, 1)")
+        if self.peaking_noise_k < 0 or self.peaking_memory_s <= 0:
+            raise ConfigError("overlay.peaking_noise_k must be >= 0 and peaking_memory_s > 0")
+        from .overlay import parse_colour
+        try:
+            parse_colour(self.peaking_colour)
+        except ValueError as exc:
+            raise ConfigError(f"overlay.peaking_colour: {exc}") from None
+        if not 0 < self.heatmap_alpha <= 1:
+            raise ConfigError("overlay.heatmap_alpha must lie in (0, 1]")
+        if self.heatmap_source not in ("auto", "focus", "cnn"):
+            raise ConfigError("overlay.heatmap_source must be one of auto, focus, cnn")
+        if not 1 <= self.zoom_factor <= 16 or not 0.1 <= self.zoom_size <= 0.8:
+            raise ConfigError("overlay.zoom_factor must lie in 1..16 and zoom_size in 0.1..0.8")
+        if self.preview not in ("overlay", "post_callback", "none"):
+            raise ConfigError("overlay.preview must be one of overlay, post_callback, none")
+        if self.preview_backend not in ("auto", "qtgl", "qt", "drm"):
+            raise ConfigError("overlay.preview_backend must be one of auto, qtgl, qt, drm")
+        if not all(64 <= v <= 8192 for v in self.preview_size):
+            raise ConfigError("overlay.preview_size must be two integers in 64..8192")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The web viewfinder (see ``device.web``). ``listen`` = "HOST:PORT" turns it on.
+    Any host other than loopback needs a ``token`` (or $FOCUS_ASSIST_WEB_TOKEN)."""
+    listen: Optional[str] = None
+    token: Optional[str] = None
+    jpeg_quality: int = 75
+    max_width: int = 1280               # wider display frames are scaled down for the stream
+    history_s: float = 10.0             # focus sparkline span
+
+    def __post_init__(self):
+        if self.listen is not None:
+            from .web.access import parse_listen
+            parse_listen(self.listen)   # raises ConfigError naming the problem
+        if self.token is not None and len(self.token) < 8:
+            raise ConfigError("web.token must be at least 8 characters")
+        if not 10 <= self.jpeg_quality <= 100:
+            raise ConfigError("web.jpeg_quality must lie in 10..100")
+        if self.max_width < 160:
+            raise ConfigError("web.max_width must be >= 160")
+        if not 1 <= self.history_s <= 600:
+            raise ConfigError("web.history_s must lie in 1..600")
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = field(default_factory=SourceConfig)
     sim: SimConfig = field(default_factory=SimConfig)
@@ -376,6 +451,8 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     defects: DefectsConfig = field(default_factory=DefectsConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 # --- generic, strict dict -> dataclass conversion -------------------------------------
