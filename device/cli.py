@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-jsonl", help="write one JSON object per frame to this file")
     r.add_argument("--stats", action="store_true",
                    help="print a JSON summary as the last stdout line")
+    r.add_argument("--web", metavar="HOST:PORT",
+                   help="serve the web viewfinder (e.g. 127.0.0.1:8000; other hosts need a token)")
+    r.add_argument("--web-token", metavar="TOKEN",
+                   help="token the web viewfinder requires (or $FOCUS_ASSIST_WEB_TOKEN)")
+    r.add_argument("--no-peaking", action="store_true", help="start with focus peaking off")
+    r.add_argument("--heatmap", action="store_true", help="start with the tile heat map on")
+    r.add_argument("--zoom", action="store_true", help="start with the zoom-to-focus inset on")
+    r.add_argument("--no-hud", action="store_true", help="start with the HUD off")
+    r.add_argument("--preview", choices=["overlay", "post_callback", "none"],
+                   help="how the Pi's display shows the overlay (default: overlay)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
@@ -102,6 +112,16 @@ def run_overrides(args) -> dict:
         over.setdefault("sim", {})["seed"] = args.seed
     if args.log_jsonl:
         over.setdefault("log", {})["jsonl"] = args.log_jsonl
+    if getattr(args, "web", None):
+        over.setdefault("web", {})["listen"] = args.web
+    if getattr(args, "web_token", None):
+        over.setdefault("web", {})["token"] = args.web_token
+    for flag, key, value in (("no_peaking", "peaking", False), ("heatmap", "heatmap", True),
+                             ("zoom", "zoom", True), ("no_hud", "hud", False)):
+        if getattr(args, flag, False):
+            over.setdefault("overlay", {})[key] = value
+    if getattr(args, "preview", None):
+        over.setdefault("overlay", {})["preview"] = args.preview
     return over
 
 

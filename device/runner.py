@@ -57,6 +57,9 @@ def build_sinks(cfg: Config, opts: RunOptions, source, runtime: dict) -> list:
             raise ConfigError(f"cannot write the frame log {cfg.log.jsonl}: {exc.strerror}") from None
     from .notify import Notifier, ServiceNotifierSink
 
+    from .viewfinder import build_viewfinder_sinks
+
+    sinks.extend(build_viewfinder_sinks(cfg, opts, source, runtime))  # overlay, Pi preview, web
     notifier = Notifier.from_env()
     runtime["notifier"] = notifier
     if notifier.enabled:
