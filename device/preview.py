@@ -1,0 +1,140 @@
+"""The overlay on a Pi's own display, through the running ``Picamera2Source``.
+
+Two ways, chosen by ``overlay.preview``:
+
+* ``overlay``: ``Picamera2.set_overlay(rgba)`` on a QTGL, QT or DRM preview window. The
+  preview composites it; nothing reaches encoded streams or captures. A worker thread
+  renders the RGBA layer (window-sized) for the newest frame, so the loop never waits.
+* ``post_callback``: draw into the ``main`` stream with ``MappedArray`` in picamera2's
+  ``post_callback``, which runs after the request was handed to the application and
+  before encoders and the preview. Use it when ``set_overlay`` is unavailable (DRM
+  overlay planes fail on some Pi 5 displays) or an encoder should carry the overlay.
+  The burn-in touches the request's own buffer: a picture copied from the same request by
+  the application may race with it, so captures must come from a separate still request
+  (``switch_mode_and_capture_*`` or a dedicated ``capture_request``), never from that
+  buffer. ``burns_in_main`` tells the capture feature.
+
+picamera2 is never imported here at module level; ``MappedArray`` and ``Preview`` come
+from the module the source already imported, inside functions.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Optional
+
+log = logging.getLogger(__name__)
+
+
+def pick_backend(name: str, environ=None) -> str:
+    """``auto`` -> QTGL on a local X/Wayland display, QT on a remote one, else DRM."""
+    if name != "auto":
+        return name.upper()
+    env = os.environ if environ is None else environ
+    display = env.get("DISPLAY")
+    if env.get("WAYLAND_DISPLAY") or (display and display.startswith(":")):
+        return "QTGL"
+    if display:
+        return "QT"
+    return "DRM"
+
+
+class PicameraPreview:
+    """A loop sink showing the viewfinder overlay on the Pi's display."""
+
+    def __init__(self, source, viewfinder, mode: str = "overlay", backend: str = "auto",
+                 size: tuple[int, int] = (1024, 768)):
+        if mode not in ("overlay", "post_callback"):
+            raise ValueError(f"unknown preview mode {mode!r}")
+        import picamera2  # lazily: only when a real (or fake) camera source exists
+
+        self._pc2 = picamera2
+        self.source = source
+        self.picam2 = source.picam2
+        self.viewfinder = viewfinder
+        self.mode = mode
+        self.size = (int(size[0]), int(size[1]))
+        self.burns_in_main = mode == "post_callback"
+        self.updates = 0
+        self._errors = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        if mode == "overlay":
+            self._start_window(pick_backend(backend))
+            self._thread = threading.Thread(target=self._run, name="preview-overlay", daemon=True)
+            self._thread.start()
+        else:
+            self.picam2.post_callback = self._draw_request
+
+    # --- set_overlay ------------------------------------------------------------------
+    def _start_window(self, backend: str) -> None:
+        """Swap the source's null preview for a window of ``self.size``."""
+        Preview = self._pc2.Preview
+        w, h = self.size
+        with self.source.lock:
+            stop = getattr(self.picam2, "stop_preview", None)
+            try:
+                if stop is not None and getattr(self.picam2, "_preview", None):
+                    stop()
+                self.picam2.start_preview(getattr(Preview, backend), width=w, height=h)
+            except Exception as exc:  # no display, or DRM busy: the web viewfinder still works
+                log.warning("preview: cannot open a %s window (%s); use overlay.preview = "
+                            "\"post_callback\" or the web viewfinder", backend, exc)
+
+    def _run(self) -> None:
+        seen = -1
+        vf = self.viewfinder
+        while not self._stop.is_set():
+            frame, result, seq = vf.wait_newer(seen, timeout=0.5)
+            if frame is None or seq == seen:
+                continue
+            seen = seq
+            try:
+                rgba = vf.overlay_rgba(frame, result, self.size)
+                self.picam2.set_overlay(rgba)
+                self.updates += 1
+            except Exception:
+                self._report()
+
+    # --- post_callback --------------------------------------------------------------
+    def _draw_request(self, request) -> None:
+        """Runs on picamera2's camera thread: must be quick and must never raise."""
+        frame, result, _ = self.viewfinder.latest()
+        if frame is None or self._stop.is_set():
+            return
+        try:
+            with self._pc2.MappedArray(request, "main") as m:
+                arr = m.array
+                if arr is None or arr.ndim != 3 or arr.shape[2] != 3:
+                    raise ValueError("post_callback needs a 3-channel main stream (RGB888)")
+                self.viewfinder.draw_into(arr, frame, result)
+            self.updates += 1
+        except Exception:
+            self._report()
+
+    def _report(self) -> None:
+        self._errors += 1
+        if self._errors <= 3:
+            log.exception("preview: drawing the overlay failed")
+
+    # --- sink -------------------------------------------------------------------------
+    def on_frame(self, frame, result) -> None:
+        pass    # frames arrive through the shared Viewfinder
+
+    def stats(self) -> dict:
+        return {"preview_updates": self.updates}
+
+    def close(self) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        try:
+            if self.mode == "post_callback":
+                self.picam2.post_callback = None
+            else:
+                self.picam2.set_overlay(None)
+        except Exception:
+            log.debug("preview: clearing the overlay failed", exc_info=True)
