@@ -59,10 +59,11 @@ def dead_leaves(height: int, width: int, rng_or_seed=None, color: bool = True,
     shift = 4  # sub-pixel precision for cv2.circle
     img = np.empty((height, width, 3), np.uint8)
     img[:] = cols[0]
-    for i in range(n):
-        cv2.circle(img, (int(cx[i] * (1 << shift)), int(cy[i] * (1 << shift))),
-                   max(1, int(radii[i] * (1 << shift))), tuple(int(c) for c in cols[i]),
-                   thickness=-1, lineType=cv2.LINE_AA, shift=shift)
+    scale = float(1 << shift)
+    centres = np.stack([cx, cy], axis=1) * scale
+    rads = np.maximum(1, (radii * scale).astype(np.int64)).tolist()
+    for (x, y), r, col in zip(centres.astype(np.int64).tolist(), rads, cols.tolist()):
+        cv2.circle(img, (x, y), r, col, thickness=-1, lineType=cv2.LINE_AA, shift=shift)
     # A gentle illumination gradient across the frame: real scenes are not evenly lit.
     gy, gx = np.mgrid[0:height, 0:width].astype(np.float32)
     ang = rng.uniform(0, 2 * np.pi)

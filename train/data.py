@@ -1,0 +1,424 @@
+"""Training data: base images -> blind split by source -> degraded tiles -> ``tf.data``.
+
+Base images ("sources") are photographs in folders the user names, scikit-image's bundled
+photos (offline, the default) and procedurally generated dead-leaves images. The split
+into train / val / test is made **by source** (a whole photograph is in exactly one
+split), seeded, before any tile exists. Each training sample is drawn from one source by
+a generator seeded with ``(seed, split, sample index)``, so the same seed always gives the
+same data, and the streaming pipeline (``tf.data`` parallel map + prefetch) never holds
+the photo collection in memory.
+
+Public, stable API (used by ``convert/``; do not re-implement preprocessing elsewhere):
+
+- :func:`representative_inputs` — normalised model inputs from the training split.
+- :func:`evaluation_split` — the blind held-out test split with labels.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from device.errors import InputError
+from device.preprocess import (DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE,
+                               extract_tiles, normalize_defect_tiles, normalize_focus_tiles,
+                               textured_mask, tile_origins, to_bgr, to_grey)
+from device.scenes import PHOTO_NAMES, dead_leaves, load_photo
+
+from . import degrade
+
+KINDS = ("focus", "defects")
+SPLITS = ("train", "val", "test")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+DEFAULT_DEAD_LEAVES = 60        # procedural sources (split like any other source)
+DEFAULT_EVAL_TILES = {"focus": 3000, "defects": 2000}
+WORKING_LONG_SIDE = (480, 800)  # a base photo is resampled so its long side is in this range
+LEAVES_SIZE = 384               # dead-leaves sources are rendered at this size
+_MARGIN = 24                    # crop margin so blur/JPEG borders never reach a tile
+
+
+@dataclass(frozen=True)
+class Source:
+    """One base image. ``kind`` is ``file``, ``photo`` (scikit-image) or ``leaves``."""
+    kind: str
+    ref: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.ref}"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where base images come from and how tiles are cut. Recorded in the model card."""
+    images: tuple[str, ...] = ()
+    builtin: bool = True
+    dead_leaves: int = DEFAULT_DEAD_LEAVES
+    seed: int = 0
+    focus_tile: int = FOCUS_TILE
+    defect_tile: int = DEFECT_TILE
+    val_frac: float = 0.15
+    test_frac: float = 0.2
+
+    def tile(self, kind: str) -> int:
+        return self.focus_tile if kind == "focus" else self.defect_tile
+
+
+# ----------------------------------------------------------------------------- sources
+def _is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS and path.is_file()
+
+
+def collect_sources(cfg: DataConfig) -> list[Source]:
+    """All base images named by ``cfg``, in a stable order. Raises ``InputError`` for a
+    missing or empty folder, or a file that is not a readable image."""
+    sources: list[Source] = []
+    for d in cfg.images:
+        p = Path(d)
+        if not p.is_dir():
+            raise InputError(f"--images {d}: not a folder")
+        files = sorted(f for f in p.rglob("*") if _is_image_file(f))
+        if not files:
+            raise InputError(f"--images {d}: no image files ({', '.join(IMAGE_EXTS)}) in this folder")
+        for f in files:
+            # A cheap signature check (no decode): catches text files named .jpg and
+            # truncated-to-nothing files without reading 100k photos in full.
+            if not cv2.haveImageReader(str(f)):
+                raise InputError(f"{f}: not a readable image (unknown or corrupt format)")
+            sources.append(Source("file", str(f)))
+    if cfg.builtin:
+        sources += [Source("photo", n) for n in PHOTO_NAMES]
+    sources += [Source("leaves", str(i)) for i in range(max(0, cfg.dead_leaves))]
+    if not sources:
+        raise InputError("no base images: give --images DIR, or allow the built-in photos / dead leaves")
+    return sources
+
+
+def _stable_hash(text: str, seed: int) -> float:
+    h = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+    return int.from_bytes(h[:8], "big") / 2.0 ** 64
+
+
+def split_sources(sources: Sequence[Source], cfg: DataConfig) -> dict[str, list[Source]]:
+    """Blind split by source: each base image lands in exactly one of train/val/test.
+
+    Each source is ranked by a seeded hash of its id, so the assignment of one photo does
+    not change when others are added to the folder. Every split gets at least one source
+    of each kind present (so a few built-in photos are always held out).
+    """
+    out: dict[str, list[Source]] = {s: [] for s in SPLITS}
+    by_kind: dict[str, list[Source]] = {}
+    for s in sources:
+        by_kind.setdefault(s.kind, []).append(s)
+    for kind, group in by_kind.items():
+        ranked = sorted(group, key=lambda s: _stable_hash(s.id, cfg.seed))
+        n = len(ranked)
+        if n < 3:
+            out["train"] += ranked  # too few to hold out; other kinds cover val/test
+            continue
+        n_test = max(1, int(round(cfg.test_frac * n)))
+        n_val = max(1, int(round(cfg.val_frac * n)))
+        out["test"] += ranked[:n_test]
+        out["val"] += ranked[n_test:n_test + n_val]
+        out["train"] += ranked[n_test + n_val:]
+    for s in SPLITS:
+        if not out[s]:
+            raise InputError(f"not enough base images for a blind train/val/test split "
+                             f"(got {len(sources)}; need at least 3 of one kind)")
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _load_cached(kind: str, ref: str, seed: int) -> np.ndarray:
+    if kind == "photo":
+        img = load_photo(ref)
+        h, w = img.shape[:2]
+        if max(h, w) > WORKING_LONG_SIDE[1]:  # pre-reduce once; the per-sample resize is then cheap
+            s = WORKING_LONG_SIDE[1] / max(h, w)
+            img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        return img
+    if kind == "leaves":
+        return dead_leaves(LEAVES_SIZE, LEAVES_SIZE, np.random.default_rng([seed, 7919, int(ref)]))
+    raise ValueError(kind)
+
+
+def load_source(src: Source, seed: int = 0) -> np.ndarray:
+    """The clean base image of ``src`` as uint8 BGR at its native size."""
+    if src.kind == "file":
+        data = np.fromfile(src.ref, dtype=np.uint8)
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if img is None:
+            raise InputError(f"{src.ref}: cannot decode this image")
+        return to_bgr(img)
+    return _load_cached(src.kind, src.ref, seed)
+
+
+def to_working_resolution(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Resample a base photo to the scale of a lores frame, never upscaling (upscaling
+    would make a soft image and still call it sharp). Large photos get a long side in
+    ``WORKING_LONG_SIDE``; small ones a random 0.55-1.0 downscale."""
+    h, w = img.shape[:2]
+    long_side = max(h, w)
+    if long_side > WORKING_LONG_SIDE[1]:
+        s = rng.uniform(*WORKING_LONG_SIDE) / long_side
+    else:
+        s = rng.uniform(0.55, 1.0)
+    if s >= 0.999:
+        return img
+    size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def _random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    h, w = img.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    crop = img[y:y + ch, x:x + cw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    if rng.random() < 0.5:  # rotate by 90 degrees: motion angles and text lines vary
+        crop = np.rot90(crop)
+    return np.ascontiguousarray(crop)
+
+
+def _check_size(img: np.ndarray, tile: int, src: Source) -> None:
+    h, w = img.shape[:2]
+    if h < tile or w < tile:
+        raise InputError(f"{src.id}: image is {w}x{h} px at the working resolution, smaller "
+                         f"than the {tile}-px tile")
+
+
+# ----------------------------------------------------------------------------- samples
+def focus_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 0,
+                 crops: int = 2, tiles_per_side: int = 3):
+    """Tiles from one source: ``crops`` random crops, each with its own random class and
+    degradation. Flat tiles (no blur evidence) are dropped, as at inference.
+
+    The camera model runs on the grey (luma) image: the net only sees luma, and JPEG
+    codes luma on its own, so this is equivalent to degrading colour and converting
+    after, at a third of the cost.
+
+    Returns ``(tiles uint8 (N,T,T), class_index (N,), blur_px (N,))``.
+    """
+    base = to_working_resolution(load_source(src, seed), rng)
+    _check_size(base, tile, src)
+    size = tile * tiles_per_side + 2 * _MARGIN
+    tiles, cls, blur = [], [], []
+    for _ in range(crops):
+        crop = to_grey(_random_crop(base, size, rng))
+        lab = degrade.sample_focus_label(rng)
+        out = degrade.degrade_focus(crop, lab, rng)
+        h, w = out.shape[:2]
+        m = min(_MARGIN, (h - tile) // 2, (w - tile) // 2)
+        grey = out[m:h - m, m:w - m]
+        t = extract_tiles(grey, tile_origins(*grey.shape, tile), tile)
+        t = t[textured_mask(t)]
+        tiles.append(t)
+        cls += [lab.class_index] * len(t)
+        blur += [lab.blur_px] * len(t)
+    t = np.concatenate(tiles) if tiles else np.zeros((0, tile, tile), np.uint8)
+    return t, np.asarray(cls, np.int64), np.asarray(blur, np.float32)
+
+
+def sample_defect_condition(rng: np.random.Generator) -> dict:
+    """Random defect imaging condition: Bayer + demosaic (75%) or plain RGB pixels; JPEG
+    (60%, quality 70-98); 0-4 defects (none in ~30% of crops)."""
+    mode = "bayer" if rng.random() < 0.75 else "rgb"
+    q = int(rng.integers(70, 99)) if rng.random() < 0.6 else 0
+    n = 0 if rng.random() < 0.3 else int(rng.integers(1, 5))
+    return dict(mode=mode, jpeg_quality=q, n_defects=n)
+
+
+def defect_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 0,
+                  crops: int = 3, tiles_per_side: int = 2, condition: dict | None = None):
+    """Defect tiles from one source. Returns ``(tiles uint8 (N,T,T,3), heatmap target
+    float32 (N,T,T,K))``. The clean crop gets exposure and sensor noise first, so noise is
+    never mistaken for a defect. ``condition`` fixes mode/jpeg_quality (e.g. the q90 test)."""
+    base = to_working_resolution(load_source(src, seed), rng)
+    _check_size(base, tile, src)
+    size = tile * tiles_per_side
+    tiles, heat = [], []
+    for _ in range(crops):
+        crop = _random_crop(base, size, rng)
+        if crop.shape[0] < tile or crop.shape[1] < tile:
+            continue
+        cond = sample_defect_condition(rng)
+        if condition:
+            cond.update(condition)
+        lin = degrade.srgb_to_linear(crop) * np.float32(np.exp(rng.uniform(np.log(0.4), np.log(1.5))))
+        lin = degrade.add_sensor_noise(lin, float(np.exp(rng.uniform(np.log(300), np.log(20000)))),
+                                       float(rng.uniform(0, 0.005)), rng)
+        clean = degrade.quantise_u8(degrade.linear_to_srgb(lin))
+        n = cond["n_defects"] * max(1, (crop.shape[0] // tile) * (crop.shape[1] // tile)) // 2
+        img, mask, _ = degrade.inject_defects(clean, n, rng, mode=cond["mode"],
+                                              jpeg_quality=cond["jpeg_quality"])
+        target = degrade.defect_heatmap_target(mask)
+        org = tile_origins(*img.shape[:2], tile)
+        tiles.append(extract_tiles(img, org, tile))
+        heat.append(extract_tiles(target, org, tile))
+    if not tiles:
+        return (np.zeros((0, tile, tile, 3), np.uint8),
+                np.zeros((0, tile, tile, len(DEFECT_KINDS)), np.float32))
+    return np.concatenate(tiles), np.concatenate(heat)
+
+
+def _sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), SPLITS.index(split), int(index)])
+
+
+def make_sample(kind: str, sources: Sequence[Source], cfg: DataConfig, split: str, index: int,
+                condition: dict | None = None, raw: bool = False):
+    """Sample ``index`` of ``split``: normalised model inputs and targets (numpy).
+
+    The source is picked by the sample's own seeded generator, so sample ``i`` is the
+    same wherever and in whatever order it is computed (parallel map, resume).
+    """
+    rng = _sample_rng(cfg.seed, split, index)
+    src = sources[int(rng.integers(len(sources)))]
+    if kind == "focus":
+        t, c, b = focus_sample(src, rng, cfg.focus_tile, cfg.seed)
+        onehot = np.eye(len(FOCUS_CLASSES), dtype=np.float32)[c]
+        x = normalize_focus_tiles(t) if len(t) else np.zeros((0, cfg.focus_tile, cfg.focus_tile, 1), np.float32)
+        return (x, onehot, b.reshape(-1, 1)) + ((t,) if raw else ())
+    t, h = defect_sample(src, rng, cfg.defect_tile, cfg.seed, condition=condition)
+    x = normalize_defect_tiles(t) if len(t) else np.zeros((0,) + t.shape[1:], np.float32)
+    return (x, h) + ((t,) if raw else ())
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the train extra
+        return None
+    return tqdm(total=total, desc=desc, unit="tile", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+def build_split(kind: str, cfg: DataConfig, split: str, n: int, progress: bool = False,
+                condition: dict | None = None, sources: Sequence[Source] | None = None,
+                raw: bool = False):
+    """Materialise ``n`` tiles of one split in memory (for val/test/calibration), with a
+    progress bar. Focus returns ``(x, dict(probs, blur_px))``; defects ``(x, heatmap)``.
+    With ``raw=True`` a third item holds the uint8 tiles before normalisation (for the
+    classic baselines, which work on raw pixels)."""
+    if sources is None:
+        sources = split_sources(collect_sources(cfg), cfg)[split]
+    parts: list[tuple] = []
+    got, i = 0, 0
+    bar = _progress(n, f"{kind} {split} tiles", progress)
+    while got < n:
+        s = make_sample(kind, sources, cfg, split, i, condition=condition, raw=raw)
+        i += 1
+        if i > 50 * n + 100:
+            raise InputError(f"{kind}: the {split} images yield no usable tiles (all flat?)")
+        if len(s[0]) == 0:
+            continue
+        parts.append(s)
+        got += len(s[0])
+        if bar is not None:
+            bar.update(len(s[0]))
+    if bar is not None:
+        bar.close()
+    cols = [np.concatenate([p[j] for p in parts])[:n] for j in range(len(parts[0]))]
+    if kind == "focus":
+        out = (cols[0], {"probs": cols[1], "blur_px": cols[2][:, 0]})
+    else:
+        out = (cols[0], cols[1])
+    return out + ((cols[-1],) if raw else ())
+
+
+# ----------------------------------------------------------------------------- tf.data
+def tf_dataset(kind: str, sources: Sequence[Source], cfg: DataConfig, batch: int,
+               split: str = "train", start: int = 0, shuffle: int = 2048):
+    """Infinite streaming dataset of ``(x, y)`` batches for ``model.fit``.
+
+    ``Dataset.counter(start)`` -> parallel ``map`` of :func:`make_sample` (OpenCV releases
+    the GIL, so the map really runs on several cores) -> unbatch -> seeded shuffle ->
+    batch -> prefetch. ``start`` lets a resumed run continue with fresh samples.
+    """
+    import tensorflow as tf
+
+    tile = cfg.tile(kind)
+    srcs = list(sources)
+
+    if kind == "focus":
+        def fn(i):
+            return make_sample("focus", srcs, cfg, split, int(i))
+        out_t = (tf.float32, tf.float32, tf.float32)
+
+        def wrap(i):
+            x, p, b = tf.numpy_function(fn, [i], out_t, stateful=False)
+            x.set_shape((None, tile, tile, 1))
+            p.set_shape((None, len(FOCUS_CLASSES)))
+            b.set_shape((None, 1))
+            return tf.data.Dataset.from_tensor_slices((x, (p, b)))
+    else:
+        def fn(i):
+            return make_sample("defects", srcs, cfg, split, int(i))
+        out_t = (tf.float32, tf.float32)
+
+        def wrap(i):
+            x, h = tf.numpy_function(fn, [i], out_t, stateful=False)
+            x.set_shape((None, tile, tile, 3))
+            h.set_shape((None, tile, tile, len(DEFECT_KINDS)))
+            return tf.data.Dataset.from_tensor_slices((x, h))
+
+    ds = tf.data.Dataset.counter(start)
+    ds = ds.map(lambda i: i, num_parallel_calls=1)
+    ds = ds.interleave(wrap, cycle_length=max(2, os.cpu_count() or 2), block_length=1,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if shuffle:
+        ds = ds.shuffle(shuffle, seed=cfg.seed + start, reshuffle_each_iteration=False)
+    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+# ----------------------------------------------------------------------------- public API
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {KINDS}, got {kind!r}")
+
+
+def representative_inputs(kind: str, n: int, seed: int, *, images: Iterable[str] = ()) -> np.ndarray:
+    """``n`` normalised model inputs from the **training** split, for int8 calibration.
+
+    ``kind`` is ``"focus"`` -> float32 ``(n, FOCUS_TILE, FOCUS_TILE, 1)`` from
+    ``normalize_focus_tiles``; ``"defects"`` -> float32 ``(n, DEFECT_TILE, DEFECT_TILE, 3)``
+    from ``normalize_defect_tiles``. Same ``seed`` (and ``images``) -> same array. Uses the
+    same sources and degradations as training (scikit-image photos + dead leaves by
+    default), so the calibration ranges match what the model saw.
+    """
+    _check_kind(kind)
+    cfg = DataConfig(images=tuple(images), seed=int(seed))
+    x, _ = build_split(kind, cfg, "train", int(n))
+    return x
+
+
+def evaluation_split(kind: str, seed: int, n: int | None = None, *, images: Iterable[str] = (),
+                     condition: dict | None = None, progress: bool = False):
+    """The blind held-out test split: tiles from base images never used in training.
+
+    Returns ``(x, y)``. ``x`` is as in :func:`representative_inputs`. For ``"focus"``,
+    ``y = {"probs": one-hot float32 (N, 3) over FOCUS_CLASSES, "blur_px": float32 (N,)}``
+    (blur in working-resolution pixels: disc radius for defocus, half the trajectory
+    length for motion, < 0.6 for sharp). For ``"defects"``, ``y`` is the heatmap target
+    float32 ``(N, DEFECT_TILE, DEFECT_TILE, 3)`` over DEFECT_KINDS (1 on each defective
+    site and its 8 neighbours). By default the defect split is the target condition:
+    defects in the Bayer mosaic, demosaiced, then JPEG quality 90 (``condition`` may
+    override, e.g. ``{"mode": "rgb", "jpeg_quality": 0}``). ``n`` defaults to
+    ``DEFAULT_EVAL_TILES[kind]``. Deterministic for a given ``seed`` and ``images``; pass
+    the seed (and image folders) recorded in the model card.
+    """
+    _check_kind(kind)
+    cfg = DataConfig(images=tuple(images), seed=int(seed))
+    if kind == "defects" and condition is None:
+        condition = {"mode": "bayer", "jpeg_quality": 90}
+    return build_split(kind, cfg, "test", int(n or DEFAULT_EVAL_TILES[kind]), progress=progress,
+                       condition=condition)
