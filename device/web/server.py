@@ -31,7 +31,7 @@ from ..errors import ConfigError, FocusAssistError
 from ..measures import check_roi
 from ..scoring import jsonable
 from .access import COOKIE, cookie_token, parse_listen, require_token, token_ok
-from ..viewfinder import describe_state
+from ..viewfinder import capture_count, describe_state
 from .stream import MjpegStream
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class WebViewfinder:
             out["autofocus"] = _describe(af)
         cap = self.runtime.get("capture")
         if cap is not None:
-            out["capture"] = _stats_of(cap)
+            out["capture"] = {**_stats_of(cap), "count": capture_count(cap)}
         if "defects" in result:
             out["defects"] = result["defects"]
         return jsonable(out)

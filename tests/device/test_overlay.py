@@ -110,7 +110,8 @@ def test_heat_map_is_hot_where_the_photo_is_sharp(lens):
     assert lut[255][2] > lut[255][0] and lut[0][0] > lut[0][2]    # hot is red, cold is blue
     for r, c in ((0, 0), (3, 2), (5, 7)):                           # each tile: 50% blend of its colour
         y, x = r * 80 + 40, c * 80 + 40
-        expect = 0.5 * 128 + 0.5 * lut[int(values[r, c] * 255)].astype(float)
+        level = int(np.float32(np.round(values[r, c] * (ov.HEAT_LEVELS - 1)) * (255.0 / (ov.HEAT_LEVELS - 1))))
+        expect = 0.5 * 128 + 0.5 * lut[level].astype(float)
         assert np.allclose(canvas[y, x], expect, atol=1.5)
 
 

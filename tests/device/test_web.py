@@ -231,7 +231,7 @@ def test_controls_of_present_features_call_them():
         status, _, body = lv.request("POST", "/api/capture")
         assert status == 200 and cap.count == 1 and body["capture"] == "capture-0001.jpg"
         _, _, s = lv.request("GET", "/api/status")
-        assert s["autofocus"]["state"] == "scanning" and s["capture"] == {"captures": 1}
+        assert s["autofocus"]["state"] == "scanning" and s["capture"] == {"captures": 1, "count": 1}
     finally:
         lv.stop()
 
