@@ -371,7 +371,7 @@ class OverlayConfig:
     ``post_callback`` (drawn into the main stream for preview and encoders), or ``none``."""
     peaking: bool = True
     peaking_share: float = 0.005        # fraction of pixels lit in a sharp frame (Magic Lantern)
-    peaking_floor: float = 0.5          # share of the running peak edge strength to light at all
+    peaking_floor: float = 0.7          # share of the running peak edge strength to light at all
     peaking_noise_k: float = 8.0        # noise multiples below which nothing lights
     peaking_memory_s: float = 8.0       # half-life of the running peak edge strength
     peaking_colour: str = "red"         # name or #rrggbb

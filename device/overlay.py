@@ -20,8 +20,8 @@ wall. So the threshold is the largest of three terms:
    which flat areas and noise dominate), so a noise-only frame shows nothing;
 3. a *peak floor*: ``floor`` times a running peak of the quantile (decaying with a
    half-life of ``memory_s`` seconds). Once the user has turned the ring through focus, a
-   defocused frame's edges fall below half the in-focus edge strength and the peaking
-   fades out, exactly when the user needs the "you are past it" cue. The decay lets a new
+   defocused frame's edges fall below 70% of the in-focus edge strength and the
+   peaking fades out, exactly when the user needs the "you are past it" cue. The decay lets a new
    scene take over within seconds; resetting the peak hold resets it at once.
 
 Edge strength is the Sobel gradient magnitude on the frame reduced by one pyramid level,
@@ -122,7 +122,7 @@ class PeakingState:
 @dataclass(frozen=True)
 class PeakingParams:
     share: float = 0.005      # fraction of pixels highlighted in a sharp frame
-    floor: float = 0.5        # share of the running peak edge strength below which nothing shows
+    floor: float = 0.7        # share of the running peak edge strength below which nothing shows
     noise_k: float = 8.0      # multiples of the noise estimate below which nothing shows
 
 
