@@ -1,0 +1,152 @@
+"""The shipped defect net through DefectDetector / DefectSequence, and ``focus-assist defects``."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.defects import DefectDetector, DefectSequence
+from device.errors import InputError
+from device.preprocess import DEFECT_KINDS, DEFECT_TOLERANCE_PX
+from device.scenes import load_photo
+
+from .bayer_defects import camera_frame, panning_sequence
+
+REPO = Path(__file__).resolve().parents[2]
+INJECTED = [(101, 77, "hot"), (300, 201, "dead"), (452, 330, "stuck"), (590, 90, "hot"),
+            (210, 420, "dead")]
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return DefectDetector.from_path(num_threads=1)
+
+
+def _base_with_highlights(seed: int = 1) -> np.ndarray:
+    """A real photo, larger than the frame so it can pan, with specular-like glints on it."""
+    base = cv2.resize(load_photo("coffee"), (1100, 900), interpolation=cv2.INTER_CUBIC)
+    rng = np.random.default_rng(seed)
+    for y, x in rng.integers(20, 880, (60, 2)):
+        cv2.circle(base, (int(x), int(y)), 1, (255, 255, 255), -1)    # ~3 px glints
+    return base
+
+
+def _near(d: dict, x: int, y: int, tol: int = DEFECT_TOLERANCE_PX) -> bool:
+    return abs(d["x"] - x) <= tol and abs(d["y"] - y) <= tol
+
+
+@pytest.fixture(scope="module")
+def panning():
+    return panning_sequence(_base_with_highlights(), 8, defects=INJECTED)
+
+
+def test_candidate_filter_finds_a_lone_hot_pixel(detector):
+    img = np.full((120, 160, 3), 90, np.uint8)
+    img[50, 70] = (255, 255, 255)
+    c = detector.candidates(img)
+    assert len(c) >= 1 and tuple(c[0][:2]) == (50, 70)
+    # Texture is not an outlier: a clean, real photo gives few candidates.
+    photo = cv2.resize(load_photo("astronaut"), (640, 480))
+    assert len(detector.candidates(photo)) < 0.005 * photo.shape[0] * photo.shape[1]
+
+
+def test_single_frame_finds_injected_defects(detector, panning):
+    found = detector.detect(panning[0])
+    for x, y, kind in INJECTED:
+        assert any(_near(d, x, y) for d in found), (x, y, kind, found)
+    for d in found:
+        assert set(d) == {"x", "y", "kind", "confidence"} and d["kind"] in DEFECT_KINDS
+        assert 0.0 <= d["confidence"] <= 1.0
+
+
+def test_sequence_keeps_what_persists_and_drops_scene_highlights(detector, panning):
+    seq = DefectSequence(detector, min_scene_changes=3)
+    per_frame = [seq.update(f) for f in panning]
+    result = seq.persistent()
+    for x, y, kind in INJECTED:
+        hits = [d for d in result if _near(d, x, y)]
+        assert len(hits) == 1, (x, y, result)
+    kinds_right = sum(any(_near(d, x, y) and d["kind"] == k for d in result) for x, y, k in INJECTED)
+    assert kinds_right >= len(INJECTED) - 1, result
+    extra = [d for d in result if not any(_near(d, x, y) for x, y, _ in INJECTED)]
+    assert extra == []
+    # The single frames did see glints (else the test above proves nothing about them).
+    glints = [d for f in per_frame for d in f if not any(_near(d, x, y) for x, y, _ in INJECTED)]
+    assert glints, "the glints were never detected in single frames"
+
+
+def test_static_scene_confirms_nothing(detector):
+    frame = camera_frame(cv2.resize(load_photo("coffee"), (640, 480)), INJECTED)
+    seq = DefectSequence(detector, min_scene_changes=3)
+    for _ in range(5):
+        seq.update(frame)
+    assert seq.persistent() == []       # a glint and a defect are indistinguishable here
+
+
+def test_sequence_rejects_a_frame_of_another_size(detector, panning):
+    seq = DefectSequence(detector)
+    seq.update(panning[0])
+    with pytest.raises(InputError, match="one camera"):
+        seq.update(panning[0][:400])
+
+
+# --- the CLI contract ------------------------------------------------------------------------
+
+def _cli(*args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "device", "defects", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_defects_json_per_image_and_per_video_frame(tmp_path, panning):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    cv2.imwrite(str(a), panning[0])
+    cv2.imwrite(str(b), panning[1])
+    vid = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for f in panning[:3]:
+        w.write(f)
+    w.release()
+    p = _cli("--json", a, b, vid)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [(r["path"], r.get("frame")) for r in rows] == [
+        (str(a), None), (str(b), None), (str(vid), 0), (str(vid), 1), (str(vid), 2)]
+    assert "frame" not in rows[0]
+    for r in rows:
+        assert set(r) <= {"path", "frame", "defects"}
+        for d in r["defects"]:
+            assert isinstance(d["x"], int) and isinstance(d["y"], int)
+            assert 0 <= d["x"] < 640 and 0 <= d["y"] < 480
+    assert any(_near(d, 101, 77) for d in rows[0]["defects"])
+
+
+def test_defects_sequence_json(tmp_path, panning):
+    paths = []
+    for i, f in enumerate(panning):
+        paths.append(tmp_path / f"f{i}.png")
+        cv2.imwrite(str(paths[-1]), f)
+    p = _cli("--json", "--sequence", *paths)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert len(rows) == 1 and rows[0]["frames"] == len(paths)
+    found = rows[0]["defects"]
+    assert all(any(_near(d, x, y) for d in found) for x, y, _ in INJECTED), found
+
+
+def test_defects_bad_inputs_exit_2_one_line(tmp_path):
+    img = tmp_path / "ok.png"
+    cv2.imwrite(str(img), np.full((64, 64, 3), 80, np.uint8))
+    p = _cli("--json", tmp_path / "missing.png", img)
+    assert p.returncode == 2
+    assert "missing.png: no such file" in p.stderr and "Traceback" not in p.stderr
+    assert json.loads(p.stdout.splitlines()[0])["path"] == str(img)   # the good one still ran
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"TFL3" * 10)
+    p = _cli("--model", bad, img)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "bad.tflite: corrupt" in p.stderr
