@@ -162,11 +162,14 @@ def sample_focus_label(rng: np.random.Generator, cls: str | None = None,
         lab.blur_px = float(np.exp(rng.uniform(np.log(MIN_BLUR_PX), np.log(max_blur))))
     lab.exposure = float(np.exp(rng.uniform(np.log(0.35), np.log(1.6))))
     if rng.random() < 0.85:
-        lab.photons = float(np.exp(rng.uniform(np.log(150.0), np.log(20000.0))))
-        lab.read_noise = float(rng.uniform(0.0, 0.008))
+        # At the working resolution a pixel bins many photosites (a 640-px lores frame of a
+        # 4056-px sensor averages ~40), so even at high gain the effective full-scale photon
+        # count is in the thousands; the low end here is a dim, high-gain frame.
+        lab.photons = float(np.exp(rng.uniform(np.log(600.0), np.log(40000.0))))
+        lab.read_noise = float(rng.uniform(0.0, 0.004))
     lab.contrast = float(rng.uniform(0.6, 1.3))
     lab.sharpen = float(rng.uniform(0.0, 1.2)) if rng.random() < 0.5 else 0.0
-    lab.jpeg_quality = int(rng.integers(35, 98)) if rng.random() < 0.75 else 0
+    lab.jpeg_quality = int(rng.integers(50, 98)) if rng.random() < 0.75 else 0
     return lab
 
 

@@ -27,11 +27,16 @@ from keras import layers
 
 from device.preprocess import DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE
 
+# Batch-norm running statistics must keep up with the weights during short CPU runs at a
+# high learning rate; with Keras' default 0.99 they lag so far that inference-mode
+# outputs collapse to one class while training-mode outputs are right.
+BN_MOMENTUM = 0.9
+
 
 def _conv_bn(x, filters, kernel=3, strides=1, name=None):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
                       name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -39,10 +44,10 @@ def _sep_bn(x, filters, strides=1, dilation=1, name=None):
     """Depthwise 3x3 + BN + ReLU, then pointwise 1x1 + BN + ReLU (MobileNet block)."""
     x = layers.DepthwiseConv2D(3, strides=strides, dilation_rate=dilation, padding="same",
                                use_bias=False, name=f"{name}_dw")(x)
-    x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
     x = layers.ReLU(name=f"{name}_dw_relu")(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(name=f"{name}_pw_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_pw_bn")(x)
     return layers.ReLU(name=f"{name}_pw_relu")(x)
 
 

@@ -1,0 +1,84 @@
+"""Metric helpers and the whole-image pipeline (on real photographs)."""
+import cv2
+import numpy as np
+import pytest
+
+from train import evaluate as E
+
+
+def test_roc_and_pr_extremes():
+    y = np.array([0, 0, 1, 1, 0, 1], bool)
+    perfect = y.astype(float)
+    assert E.roc_curve(perfect, y)[2] == pytest.approx(1.0)
+    assert E.roc_curve(-perfect, y)[2] == pytest.approx(0.0)
+    assert E.pr_curve(perfect, y)[2] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    yy = rng.random(4000) < 0.5
+    assert E.roc_curve(rng.random(4000), yy)[2] == pytest.approx(0.5, abs=0.03)
+    # ties: a constant score is a coin flip
+    assert E.roc_curve(np.ones(6), y)[2] == pytest.approx(0.5)
+
+
+def test_confusion_and_per_class():
+    cm = E.confusion(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 0]), 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+    prec, rec = E.per_class_pr(cm)
+    assert prec.tolist() == pytest.approx([0.5, 0.5, 1.0])
+    assert rec.tolist() == pytest.approx([0.5, 1.0, 0.5])
+
+
+def test_certainty_weighting():
+    sure = np.array([[0.98, 0.01, 0.01]])
+    unsure = np.full((3, 3), 1 / 3)
+    assert E.certainty(unsure) == pytest.approx(np.zeros(3), abs=1e-6)
+    assert E.certainty(sure)[0] > 0.8
+    # three undecided tiles do not outvote one confident tile
+    p = E.whole_image(np.concatenate([sure, unsure]))
+    assert p.argmax() == 0 and p[0] > 0.9
+
+
+def test_detection_matching_uses_2px_tolerance():
+    gts = [[(10.0, 10.0, 1)], [], [(5.0, 20.0, 0)]]
+    peaks = [np.array([[11, 11, 0.9], [25, 25, 0.8]]), np.array([[3, 3, 0.95]]), np.array([[5, 23, 0.9]])]
+    tp, fp, fn, pairs = E.match_detections(peaks, gts, 0.5)
+    assert (tp, fp, fn) == (1, 3, 1)   # (11,11) within √2 of (10,10); (5,23) is 3 px off
+    tp, fp, fn, _ = E.match_detections(peaks, gts, 0.92)
+    assert (tp, fp, fn) == (0, 1, 2)
+    rows = E.detection_sweep(peaks, gts, 1_000_000, [0.5, 0.92, 0.99])
+    assert E.pick_threshold(rows, 1.0)["threshold"] == 0.92
+
+
+def test_components_recover_defect_centres():
+    from train import degrade
+    m = np.zeros((1, 32, 32, 3), np.uint8)
+    m[0, 8, 9, 1] = 1
+    m[0, 20, 20, 2] = m[0, 20, 21, 2] = 1
+    t = np.stack([degrade.defect_heatmap_target(m[0])])
+    comps = sorted(E._components(t)[0])
+    assert comps[0][:2] == pytest.approx((8, 9)) and comps[0][2] == 1
+    assert comps[1][:2] == pytest.approx((20, 20.5)) and comps[1][2] == 2
+
+
+class SharpnessModel:
+    """A stand-in for focus_net with a physical rule: normalised tiles with strong fine
+    detail are 'sharp'. Lets the whole-image path be tested on real photos without training."""
+
+    def predict(self, x, batch_size=None, verbose=0):
+        lap = np.array([np.abs(cv2.Laplacian(t[..., 0], cv2.CV_32F)).mean() for t in x])
+        s = 1 / (1 + np.exp(-(lap - 1.0) * 6))
+        probs = np.stack([s, (1 - s) / 2, (1 - s) / 2], 1)
+        return [probs, (1 - s)[:, None] * 5]
+
+
+def test_whole_image_on_real_kaggle_photos(kaggle_dir):
+    paths = E.kaggle_paths(kaggle_dir)
+    assert len(paths) == 9
+    by_scene = {}
+    for p in paths:
+        img = cv2.imread(str(p))
+        r = E.score_photo(SharpnessModel(), img, 64)
+        assert r["size"][0] == E.WORKING_WIDTH          # scored at the lores working width
+        assert 0 < r["n_tiles"] <= (r["size"][0] // 64) * (r["size"][1] // 64)
+        by_scene.setdefault(p.stem.rsplit("_", 1)[0], {})[p.stem[-1]] = r["probs"][0]
+    for scene, d in by_scene.items():
+        assert d["S"] > d["F"], scene   # the real defocused shot looks less sharp
