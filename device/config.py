@@ -155,10 +155,10 @@ class MotorConfig:
     driver: str = "sim"                 # sim | stepdir | uln2003 | servo
     min_position: int = 0               # soft limits, inclusive
     max_position: int = 1000
-    speed: float = 1500.0               # steps/s at cruise
-    acceleration: float = 8000.0        # steps/s^2; 0 = start and stop at full speed
+    speed: float = 600.0                # steps/s at cruise (gentle enough for a 28BYJ-48)
+    acceleration: float = 3000.0        # steps/s^2; 0 = start and stop at full speed
     approach: str = "up"                # direction of every final approach (backlash)
-    backlash_overshoot: int = 40        # steps past the target before approaching it
+    backlash_overshoot: int = 30        # steps past the target before approaching it
     release_when_idle: bool = True      # de-energise after idle_release_s without a move
     idle_release_s: float = 1.0
     position_file: Optional[str] = None  # None: $STATE_DIRECTORY or ~/.local/state/focus-assist
@@ -181,16 +181,20 @@ class MotorConfig:
     max_angle: float = 90.0             # angle at max_position
     min_pulse_width: float = 0.0005
     max_pulse_width: float = 0.0025
-    # sim: the simulated lens's own gear play and a frame-synchronised clock
+    # sim: a NEMA17-class stepper (800 steps/rev) with its own gear play
     sim_backlash: int = 12              # steps lost after each direction reversal
+    sim_speed: float = 3000.0           # steps/s (3.75 rev/s)
+    sim_acceleration: float = 100000.0  # steps/s^2 (125 rev/s^2, less than 3D printers ask)
 
     def __post_init__(self):
         if self.driver not in ("sim", "stepdir", "uln2003", "servo"):
             raise ConfigError("motor.driver must be one of sim, stepdir, uln2003, servo")
         if self.min_position >= self.max_position:
             raise ConfigError("motor.min_position must be below motor.max_position")
-        if self.speed <= 0 or self.acceleration < 0:
-            raise ConfigError("motor.speed must be > 0 and motor.acceleration >= 0")
+        if self.speed <= 0 or self.acceleration < 0 or self.sim_speed <= 0 \
+                or self.sim_acceleration < 0:
+            raise ConfigError("motor.speed and sim_speed must be > 0, "
+                              "acceleration and sim_acceleration >= 0")
         if self.approach not in ("up", "down"):
             raise ConfigError("motor.approach must be 'up' or 'down'")
         if self.backlash_overshoot < 0 or self.sim_backlash < 0 or self.home_travel < 0:
@@ -224,6 +228,7 @@ class AutofocusConfig:
     timeout_frames: int = 400           # give up (failed) after this many frames
     button_pin: Optional[int | str] = None  # GPIO push button that triggers a one-shot AF
     blur_steps_per_px: float = 0.0      # >0: use the CNN's blur_px to size the first step
+    fit: str = "v"                      # peak fit on log focus: v (symmetric V) | parabola
 
     def __post_init__(self):
         if self.mode not in ("once", "continuous"):
@@ -240,6 +245,8 @@ class AutofocusConfig:
             raise ConfigError("autofocus.retrigger_delay must be >= 1 and timeout_frames >= 10")
         if self.blur_steps_per_px < 0:
             raise ConfigError("autofocus.blur_steps_per_px must be >= 0")
+        if self.fit not in ("v", "parabola"):
+            raise ConfigError("autofocus.fit must be 'v' or 'parabola'")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ def _common(cfg) -> dict:
 
 
 def open_motor(cfg, *, sim_camera=None, pin_factory=None, state_dir: Optional[str] = None,
-               store: Optional[PositionStore] = None, threaded: bool = True) -> Motor:
+               store: Optional[PositionStore] = None,
+               threaded: Optional[bool] = None) -> Motor:
     """Build the motor ``cfg.driver`` names.
 
     ``sim`` moves ``sim_camera``'s lens (a ``device.sources.sim.SimCamera``), or is a
@@ -49,8 +50,13 @@ def open_motor(cfg, *, sim_camera=None, pin_factory=None, state_dir: Optional[st
     if cfg.driver == "sim":
         from .sim import SimMotor
 
+        kw = dict(_common(cfg), speed=cfg.sim_speed, acceleration=cfg.sim_acceleration)
+        if threaded is None:
+            # With a simulated camera the motor runs on frame time, advanced by the
+            # autofocus sink once per frame, so runs are repeatable on any machine.
+            threaded = sim_camera is None
         return SimMotor(sim_camera, backlash=cfg.sim_backlash, threaded=threaded,
-                        store=store, **_common(cfg))
+                        store=store, **kw)
     if cfg.driver not in DRIVERS:
         raise MotorError(f"unknown motor driver {cfg.driver!r} (one of {', '.join(DRIVERS)})")
     if store is None:
@@ -69,7 +75,8 @@ def open_motor(cfg, *, sim_camera=None, pin_factory=None, state_dir: Optional[st
         raise MotorError(f"saved motor position {position} lies outside the soft limits "
                          f"{cfg.min_position}..{cfg.max_position}; run 'focus-assist motor zero' "
                          "or 'home'")
-    kw = dict(_common(cfg), position=position, store=store, threaded=threaded)
+    kw = dict(_common(cfg), position=position, store=store,
+              threaded=True if threaded is None else threaded)
     if cfg.driver == "stepdir":
         from .stepdir import StepDirMotor
         return StepDirMotor(cfg, pin_factory=pin_factory, **kw)

@@ -132,6 +132,17 @@ class Motor:
             return self._leg_target is not None or bool(self._legs)
 
     @property
+    def approached(self) -> bool:
+        """True when the last step was in the approach direction: the gear play is taken up
+        on the usual side, so this position means the usual lens position."""
+        return self._last_dir == self.approach
+
+    @property
+    def frame_clocked(self) -> bool:
+        """True when ``advance(dt)`` drives the motor (simulation), not a worker thread."""
+        return not self._threaded
+
+    @property
     def energised(self) -> bool:
         return self._energised
 
