@@ -275,6 +275,7 @@ class ServiceNotifierSink:
         self.status_text = self.format_status()
         self.status_updates += 1
         self.notifier.status(self.status_text)
+        log.debug("status: %s", self.status_text)  # the same line in the journal, when asked
 
     def stats(self) -> dict:
         # Prefixed keys: the loop merges every sink's stats into one summary beside its own

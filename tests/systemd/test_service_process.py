@@ -47,6 +47,7 @@ class Listener:
             self.name = str(tmp_path / "notify.sock")
             self.sock.bind(self.name)
         self.messages: list[tuple[float, str]] = []
+        self.cursor = 0
 
     def poll(self, timeout: float) -> list[tuple[float, str]]:
         """Collect for ``timeout`` seconds; return what arrived meanwhile."""
@@ -65,13 +66,17 @@ class Listener:
         return got
 
     def wait_for(self, field: str, timeout: float, proc: subprocess.Popen) -> float:
+        """Time of the next ``field`` after the one the previous wait_for matched."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for t, f in self.poll(0.2):
+        while True:
+            for i in range(self.cursor, len(self.messages)):
+                t, f = self.messages[i]
                 if f == field:
+                    self.cursor = i + 1
                     return t
-            if proc.poll() is not None:
+            if time.monotonic() >= end or proc.poll() is not None:
                 break
+            self.poll(0.2)
         out, err = proc.communicate(timeout=5) if proc.poll() is not None else ("", "")
         raise AssertionError(f"no {field} within {timeout} s (exit {proc.poll()}):\n{err}")
 
@@ -219,3 +224,35 @@ def test_runs_without_systemd(tmp_path, config):
                          "--frames", "10"], env=env, capture_output=True, text=True, timeout=120,
                         stdin=subprocess.DEVNULL)
     assert cp.returncode == 0, cp.stderr
+
+
+def test_sighup_reload_reports_reloading_then_ready(tmp_path, config, cleanup):
+    """systemctl reload: RELOADING=1 ... READY=1, and a bad new config keeps the old one."""
+    procs, listeners = cleanup
+    lis = Listener(tmp_path, abstract=True)
+    listeners.append(lis)
+    proc = start(lis, "sim", config)
+    procs.append(proc)
+    lis.wait_for("READY=1", START_TIMEOUT_S, proc)
+    lis.poll(0.5)
+
+    good = config.read_text()
+    config.write_text(good + "[log]\nlevel = \"debug\"\n")
+    proc.send_signal(signal.SIGHUP)
+    t_reloading = lis.wait_for("RELOADING=1", 10, proc)
+    t_ready = lis.wait_for("READY=1", 10, proc)
+    assert t_ready >= t_reloading
+
+    config.write_text(good + "[log]\nlevl = 'typo'\n")
+    proc.send_signal(signal.SIGHUP)
+    lis.wait_for("RELOADING=1", 10, proc)
+    lis.wait_for("READY=1", 10, proc)
+    lis.poll(1.5)
+    assert proc.poll() is None, "a bad config on SIGHUP must not end the service"
+    assert [f for t, f in lis.fields("WATCHDOG=1") if t > t_ready], "frames stopped after reload"
+
+    took, rc, err = stop(proc)
+    assert rc == 0, err
+    assert "levl" in err and "keeping the old config" in err
+    # [log] level = "debug" from the reloaded config took effect (no --log-level given).
+    assert any(line.startswith("<7>") for line in err.splitlines()), err
