@@ -346,24 +346,27 @@ class CaptureConfig:
 class DefectsConfig:
     """Pixel defects (see ``device.defect_map``): the live persistent map and the checks.
 
-    A pixel is a candidate in one frame when it stands ``k_sigma`` robust deviations from
-    its local median; it is confirmed once it was a candidate in ``min_hits`` frames of
-    at least ``min_scene_changes`` different scenes (texture moves, a defect does not).
+    In one frame a pixel is a candidate when it lies beyond every pixel of the ring at
+    distance 2 around it (the extremes of its neighbourhood) by ``threshold`` plus
+    ``spread_gain`` times the ring's own range, and is the strongest in its 3x3. It is
+    confirmed once it was a candidate, in the same colour channel, in ``min_hits``
+    frames whose local scene differed by ``scene_change`` grey levels (texture moves
+    with the scene, a defect does not).
     """
     live: bool = False
-    k_sigma: float = 6.0
-    min_abs: float = 24.0                # 0..255 units: weaker outliers are never defects
+    threshold: float = 16.0              # 0..255 units beyond the ring's extremes
+    spread_gain: float = 0.3
     min_hits: int = 5
-    min_scene_changes: int = 3
+    scene_change: float = 6.0            # grey levels (7x7 mean) between counted hits
     every_n_frames: int = 5              # live map: analyse one frame in N (CPU budget)
     save_interval_s: float = 30.0
     map_file: Optional[str] = None       # None: <state dir>/defects.json
 
     def __post_init__(self):
-        if self.k_sigma <= 0 or self.min_abs < 0:
-            raise ConfigError("defects.k_sigma must be > 0 and defects.min_abs >= 0")
-        if self.min_hits < 1 or self.min_scene_changes < 1:
-            raise ConfigError("defects.min_hits and min_scene_changes must be >= 1")
+        if self.threshold <= 0 or self.spread_gain < 0 or self.scene_change < 0:
+            raise ConfigError("defects.threshold must be > 0, spread_gain and scene_change >= 0")
+        if self.min_hits < 1:
+            raise ConfigError("defects.min_hits must be >= 1")
         if self.every_n_frames < 1 or self.save_interval_s <= 0:
             raise ConfigError("defects.every_n_frames must be >= 1 and save_interval_s > 0")
         if self.map_file == "":
