@@ -69,6 +69,10 @@ class SimConfig:
     read_noise: float = 2.0         # electrons-equivalent, in 8-bit units at mid grey
     full_well: float = 400.0        # higher = less shot noise
     fps: float = 0.0                # 0: render as fast as asked; >0 paces like a camera
+    exposure: float = 1.0           # scales the light; 0 = lens capped (dark frames)
+    hot_pixels: int = 0             # sensor defects at seeded fixed positions (defect checks)
+    dead_pixels: int = 0
+    stuck_pixels: int = 0
     # Steps per frame the lens turns by itself, bouncing at the ends: a person turning the
     # focus ring by hand (for capture-when-sharp and viewfinder demos). 0: it stays put.
     ring_speed: float = 0.0
@@ -86,6 +90,10 @@ class SimConfig:
             raise ConfigError("sim.read_noise must be >= 0 and sim.full_well > 0")
         if self.fps < 0:
             raise ConfigError("sim.fps must be >= 0")
+        if self.exposure < 0:
+            raise ConfigError("sim.exposure must be >= 0")
+        if min(self.hot_pixels, self.dead_pixels, self.stuck_pixels) < 0:
+            raise ConfigError("sim.hot_pixels, dead_pixels and stuck_pixels must be >= 0")
         for name in ("best_position", "start_position"):
             v = getattr(self, name)
             if v is not None and not 0 <= v <= self.lens_range:
@@ -354,6 +362,11 @@ class DefectsConfig:
     with the scene, a defect does not).
     """
     live: bool = False
+    # The defect net's candidate filter and sequence rule (device.defects, issue 4).
+    k_sigma: float = 6.0
+    min_abs: float = 24.0                # 0..255 units: weaker outliers are never defects
+    min_scene_changes: int = 3
+    # The classic live map and the checks (device.defect_map).
     threshold: float = 16.0              # 0..255 units beyond the ring's extremes
     spread_gain: float = 0.3
     min_hits: int = 5
@@ -365,8 +378,10 @@ class DefectsConfig:
     def __post_init__(self):
         if self.threshold <= 0 or self.spread_gain < 0 or self.scene_change < 0:
             raise ConfigError("defects.threshold must be > 0, spread_gain and scene_change >= 0")
-        if self.min_hits < 1:
-            raise ConfigError("defects.min_hits must be >= 1")
+        if self.min_hits < 1 or self.min_scene_changes < 1:
+            raise ConfigError("defects.min_hits and defects.min_scene_changes must be >= 1")
+        if self.k_sigma <= 0 or self.min_abs < 0:
+            raise ConfigError("defects.k_sigma must be > 0 and defects.min_abs >= 0")
         if self.every_n_frames < 1 or self.save_interval_s <= 0:
             raise ConfigError("defects.every_n_frames must be >= 1 and save_interval_s > 0")
         if self.map_file == "":
