@@ -112,6 +112,7 @@ class SimCamera(FrameSource):
         self._fail_after = fail_after
         self._wake = threading.Event()
         self._next_t = 0.0
+        self.defects = _place_defects(cfg, np.random.default_rng(cfg.seed + 7919))
         self._ring_dir = 1.0
 
     # --- the lens -----------------------------------------------------------------------
@@ -172,7 +173,12 @@ class SimCamera(FrameSource):
         h, w = signal.shape[:2]
         oy, ox = self._rng.integers(0, _NOISE_MARGIN, 2)
         noisy = signal + sigma * self._noise[oy:oy + h, ox:ox + w]
+        if self.cfg.exposure != 1.0:
+            noisy = (signal * self.cfg.exposure) + sigma_at(signal * self.cfg.exposure, self.cfg) \
+                * self._noise[oy:oy + h, ox:ox + w]
         adc = np.clip(noisy, 0, ADC_LEVELS - 1).astype(np.uint16)
+        for d in self.defects:   # photosite defects sit after the optics, before the ISP
+            adc[d["y"], d["x"]] = d["adc"]
         return self._adc_to_srgb[adc]
 
     def _read(self) -> Optional[Frame]:
@@ -205,6 +211,33 @@ class SimCamera(FrameSource):
     def _close(self) -> None:
         self._wake.set()
         self._cache.clear()
+
+
+def sigma_at(signal_adc: np.ndarray, cfg: SimConfig) -> np.ndarray:
+    """Shot + read noise (ADC units) for a linear signal in ADC units."""
+    lin = np.maximum(signal_adc, 0) / (ADC_LEVELS - 1)
+    return np.sqrt(lin / cfg.full_well + (cfg.read_noise / 255.0) ** 2) * (ADC_LEVELS - 1)
+
+
+def _place_defects(cfg: SimConfig, rng: np.random.Generator) -> list:
+    """Fixed defective pixels (all channels, as a sensor without DPC shows them after the
+    ISP): hot = near full scale, dead = 0, stuck = a fixed mid level. Kept 3 px apart
+    from each other and from the border, so each is one isolated pixel."""
+    out, taken = [], set()
+    for kind, n in (("hot", cfg.hot_pixels), ("dead", cfg.dead_pixels), ("stuck", cfg.stuck_pixels)):
+        placed = tries = 0
+        while placed < n and tries < 100 * n:   # a crowded request places what fits
+            tries += 1
+            y = int(rng.integers(3, cfg.height - 3))
+            x = int(rng.integers(3, cfg.width - 3))
+            if any(abs(y - ty) < 4 and abs(x - tx) < 4 for ty, tx in taken):
+                continue
+            taken.add((y, x))
+            level = {"hot": 0.9 + 0.1 * rng.random(), "dead": 0.0,
+                     "stuck": 0.25 + 0.3 * rng.random()}[kind]
+            out.append({"x": x, "y": y, "kind": kind, "adc": int(level * (ADC_LEVELS - 1))})
+            placed += 1
+    return out
 
 
 _SIM_TEST_HOOKS = ("hang_after", "fail_after")
