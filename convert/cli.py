@@ -6,6 +6,7 @@ written); 2 bad input (missing or unreadable model directory, bad option).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -43,8 +44,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from .pipeline import ParityError, convert_model_dir
     try:
-        meta = convert_model_dir(args.model_dir, args.preset, args.out,
-                                 rep_n=args.representative, eval_n=args.eval_n, seed=args.seed)
+        # TensorFlow's exporter prints progress to stdout; keep stdout for the JSON summary.
+        with contextlib.redirect_stdout(sys.stderr):
+            meta = convert_model_dir(args.model_dir, args.preset, args.out,
+                                     rep_n=args.representative, eval_n=args.eval_n,
+                                     seed=args.seed)
     except ParityError as exc:
         print(f"focus-convert: {exc}", file=sys.stderr)
         return 1

@@ -177,11 +177,16 @@ def convert_model_dir(model_dir: str | os.PathLike, preset: str = "int8",
     model, card, kind = load_model_dir(model_dir)
     if data is None:
         from train import data  # the one copy of the preprocessing
-    seed = int(card.get("seed", 0) if seed is None else seed)
+    if seed is None:     # focus-train records it under "training"; older cards at the top
+        seed = card.get("seed", (card.get("training") or {}).get("seed", 0))
+    seed = int(seed)
     out = Path(out) if out else Path(model_dir) / f"{kind}_{preset}.tflite"
+    # The same image folders the model was trained with (none: the built-in photos).
+    images = list((card.get("data") or {}).get("images") or [])
+    extra = {"images": images} if images else {}
 
-    rep = np.asarray(data.representative_inputs(kind, rep_n, seed), np.float32)
-    x_eval, y_eval = data.evaluation_split(kind, seed, eval_n)
+    rep = np.asarray(data.representative_inputs(kind, rep_n, seed, **extra), np.float32)
+    x_eval, y_eval = data.evaluation_split(kind, seed, eval_n, **extra)
     x_eval = np.asarray(x_eval, np.float32)
     k_out = keras_outputs(model, x_eval, kind)
     ref = score(kind, k_out, y_eval)
@@ -242,7 +247,7 @@ def build_metadata(kind, preset, blob, spec, card, ref, got, attempts, n_eval, m
     import tensorflow as tf
     denylist = attempts[-1]["denylisted"]
     sha = _sha256(blob)
-    version = card.get("version") or card.get("model_version")
+    version = card.get("version") or card.get("model_version") or card.get("name")
     return {
         "format": METADATA_FORMAT,
         "kind": kind,
