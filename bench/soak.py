@@ -184,6 +184,8 @@ def main() -> int:
     ap.add_argument("--source", default="sim")
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="stop the run (SIGTERM) after this long and report what it got")
     args = ap.parse_args()
     if args.frames < 100:
         ap.error("--frames must be at least 100")
@@ -216,9 +218,14 @@ def main() -> int:
     if web_on:
         threading.Thread(target=poke_web, args=(port, web_stop, web_hits), daemon=True).start()
 
+    # SIGTERM to the soak itself ends the run early but still reports (like Ctrl-C).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     samples: list[tuple[float, int]] = []
+    stopped_early = False
     try:
         while proc.poll() is None:
+            if args.max_seconds is not None and time.monotonic() - t0 > args.max_seconds:
+                raise KeyboardInterrupt
             kb = rss_kb(proc.pid)
             if kb is not None:
                 samples.append((time.monotonic(), kb))
@@ -227,6 +234,7 @@ def main() -> int:
                 print(f"  {time.monotonic() - t0:6.0f} s  RSS {kb / 1024:6.1f} MB  "
                       f"{drain.last_status}", flush=True)
     except KeyboardInterrupt:
+        stopped_early = True
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     t_end = time.monotonic()
@@ -255,6 +263,8 @@ def main() -> int:
     gaps = [b - a for a, b in zip(drain.pings, drain.pings[1:])]
     figures = {
         "frames": frames,
+        "frames_asked": args.frames,
+        "stopped_early": stopped_early,
         "wall_s": round(t_end - t0, 1),
         "fps": stats.get("fps"),
         "faults": stats.get("faults"),
@@ -275,7 +285,8 @@ def main() -> int:
     print(json.dumps(figures, indent=2))
     print(f"soak: RSS after warm-up {min(warm):.1f}..{max(warm):.1f} MB (spread {spread:.2f} MB, "
           f"growth {growth:+.2f} MB) over {frames} frames at {stats.get('fps')} fps: "
-          f"{'FLAT' if ok else 'NOT FLAT'} (limit {args.limit_mb} MB)")
+          f"{'FLAT' if ok else 'NOT FLAT'} (limit {args.limit_mb} MB)"
+          + (f"; stopped early, {frames} of {args.frames} frames" if stopped_early else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     if not args.keep:
