@@ -219,6 +219,13 @@ class WebViewfinder:
         return {"roi": list(roi) if roi is not None else None}
 
 
+def _json_default(v):
+    """numpy values nested where ``jsonable`` does not reach (defect lists...), else text."""
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return str(v)
+
+
 def _only(body: dict, allowed: tuple) -> None:
     extra = [k for k in body if k not in allowed]
     if extra:
@@ -280,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj) -> None:
-        self._send(status, json.dumps(obj).encode(), "application/json")
+        self._send(status, json.dumps(obj, default=_json_default).encode(), "application/json")
 
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": message, "status": status})

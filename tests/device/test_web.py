@@ -236,6 +236,28 @@ def test_controls_of_present_features_call_them():
         lv.stop()
 
 
+def test_status_carries_defects_with_numpy_values(photo_grey):
+    from device.sources.base import Frame
+    import http.client
+
+    vf = Viewfinder()
+    web = WebViewfinder("127.0.0.1:0", vf)          # no loop: the frame below stays the newest
+    try:
+        frame = Frame(grey=photo_grey, timestamp=1.0, index=7)
+        vf.on_frame(frame, {"frame": 7, "focus": np.float64(3.5), "measures": {"tenengrad": np.float32(2)},
+                            "defects": [{"x": np.int64(5), "y": np.float32(6.5), "kind": "hot",
+                                         "confidence": np.float64(0.9)}]})
+        c = http.client.HTTPConnection("127.0.0.1", web.port, timeout=5)
+        c.request("GET", "/api/status")
+        r = c.getresponse()
+        s = json.loads(r.read())
+        c.close()
+        assert r.status == 200 and s["features"]["defects"] and s["focus"]["value"] == 3.5
+        assert s["defects"] == [{"x": 5, "y": 6.5, "kind": "hot", "confidence": 0.9}]
+    finally:
+        web.close()
+
+
 def test_token_from_url_once_then_cookie():
     pytest.importorskip("skimage.data", reason="scikit-image not installed: real-photo test skipped")
     lv = LiveViewfinder(token=TOKEN)
