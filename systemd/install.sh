@@ -71,6 +71,15 @@ run_ok() {
     run "$@" || say "(that failed; continuing)"
 }
 
+# A random token into a new 0600 file; the secret itself is never printed.
+write_token() {
+    printf '+ (umask 077; printf %s <random> > %s)\n' "'FOCUS_ASSIST_WEB_TOKEN=%s\n'" "$(quote "$1")"
+    [ "$DRY" = 1 ] && return 0
+    local token
+    token=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    (umask 077; printf 'FOCUS_ASSIST_WEB_TOKEN=%s\n' "$token" > "$1")
+}
+
 # Refuse rm -rf on anything that is not a deep, absolute path of ours.
 safe_dir() {
     case "$1" in
@@ -149,12 +158,21 @@ install_service() {
         fi
     fi
 
+    # The web viewfinder listens beyond localhost, so it needs a token: a random one, in a
+    # root-only file the unit reads (EnvironmentFile=), made once and kept on re-runs.
+    if [ -e "$CONFIG_DIR/environment" ]; then
+        say "keeping the existing $CONFIG_DIR/environment (web token)"
+    else
+        write_token "$CONFIG_DIR/environment"
+    fi
+
     run systemctl daemon-reload
     if [ "$START" = 1 ]; then
         run systemctl enable --now "$UNIT"
         # enable --now leaves a running service alone; an upgrade must load the new code.
         if [ "$was_active" = 1 ]; then run systemctl restart "$UNIT"; fi
         say "done. Check it with: systemctl status focus-assist; journalctl -u focus-assist -f"
+        say "web viewfinder: http://$(hostname).local:8000/?token=TOKEN, TOKEN from: sudo cat $CONFIG_DIR/environment"
     else
         run systemctl enable "$UNIT"
         say "done (not started). Start it with: sudo systemctl start focus-assist"

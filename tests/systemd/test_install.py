@@ -92,6 +92,8 @@ def test_dry_run_install_plan():
 
     unit = cmds[index_of(cmds, "install", "-m", "0644", str(ROOT / "systemd" / "focus-assist.service"))]
     assert unit[-1] == "/etc/systemd/system/focus-assist.service"
+    token = index_of(cmds, "(umask", "077;", "printf")
+    assert cmds[token][-1] == "/etc/focus-assist/environment)"
     enable = index_of(cmds, "systemctl", "enable", "--now", "focus-assist.service")
     # Order matters: packages before the venv, the venv before pip, the unit before enabling.
     assert index_of(cmds, "apt-get", "update") < cmds.index(apt) < cmds.index(venv) < cmds.index(pip)
@@ -229,7 +231,7 @@ def test_stubbed_install_reinstall_uninstall_purge(stubbed):
     unit = Path(env["FA_UNIT_DIR"]) / "focus-assist.service"
     state = Path(env["FA_STATE_DIR"])
 
-    run_script("--force", env=env)
+    first = run_script("--force", env=env)
     calls = log.read_text().splitlines()
     assert any(c.startswith("useradd --system") for c in calls)
     assert f"python3 -m venv --system-site-packages {prefix}/venv" in calls
@@ -243,6 +245,11 @@ def test_stubbed_install_reinstall_uninstall_purge(stubbed):
     cfg = etc / "config.toml"
     assert cfg.is_file()
     assert (prefix / "README.md").is_file()
+    secret = etc / "environment"
+    assert secret.stat().st_mode & 0o777 == 0o600
+    token = secret.read_text()
+    assert re.fullmatch(r"FOCUS_ASSIST_WEB_TOKEN=[A-Za-z0-9_=-]{24}\n", token), token
+    assert token.split("=", 1)[1].strip() not in first.stdout + first.stderr  # never printed
 
     # Re-run over a running service with an edited config: config kept, service restarted.
     cfg.write_text("# mine\n")
@@ -250,6 +257,7 @@ def test_stubbed_install_reinstall_uninstall_purge(stubbed):
     run_script("--force", env={**env, "STUB_ACTIVE": "1"})
     calls = log.read_text().splitlines()
     assert cfg.read_text() == "# mine\n"
+    assert secret.read_text() == token   # the token survives re-installs
     assert calls[-2:] == ["systemctl enable --now focus-assist.service",
                           "systemctl restart focus-assist.service"]
 

@@ -67,6 +67,8 @@ def test_unit_settings():
     assert one["Type"] == "notify"
     assert one["NotifyAccess"] == "main"
     assert one["Restart"] == "on-failure"
+    assert one["RestartPreventExitStatus"] == "2"   # bad config: restarting cannot help
+    assert one["EnvironmentFile"] == "-/etc/focus-assist/environment"
     assert int(one["StartLimitBurst"]) >= 2 and seconds(one["StartLimitIntervalSec"]) > 0
     assert one["User"] == "focus-assist"
     assert set(one["SupplementaryGroups"].split()) == {"video", "gpio", "render"}
