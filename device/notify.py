@@ -231,6 +231,7 @@ class ServiceNotifierSink:
         self.last_fault: Optional[str] = None
         self.fps = 0.0
         self.focus: Optional[float] = None
+        self.verdict: Optional[tuple[str, float]] = None  # the CNN's (label, p_sharp)
         self.status_text = ""
         self.status_updates = 0
         self._window_start: Optional[float] = None
@@ -245,6 +246,10 @@ class ServiceNotifierSink:
         f = self.focus_fn(result)
         if f is not None:
             self.focus = f
+        if isinstance(result, Mapping):
+            label, p = result.get("label"), result.get("sharp_prob")
+            if isinstance(label, str) and isinstance(p, (int, float)):
+                self.verdict = (label, float(p))
         if self._window_start is None:
             self._window_start = now
             self._window_frames = 0
@@ -266,7 +271,10 @@ class ServiceNotifierSink:
 
     def format_status(self) -> str:
         focus = "-" if self.focus is None else f"{self.focus:.3g}"
-        text = f"{self.fps:.1f} fps, focus {focus}, faults {self.faults}"
+        text = f"{self.fps:.1f} fps, focus {focus}"
+        if self.verdict is not None:
+            text += f", {self.verdict[0]} (p_sharp {self.verdict[1]:.2f})"
+        text += f", faults {self.faults}"
         if self.faults and self.last_fault:
             text += f" (last: {self.last_fault})"
         return text

@@ -195,3 +195,13 @@ def test_full_queue_drops_instead_of_blocking(listener):
     assert time.monotonic() - t0 < 5.0
     assert results[0] is True and not all(results)   # the queue filled up at some point
     assert n.errors == results.count(False) and n.sent == results.count(True)
+
+
+def test_status_shows_the_cnn_verdict(listener):
+    sock, name = listener
+    clock = FakeClock(0.0)
+    sink = ServiceNotifierSink(Notifier(name), clock=clock)
+    for i in range(31):
+        clock.t = i / 30
+        sink.on_frame(None, {"focus": 57.6, "label": "sharp", "sharp_prob": 0.912})
+    assert _recv_all(sock)[-1] == "STATUS=30.0 fps, focus 57.6, sharp (p_sharp 0.91), faults 0"
