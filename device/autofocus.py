@@ -285,8 +285,12 @@ class Autofocus:
 
     def __init__(self, motor, cfg: AutofocusConfig = AutofocusConfig(), *, roi=None,
                  start: bool = False, owns_motor: bool = False, pin_factory=None,
-                 frame_period: float = 1.0 / 30):
+                 frame_period: float = 1.0 / 30, search=None):
         self.motor = motor
+        # ``search(p0, limits, coarse, fine, first_step)`` -> a generator speaking the
+        # protocol of ``contrast_search``; other strategies plug in here (the benchmark's
+        # full sweep and libcamera-style scan run through this same sink).
+        self._search_factory = search
         self.cfg = cfg
         self.roi = tuple(roi) if roi else None
         self.owns_motor = owns_motor
@@ -405,10 +409,13 @@ class Autofocus:
             first = int(min(max(blur * self.cfg.blur_steps_per_px, fine), coarse))
         p0 = self.motor.position
         self.start_position = p0
-        self._search = contrast_search(p0, self.motor.limits, coarse=coarse, fine=fine,
-                                       stop_ratio=self.cfg.stop_ratio,
-                                       min_rise=self.cfg.min_rise, fit=self.cfg.fit,
-                                       first_step=first)
+        if self._search_factory is not None:
+            self._search = self._search_factory(p0, self.motor.limits, coarse, fine, first)
+        else:
+            self._search = contrast_search(p0, self.motor.limits, coarse=coarse, fine=fine,
+                                           stop_ratio=self.cfg.stop_ratio,
+                                           min_rise=self.cfg.min_rise, fit=self.cfg.fit,
+                                           first_step=first)
         self.state, self.reason = SCANNING, why
         self.frames = self.moves = 0
         self.runs += 1
