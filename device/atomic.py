@@ -58,3 +58,40 @@ def atomic_write_text(path: str | os.PathLike, text: str, **kw) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj, **kw) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", **kw)
+
+
+def atomic_write_via(path: str | os.PathLike, writer, *, overwrite: bool = True) -> Path:
+    """Like ``atomic_write_bytes`` for libraries that insist on writing a file themselves
+    (picamera2's DNG writer takes a file name): ``writer(tmp_path)`` fills a temporary
+    file in the same folder, which is then fsync'd and renamed (or linked) into place.
+
+    The temporary name keeps the target's extension (writers pick the format from it) and
+    is hidden and marked ``.tmp``, so a crash mid-write never leaves a complete-looking file.
+    """
+    target = Path(path)
+    folder = target.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            os.link(tmp, target)
+            tmp.unlink()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    return target
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the hidden temporary names the writers above use (left behind by a crash)."""
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-hud", action="store_true", help="start with the HUD off")
     r.add_argument("--preview", choices=["overlay", "post_callback", "none"],
                    help="how the Pi's display shows the overlay (default: overlay)")
+    r.add_argument("--capture-when-sharp", action="store_true",
+                   help="save a still each time the subject (or --roi) passes through focus")
+    r.add_argument("--capture-dir", help="folder for captures (default: <state dir>/captures)")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
@@ -122,6 +125,10 @@ def run_overrides(args) -> dict:
             over.setdefault("overlay", {})[key] = value
     if getattr(args, "preview", None):
         over.setdefault("overlay", {})["preview"] = args.preview
+    if getattr(args, "capture_when_sharp", False):
+        over.setdefault("capture", {})["enabled"] = True
+    if getattr(args, "capture_dir", None):
+        over.setdefault("capture", {})["dir"] = args.capture_dir
     return over
 
 

@@ -370,7 +370,7 @@ class DefectsConfig:
     threshold: float = 16.0              # 0..255 units beyond the ring's extremes
     spread_gain: float = 0.3
     min_hits: int = 5
-    scene_change: float = 6.0            # grey levels (7x7 mean) between counted hits
+    scene_change: float = 2.0            # grey levels (7x7 mean) between counted hits
     every_n_frames: int = 5              # live map: analyse one frame in N (CPU budget)
     save_interval_s: float = 30.0
     map_file: Optional[str] = None       # None: <state dir>/defects.json

@@ -1,0 +1,455 @@
+"""Pixel defects without a model: the single-frame rule, the live persistent map, and the
+lens-capped sensor check (dark and flat frames).
+
+Single frame (``frame_candidates``): the rule ISPs use for dynamic defect correction,
+made scene-aware. A pixel is a candidate when, in one colour channel, it lies above
+the maximum (or below the minimum) of the 16-pixel ring at distance 2 around it by
+``threshold + spread_gain * ring range``, and is the strongest such pixel in its 3x3.
+The ring skips the 3x3 core because a demosaiced photosite defect is a ~3x3 blob; the
+range term keeps busy texture from qualifying. On its own this still flags hundreds of
+texture points per megapixel in real photographs (see bench/bench_defects.py): a single
+frame cannot tell a stuck photosite from a glint. Persistence can.
+
+Persistence (``DefectMap``): a defect stays on one sensor pixel, in one colour channel,
+while the scene moves; texture does not. A candidate counts as a *hit* for its
+(pixel, channel, sign) only when the local scene (7x7 grey mean) differs by at least
+``scene_change`` from the last counted hit, and is confirmed after ``min_hits`` hits.
+A camera on a tripod looking at a still scene therefore confirms nothing, by design.
+
+Sensor check (``sensor_check``): with the lens capped, N dark frames are averaged and
+each pixel is compared with the local median of the stack, in units of a noise sigma
+found by iterative sigma-clipping; optional flat frames (an evenly lit surface) reveal
+dead pixels and tell stuck pixels (which do not respond to light) from hot ones.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .atomic import atomic_write_bytes, atomic_write_json
+from .preprocess import DEFECT_KINDS, to_bgr
+
+log = logging.getLogger(__name__)
+
+# The 16-pixel ring at distance 2 (a 5x5 square minus its 3x3 core).
+RING = np.ones((5, 5), np.uint8)
+RING[1:4, 1:4] = 0
+MARGIN = 2          # demosaicers leave garbage on the outermost rows and columns
+LOCAL_MEAN = 7      # window of the local-scene signature
+SATURATED = 230.0   # 0..255: a pixel stuck at full scale is reported as hot
+CODES = ("+b", "+g", "+r", "-b", "-g", "-r")   # sign and channel of a candidate
+
+
+def frame_candidates(image: np.ndarray, threshold: float = 16.0, spread_gain: float = 0.3):
+    """Candidates of one frame: ``(ys, xs, codes, strength, values)`` arrays.
+
+    ``codes`` index ``CODES`` (0-2 brighter than the ring in B, G, R; 3-5 darker);
+    ``strength`` is the excess over the ring in units of the local limit (> 1);
+    ``values`` the pixel's level in that channel.
+    """
+    bgr = to_bgr(image)
+    img = bgr.astype(np.int16)
+    ring_max = cv2.dilate(bgr, RING).astype(np.int16)
+    ring_min = cv2.erode(bgr, RING).astype(np.int16)
+    limit = (threshold + spread_gain * (ring_max - ring_min)).astype(np.float32)
+    ratios = np.concatenate([(img - ring_max) / limit, (ring_min - img) / limit], axis=2)
+    best = ratios.max(axis=2)
+    peak = (best > 1.0) & (best >= cv2.dilate(best, np.ones((3, 3), np.uint8)))
+    peak[:MARGIN] = peak[-MARGIN:] = False
+    peak[:, :MARGIN] = peak[:, -MARGIN:] = False
+    ys, xs = np.nonzero(peak)
+    codes = ratios[ys, xs].argmax(axis=1)
+    values = bgr[ys, xs, codes % 3]
+    return ys, xs, codes, best[ys, xs], values
+
+
+def local_signature(image: np.ndarray) -> np.ndarray:
+    """7x7 mean grey level: what 'the scene around a pixel' is, for scene changes."""
+    bgr = to_bgr(image)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    return cv2.blur(grey.astype(np.float32), (LOCAL_MEAN, LOCAL_MEAN))
+
+
+def _kind(sign_hot: bool, mean_value: float) -> str:
+    if sign_hot:
+        return "hot" if mean_value >= 160 else "stuck"
+    return "dead" if mean_value <= 60 else "stuck"
+
+
+class DefectMap:
+    """Accumulates candidates over frames; ``confirmed()`` is the persistent map."""
+
+    def __init__(self, *, threshold: float = 16.0, spread_gain: float = 0.3, min_hits: int = 5,
+                 scene_change: float = 2.0, forget_after: int = 300, max_tracked: int = 200_000):
+        self.threshold, self.spread_gain = threshold, spread_gain
+        self.min_hits, self.scene_change = int(min_hits), float(scene_change)
+        self.forget_after, self.max_tracked = int(forget_after), int(max_tracked)
+        self.frames = 0
+        self.shape: Optional[tuple[int, int]] = None
+        # (y, x, code) -> [hits, last signature, value sum, last frame seen]
+        self._tracks: dict = {}
+
+    @classmethod
+    def from_config(cls, d) -> "DefectMap":
+        return cls(threshold=d.threshold, spread_gain=d.spread_gain, min_hits=d.min_hits,
+                   scene_change=d.scene_change)
+
+    def add(self, image: np.ndarray) -> int:
+        """Analyse one frame; returns how many candidates it had."""
+        ys, xs, codes, _, values = frame_candidates(image, self.threshold, self.spread_gain)
+        return self.add_candidates(image, ys, xs, codes, values)
+
+    def add_candidates(self, image, ys, xs, codes, values) -> int:
+        shape = image.shape[:2]
+        if self.shape is None:
+            self.shape = shape
+        elif shape != self.shape:
+            # A new stream size (camera reconfigured): positions no longer mean the same pixel.
+            log.info("defect map: frame size changed to %dx%d; starting a new map", shape[1], shape[0])
+            self.reset()
+            self.shape = shape
+        self.frames += 1
+        sig = local_signature(image)[ys, xs] if len(ys) else ()
+        tracks, f = self._tracks, self.frames
+        for y, x, c, v, s in zip(ys.tolist(), xs.tolist(), codes.tolist(), np.asarray(values).tolist(),
+                                 np.asarray(sig).tolist()):
+            t = tracks.get((y, x, c))
+            if t is None:
+                tracks[(y, x, c)] = [1, s, float(v), f]
+            elif abs(s - t[1]) >= self.scene_change:
+                t[0] += 1
+                t[1] = s
+                t[2] += float(v)
+                t[3] = f
+            else:
+                t[3] = f          # seen again over the same scene: alive, but no new evidence
+        if len(tracks) > self.max_tracked or f % 50 == 0:
+            self._prune()
+        return len(ys)
+
+    def _prune(self) -> None:
+        """Forget unconfirmed candidates not seen for a while (texture comes and goes)."""
+        f = self.frames
+        dead = [k for k, t in self._tracks.items()
+                if t[0] < self.min_hits and f - t[3] > self.forget_after]
+        for k in dead:
+            del self._tracks[k]
+        if len(self._tracks) > self.max_tracked:   # still too many: keep the best evidence
+            keep = sorted(self._tracks.items(), key=lambda kv: (-kv[1][0], -kv[1][3]))
+            self._tracks = dict(keep[: self.max_tracked // 2])
+
+    def reset(self) -> None:
+        self._tracks.clear()
+        self.frames = 0
+        self.shape = None
+
+    @property
+    def tracked(self) -> int:
+        return len(self._tracks)
+
+    def confirmed(self) -> list[dict]:
+        """Confirmed defects ``{"x","y","kind","confidence","hits","value"}``, strongest first.
+        Entries of one pixel in several channels (a whole-pixel defect) are merged."""
+        found = []
+        for (y, x, c), (hits, _, vsum, _) in self._tracks.items():
+            if hits >= self.min_hits:
+                found.append((hits, y, x, c, vsum / hits))
+        found.sort(key=lambda t: -t[0])
+        out: list[dict] = []
+        for hits, y, x, c, value in found:
+            near = next((d for d in out if abs(d["x"] - x) <= 2 and abs(d["y"] - y) <= 2), None)
+            hot = c < 3
+            if near is not None:
+                if near["_hot"] != hot:    # brighter in some scenes, darker in others: stuck
+                    near["kind"] = "stuck"
+                continue
+            conf = 1.0 - 0.5 ** (hits / self.min_hits)
+            out.append({"x": int(x), "y": int(y), "kind": _kind(hot, value),
+                        "confidence": round(conf, 3), "hits": int(hits), "value": round(value, 1),
+                        "_hot": hot})
+        for d in out:
+            del d["_hot"]
+        return out
+
+    # --- saving and resuming --------------------------------------------------------------
+    def to_json(self) -> dict:
+        """The confirmed map plus the candidates with some evidence (to resume after a restart)."""
+        tracks = [[y, x, c, t[0], round(t[1], 2), round(t[2], 1)]
+                  for (y, x, c), t in self._tracks.items() if t[0] >= 2]
+        return {"version": 1, "shape": list(self.shape) if self.shape else None,
+                "frames": self.frames, "min_hits": self.min_hits,
+                "defects": self.confirmed(), "tracks": tracks, "saved_at": time.time()}
+
+    def load_json(self, data: dict) -> bool:
+        """Resume from ``to_json()`` output; False (and nothing loaded) if it does not fit."""
+        try:
+            shape = tuple(data["shape"]) if data.get("shape") else None
+            tracks = {(int(y), int(x), int(c)): [int(h), float(s), float(v), 0]
+                      for y, x, c, h, s, v in data.get("tracks", [])}
+            frames = int(data.get("frames", 0))
+        except (KeyError, TypeError, ValueError):
+            return False
+        self.shape, self._tracks, self.frames = shape, tracks, frames
+        for t in self._tracks.values():
+            t[3] = frames
+        return True
+
+
+# --- the live sink --------------------------------------------------------------------------
+
+class DefectMapSink:
+    """Loop sink: analyses one frame in N on its own thread; puts the confirmed map into
+    every result as ``result["defects"]`` (the overlay draws it) and saves it atomically."""
+
+    def __init__(self, defect_map: DefectMap, *, every_n: int = 5, map_file: Optional[Path] = None,
+                 save_interval_s: float = 30.0, detector=None):
+        self.map = defect_map
+        self.every_n = max(1, int(every_n))
+        self.map_file = Path(map_file) if map_file else None
+        self.save_interval_s = save_interval_s
+        self.detector = detector          # optional DefectDetector (the defect net)
+        self._confirmed: list = []
+        self._pending = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self._last_save = time.monotonic()
+        self._saved_count = -1
+        self.errors = 0
+        if self.map_file is not None and self.map_file.exists():
+            self._resume()
+        self._thread = threading.Thread(target=self._work, name="defect-map", daemon=True)
+        self._thread.start()
+
+    def _resume(self) -> None:
+        import json
+
+        try:
+            data = json.loads(self.map_file.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("defect map: cannot read %s (%s); starting a new map", self.map_file, exc)
+            return
+        if self.map.load_json(data):
+            self._confirmed = self.map.confirmed()
+            log.info("defect map: resumed %d confirmed defect(s) from %s", len(self._confirmed), self.map_file)
+
+    def on_frame(self, frame, result: dict) -> None:
+        result["defects"] = self._confirmed
+        if frame.index % self.every_n:
+            return
+        with self._cond:
+            self._pending = frame     # only the newest frame waits; older ones are skipped
+            self._cond.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._stop)
+                if self._stop:
+                    return
+                frame, self._pending = self._pending, None
+            try:
+                self._analyse(frame.display)
+                self._confirmed = self.map.confirmed()
+                if time.monotonic() - self._last_save >= self.save_interval_s:
+                    self.save()
+            except Exception as exc:   # never take the loop down over a map
+                self.errors += 1
+                log.error("defect map: analysis failed: %s", exc)
+
+    def _analyse(self, bgr: np.ndarray) -> None:
+        if self.detector is None:
+            self.map.add(bgr)
+            return
+        dets = self.detector.detect(bgr)
+        ys = np.array([d["y"] for d in dets], np.int64)
+        xs = np.array([d["x"] for d in dets], np.int64)
+        # The net names a kind, not a channel: code hot as "+", the others as "-" (grey channel).
+        codes = np.array([1 if d["kind"] == "hot" else 4 for d in dets], np.int64)
+        vals = bgr[ys, xs, 1] if len(dets) else np.zeros(0)
+        self.map.add_candidates(bgr, ys, xs, codes, vals)
+
+    def save(self) -> None:
+        self._last_save = time.monotonic()
+        if self.map_file is None:
+            return
+        try:
+            self.map_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.map_file, self.map.to_json())
+        except OSError as exc:
+            log.warning("defect map: cannot save %s: %s", self.map_file, exc.strerror or exc)
+
+    def stats(self) -> dict:
+        return {"defects": {"confirmed": len(self._confirmed), "frames_analysed": self.map.frames,
+                            "tracked": self.map.tracked, "map_file": str(self.map_file) if self.map_file else None,
+                            "method": "net" if self.detector is not None else "classic",
+                            "list": self._confirmed[:100]}}
+
+    def reconfigure(self, cfg) -> None:
+        d = cfg.defects
+        self.every_n = d.every_n_frames
+        self.save_interval_s = d.save_interval_s
+        self.map.threshold, self.map.spread_gain = d.threshold, d.spread_gain
+        self.map.min_hits, self.map.scene_change = d.min_hits, d.scene_change
+
+    def close(self) -> None:
+        with self._cond:
+            if self._stop:
+                return
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(10)
+        self.save()
+
+
+def build_defect_sink(cfg, runtime: dict) -> Optional[DefectMapSink]:
+    """The live map when ``[defects] live = true``; registered as ``runtime["defect_map"]``."""
+    d = cfg.defects
+    if not d.live:
+        return None
+    map_file = Path(d.map_file).expanduser() if d.map_file else cfg.service.resolved_state_dir() / "defects.json"
+    sink = DefectMapSink(DefectMap.from_config(d), every_n=d.every_n_frames, map_file=map_file,
+                         save_interval_s=d.save_interval_s)
+    runtime["defect_map"] = sink
+    log.info("defect map: live, one frame in %d, saved to %s", d.every_n_frames, map_file)
+    return sink
+
+
+# --- the lens-capped sensor check ---------------------------------------------------------------
+
+def clipped_sigma(values: np.ndarray, k: float = 3.0, iters: int = 10) -> tuple[float, float]:
+    """(mean, sigma) of ``values`` after iterative k-sigma clipping (outliers are the point
+    of this check, so they must not inflate the noise estimate)."""
+    v = np.asarray(values, np.float64).ravel()
+    keep = np.ones(v.size, bool)
+    mean, sd = float(v.mean()), float(v.std())
+    for _ in range(iters):
+        new = np.abs(v - mean) <= k * max(sd, 1e-9)
+        if new.sum() < 10 or np.array_equal(new, keep):
+            break
+        keep = new
+        mean, sd = float(v[keep].mean()), float(v[keep].std())
+    return mean, max(sd, 1e-3)
+
+
+def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean of N frames, float32 (H, W, C): averaging divides temporal noise by sqrt(N)."""
+    acc = None
+    for f in frames:
+        img = to_bgr(f).astype(np.float32)
+        if acc is None:
+            acc = img
+        elif img.shape != acc.shape:
+            raise ValueError(f"frame size changed during the check: {img.shape} vs {acc.shape}")
+        else:
+            acc += img
+    if acc is None:
+        raise ValueError("no frames")
+    return acc / len(frames)
+
+
+def _deviation(stack: np.ndarray, clip_k: float = 3.0):
+    """Per pixel: the channel deviating most from its local (5x5) median, the signed
+    deviation in clipped-sigma units, and the level; plus the sigmas."""
+    med = np.stack([cv2.medianBlur(stack[..., c], 5) for c in range(stack.shape[2])], axis=2)
+    resid = stack - med
+    sigmas = [clipped_sigma(resid[MARGIN:-MARGIN, MARGIN:-MARGIN, c], clip_k)[1] for c in range(stack.shape[2])]
+    z = resid / np.array(sigmas, np.float32)
+    ch = np.abs(z).argmax(axis=2)
+    zz = np.take_along_axis(z, ch[..., None], 2)[..., 0]
+    rr = np.take_along_axis(resid, ch[..., None], 2)[..., 0]
+    level = np.take_along_axis(stack, ch[..., None], 2)[..., 0]
+    return zz, rr, level, sigmas
+
+
+def sensor_check(darks: Sequence[np.ndarray], flats: Optional[Sequence[np.ndarray]] = None, *,
+                 k: float = 6.0, min_abs: float = 6.0) -> dict:
+    """Hot/dead/stuck map from lens-capped dark frames (and optional flat frames).
+
+    * hot: brighter than its dark-stack neighbourhood by ``k`` sigma and ``min_abs`` levels;
+    * stuck: abnormal in the darks or the flats, not saturated, and it does not respond to
+      light: its flat level minus its dark level is under half of what its neighbours gain;
+    * dead: darker than its flat-stack neighbourhood by ``k`` sigma and ``min_abs``.
+    Without flats, dead pixels are invisible (a dead pixel in the dark is just dark) and
+    stuck ones are reported as hot.
+    """
+    dark = stack_frames(darks)
+    dz, dr, dlevel, dsig = _deviation(dark)
+    h, w = dz.shape
+    inner = np.zeros((h, w), bool)
+    inner[MARGIN:h - MARGIN, MARGIN:w - MARGIN] = True
+    hot = inner & (dz > k) & (dr > min_abs)
+    meta = {"dark_frames": len(darks), "flat_frames": len(flats) if flats else 0, "k_sigma": k,
+            "min_abs": min_abs, "dark_sigma": [round(s, 4) for s in dsig],
+            "dark_level": round(float(np.median(dark)), 3), "width": int(w), "height": int(h)}
+    kinds = np.zeros((h, w), np.int8)      # 0 none, then 1 + index in DEFECT_KINDS
+    code = {kd: 1 + i for i, kd in enumerate(DEFECT_KINDS)}
+    kinds[hot] = code["hot"]
+    z_out, level_out = dz.copy(), dlevel.copy()
+    if flats:
+        flat = stack_frames(flats)
+        if flat.shape != dark.shape:
+            raise ValueError("flat and dark frames differ in size")
+        fz, fr, flevel, fsig = _deviation(flat)
+        gain = (flat - dark).mean(axis=2)
+        gain_med = cv2.medianBlur(gain.astype(np.float32), 5)
+        unresponsive = gain < 0.5 * np.maximum(gain_med, 1.0)
+        abnormal_flat = inner & (np.abs(fz) > k) & (np.abs(fr) > min_abs)
+        # A hot pixel saturates and so also looks unresponsive: stuck means stuck mid-scale.
+        saturated = dlevel >= SATURATED
+        # Stuck reads a fixed level above black: brighter than its neighbours in the darks
+        # or in the flats. Dead reads black: darker in the flats, not brighter in the darks.
+        stuck = inner & unresponsive & ~saturated & (hot | (abnormal_flat & ((fr > 0) | (dr > min_abs))))
+        dead = inner & abnormal_flat & (fr < 0) & ~stuck & ~hot
+        kinds[stuck] = code["stuck"]
+        kinds[dead] = code["dead"]
+        use_flat = (dead | (stuck & ~hot))
+        z_out[use_flat] = fz[use_flat]
+        level_out[use_flat] = flevel[use_flat]
+        meta.update(flat_sigma=[round(s, 4) for s in fsig], flat_level=round(float(np.median(flat)), 3),
+                    median_response=round(float(np.median(gain)), 3))
+    ys, xs = np.nonzero(kinds)
+    rows = [{"x": int(x), "y": int(y), "kind": DEFECT_KINDS[kinds[y, x] - 1], "value": round(float(level_out[y, x]), 2),
+             "sigma": round(float(z_out[y, x]), 2)} for y, x in zip(ys, xs)]
+    rows.sort(key=lambda r: -abs(r["sigma"]))
+    meta["counts"] = {kd: sum(r["kind"] == kd for r in rows) for kd in DEFECT_KINDS}
+    return {"meta": meta, "defects": rows}
+
+
+def write_check(out_dir: Path, check: dict, *, overwrite: bool = False) -> tuple[Path, Path]:
+    """``defects.json`` and ``defects.csv`` (x, y, kind, value, sigma), atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    wr = csv.writer(buf, lineterminator="\n")
+    wr.writerow(["x", "y", "kind", "value", "sigma"])
+    for r in check["defects"]:
+        wr.writerow([r["x"], r["y"], r["kind"], r["value"], r["sigma"]])
+    j = atomic_write_json(out_dir / "defects.json", check, overwrite=overwrite)
+    c = atomic_write_bytes(out_dir / "defects.csv", buf.getvalue().encode(), overwrite=overwrite)
+    return j, c
+
+
+def match(found: Sequence[dict], truth: Sequence[tuple[float, float]], tol: float = 2.5) -> tuple[int, int]:
+    """(true defects found, false detections): each detection within ``tol`` px of a true
+    defect centre (y, x) finds it; detections near no true defect are false."""
+    hit = [False] * len(truth)
+    false = 0
+    for d in found:
+        best, bd = None, tol
+        for i, (ty, tx) in enumerate(truth):
+            dist = math.hypot(ty - d["y"], tx - d["x"])
+            if dist <= bd:
+                best, bd = i, dist
+        if best is None:
+            false += 1
+        else:
+            hit[best] = True
+    return sum(hit), false

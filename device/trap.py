@@ -1,0 +1,126 @@
+"""Trap focus: find the moment a subject passes through focus, once per pass.
+
+A pure detector fed one focus value per frame (no I/O, no clocks), so it is tested on
+plain number sequences. The rule starts from Magic Lantern's (see docs: anchors.md):
+values are judged against the maximum of the recent history, and a peak needs a dip
+below ``rearm_ratio`` of that maximum followed by a rise above ``fire_ratio`` of it.
+Three refinements make it fire exactly once per pass:
+
+* the dip must come after the previous peak closed, so wobbling around focus without
+  leaving it does not fire again;
+* the rise must be real: the value must reach ``trough / rearm_ratio``, so a slow
+  monotonic fall (where the window maximum itself decays) can never open a peak;
+* the peak is confirmed only once the value falls below ``fall_ratio`` of the best
+  value seen while it was open; the best frames are kept meanwhile and handed back, so
+  the caller saves the sharpest frame rather than the one that confirmed the peak.
+
+Frames can be marked ``eligible=False`` (the CNN did not call them sharp): they still
+shape the curve but are never returned as candidates.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Candidate:
+    value: float
+    seq: int          # position in the stream of values fed to the detector
+    payload: Any = None
+
+
+@dataclass
+class PeakEvent:
+    """A confirmed peak. ``candidates`` are the best eligible frames, best first."""
+    best_value: float
+    history_max: float
+    trough: float
+    opened_at: int
+    confirmed_at: int
+    candidates: list = field(default_factory=list)
+
+
+class TrapFocus:
+    def __init__(self, fire_ratio: float = 0.8, rearm_ratio: float = 0.6,
+                 fall_ratio: float = 0.95, history: int = 90, keep: int = 1):
+        if not 0 < rearm_ratio < fire_ratio < 1:
+            raise ValueError("need 0 < rearm_ratio < fire_ratio < 1")
+        if not 0 < fall_ratio < 1:
+            raise ValueError("fall_ratio must lie in (0, 1)")
+        if history < 3 or keep < 1:
+            raise ValueError("history must be >= 3 and keep >= 1")
+        self.fire_ratio, self.rearm_ratio, self.fall_ratio = fire_ratio, rearm_ratio, fall_ratio
+        self.keep = keep
+        self._hist: deque = deque(maxlen=history)   # (seq, value)
+        self._seq = 0
+        self._closed_at = -1          # seq of the last confirmed peak: dips count after it
+        self._open: Optional[dict] = None
+
+    # --- state, for stats and the overlay ---------------------------------------------
+    @property
+    def state(self) -> str:
+        if self._open is not None:
+            return "peak"
+        return "armed" if self._trough() is not None else "waiting"
+
+    def reset(self) -> None:
+        self._hist.clear()
+        self._open = None
+        self._closed_at = self._seq - 1
+
+    def _history_max(self, value: float) -> float:
+        return max([value] + [v for _, v in self._hist])
+
+    def _trough(self) -> Optional[float]:
+        """The dip since the last peak closed, if it went below rearm_ratio of the max."""
+        if not self._hist:
+            return None
+        hmax = max(v for _, v in self._hist)
+        after = [v for s, v in self._hist if s > self._closed_at]
+        if not after:
+            return None
+        low = min(after)
+        return low if low < self.rearm_ratio * hmax else None
+
+    # --- one value ---------------------------------------------------------------------
+    def update(self, value: float, *, eligible: bool = True, payload: Any = None) -> Optional[PeakEvent]:
+        """Feed one frame's focus value; returns a ``PeakEvent`` when a peak is confirmed."""
+        seq = self._seq
+        self._seq += 1
+        value = float(value)
+        event = None
+        if value != value:  # NaN (a black frame): ignore, keep the state
+            return None
+        if self._open is not None:
+            peak = self._open
+            if value > peak["best"]:
+                peak["best"] = value
+            if eligible:
+                self._offer(peak, Candidate(value, seq, payload))
+            if value < self.fall_ratio * peak["best"]:
+                event = PeakEvent(best_value=peak["best"], history_max=peak["hmax"],
+                                  trough=peak["trough"], opened_at=peak["opened"], confirmed_at=seq,
+                                  candidates=sorted(peak["cands"], key=lambda c: (-c.value, c.seq)))
+                self._open = None
+                self._closed_at = seq
+        else:
+            hmax = self._history_max(value)
+            trough = self._trough()
+            if (trough is not None and value >= self.fire_ratio * hmax
+                    and value * self.rearm_ratio >= trough):
+                self._open = {"best": value, "hmax": hmax, "trough": trough, "opened": seq, "cands": []}
+                if eligible:
+                    self._offer(self._open, Candidate(value, seq, payload))
+        self._hist.append((seq, value))
+        return event
+
+    def _offer(self, peak: dict, cand: Candidate) -> None:
+        cands = peak["cands"]
+        if len(cands) < self.keep:
+            cands.append(cand)
+            return
+        worst = min(range(len(cands)), key=lambda i: (cands[i].value, -cands[i].seq))
+        if cand.value > cands[worst].value:   # ties keep the earlier frame
+            cands[worst] = cand
