@@ -8,9 +8,10 @@ verdict:
 * flat tiles (grey std < ``FLAT_STD``) carry no blur evidence and are never scored;
 * each tile's certainty is ``1 - entropy(p) / log(classes)`` (Yang et al. 2018);
 * the verdict is the certainty-weighted mean over the *subject*: the tiles of the ROI
-  when one is given, otherwise the most confidently sharp fraction of the frame. A
-  sharp subject in front of a soft background is sharp; a plain average would call
-  it blurred because the background has more tiles.
+  when one is given, otherwise the ``subject_fraction`` of textured tiles with the most
+  fine detail for their contrast (``detail_rank``), i.e. the in-focus part of a scene
+  with depth. A sharp subject in front of a soft background is sharp; a plain average
+  would call it blurred because the background has more tiles.
 
 ``FocusScorer.analyse(grey, roi)`` returns the CNN fields; ``CnnScorer`` wraps the
 classic scorer for the live loop so each result carries both.
@@ -42,8 +43,8 @@ LIVE_MAX_TILES = 32
 
 @dataclass(frozen=True)
 class FocusNetOptions:
-    # Without an ROI the verdict pools this fraction of the scored tiles, the most
-    # confidently sharp ones (at least ``min_subject_tiles``): roughly "the subject".
+    # Without an ROI the verdict pools this fraction of the textured tiles, the most
+    # detailed ones (at least ``min_subject_tiles``): roughly "the subject".
     subject_fraction: float = 0.15
     min_subject_tiles: int = 3
     # ROI tiles overlap by half so even a small ROI yields several opinions.
@@ -55,6 +56,23 @@ def working_scale(shape: tuple[int, ...]) -> float:
     """Factor (<= 1) that brings an image down to the working resolution."""
     h, w = shape[:2]
     return min(1.0, WORK_SIZE[0] / max(h, w), WORK_SIZE[1] / min(h, w))
+
+
+def detail_rank(tiles: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Fine detail relative to contrast, per tile: where the in-focus subject is.
+
+    Mean absolute neighbour difference divided by the tile's standard deviation. Blur
+    removes fine detail faster than contrast, so within one frame the in-focus region
+    ranks highest whatever its brightness or contrast. A classic measure on purpose:
+    choosing the subject by the net's own p(sharp) would bias every verdict to sharp
+    (under camera shake, edges parallel to the motion look sharp to the net).
+    """
+    if len(tiles) == 0:
+        return np.zeros(0, np.float32)
+    t = tiles.astype(np.int16)
+    hf = (np.abs(np.diff(t, axis=1)).mean(axis=(1, 2))
+          + np.abs(np.diff(t, axis=2)).mean(axis=(1, 2)))
+    return (hf / np.maximum(std, 1.0)).astype(np.float32)
 
 
 def certainty(probs: np.ndarray) -> np.ndarray:
@@ -133,11 +151,18 @@ class FocusScorer:
         tiles = extract_tiles(work, origins, FOCUS_TILE)
         std = tile_std(tiles)
         idx = np.flatnonzero(std >= FLAT_STD)
-        n_textured = int(np.count_nonzero(idx < n_grid)) if roi is None else len(idx)
-        if len(idx) > self.opts.max_tiles:
-            idx = self._budget(tiles, std, idx, n_grid)
         heat = np.full(n_grid, UNSCORED, np.float32)
-        subject = idx[idx >= n_grid] if roi is not None else idx
+        if roi is not None:
+            subject = idx[idx >= n_grid]
+            # ROI tiles first, then the most detailed tiles for the heat map.
+            rank = detail_rank(tiles[idx], std[idx]) + 1e6 * (idx >= n_grid)
+        else:
+            rank = detail_rank(tiles[idx], std[idx])
+            # The subject: the most detailed share of the textured frame (see module doc).
+            k = max(self.opts.min_subject_tiles, math.ceil(self.opts.subject_fraction * len(idx)))
+            subject = idx[np.argsort(-rank, kind="stable")[:k]]
+        if len(idx) > self.opts.max_tiles:
+            idx = np.sort(idx[np.argsort(-rank, kind="stable")[:self.opts.max_tiles]])
         if len(subject) == 0:
             return self._flat(heat.reshape(rows, cols), len(idx))
         res = self.model.run(normalize_focus_tiles(tiles[idx]))
@@ -148,12 +173,6 @@ class FocusScorer:
         sel = np.isin(idx, subject)
         p, b = probs[sel], blur[sel]
         c = certainty(p)
-        if roi is None:
-            # The subject's size is a share of the whole textured frame, even when the
-            # tile budget left some of it unscored.
-            k = max(self.opts.min_subject_tiles, math.ceil(self.opts.subject_fraction * n_textured))
-            top = np.argsort(-(p[:, self._sharp] * c), kind="stable")[:k]
-            p, b, c = p[top], b[top], c[top]
         wts = c + 1e-3            # certainty weights; the floor keeps all-uncertain tiles usable
         agg = (p * wts[:, None]).sum(axis=0) / wts.sum()
         agg = agg / agg.sum()
@@ -168,20 +187,6 @@ class FocusScorer:
             "cnn_tiles": int(len(idx)),
             "cnn_map": heat.reshape(rows, cols),   # p(sharp) per 64-px tile, -1 = flat
         }
-
-    def _budget(self, tiles: np.ndarray, std: np.ndarray, idx: np.ndarray,
-                n_grid: int) -> np.ndarray:
-        """Over the tile budget: ROI tiles first, then the tiles most likely to be sharp.
-
-        The likely-sharp proxy is the mean absolute neighbour difference relative to the
-        tile's contrast: blur removes fine detail faster than it removes contrast, so the
-        sharpest tiles of a frame score highest. The net still decides; this only ranks.
-        """
-        t = tiles[idx].astype(np.int16)
-        hf = (np.abs(np.diff(t, axis=1)).mean(axis=(1, 2))
-              + np.abs(np.diff(t, axis=2)).mean(axis=(1, 2))) / np.maximum(std[idx], 1.0)
-        order = np.argsort(-(hf + 1e6 * (idx >= n_grid)), kind="stable")
-        return np.sort(idx[order[:self.opts.max_tiles]])
 
     def _flat(self, heat: np.ndarray, n: int) -> dict:
         # No texture at all (lens cap, a plain wall or a frame blurred beyond recognition):
