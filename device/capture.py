@@ -241,7 +241,9 @@ class CaptureSink:
         value = result.get("focus")
         if value is None:
             return
-        event = self.trap.update(float(value), eligible=eligible, payload=(frame, result))
+        # The lens position is read now, with its frame, not when the peak is confirmed.
+        payload = (frame, result, self._lens_position())
+        event = self.trap.update(float(value), eligible=eligible, payload=payload)
         if event is not None:
             self._on_peak(event)
 
@@ -251,7 +253,7 @@ class CaptureSink:
             self.counts["not_sharp"] += 1
             log.info("capture: focus peak (%.3g) skipped: the CNN did not call it sharp", event.best_value)
             return
-        best_frame, _ = event.candidates[0].payload
+        best_frame = event.candidates[0].payload[0]
         ts = float(best_frame.timestamp)
         if (self._last_capture_ts is not None and self.cfg.cooldown_s > 0
                 and 0 <= ts - self._last_capture_ts < self.cfg.cooldown_s):
@@ -265,8 +267,8 @@ class CaptureSink:
                 "trough": event.trough, "frames_open": event.confirmed_at - event.opened_at}
         fired = False
         for rank, cand in enumerate(event.candidates):
-            frame, result = cand.payload
-            fired |= self._enqueue(frame, result, "trap", dict(peak, rank=rank))
+            frame, result, lens = cand.payload
+            fired |= self._enqueue(frame, result, "trap", dict(peak, rank=rank), lens)
         if fired:
             self._last_capture_ts = ts
 
@@ -283,13 +285,13 @@ class CaptureSink:
             self.counts["low_disk"] += 1
             return {"ok": False, "reason": f"low disk space ({self.free_mb:.0f} MB free)"}
         frame, result = self._latest
-        if not self._enqueue(frame, result, "manual", None):
+        if not self._enqueue(frame, result, "manual", None, self._lens_position()):
             return {"ok": False, "reason": self._refusal or "busy"}
         return {"ok": True, "frame_index": int(frame.index), "dir": str(self.dir)}
 
     _refusal: Optional[str] = None
 
-    def _enqueue(self, frame, result: dict, trigger: str, peak: Optional[dict]) -> bool:
+    def _enqueue(self, frame, result: dict, trigger: str, peak: Optional[dict], lens) -> bool:
         with self._lock:
             if self.queued >= self.cfg.max_files:
                 self.counts["cap"] += 1
@@ -299,7 +301,7 @@ class CaptureSink:
                 self._refusal = "capture.max_files reached"
                 return False
             job = {"frame": frame, "result": result, "trigger": trigger, "peak": peak,
-                   "lens_position": self._lens_position(), "when": time.time()}
+                   "lens_position": lens, "when": time.time()}
             try:
                 self._jobs.put_nowait(job)
             except queue.Full:

@@ -14,6 +14,9 @@ Three refinements make it fire exactly once per pass:
   value seen while it was open; the best frames are kept meanwhile and handed back, so
   the caller saves the sharpest frame rather than the one that confirmed the peak.
 
+Decisions use the median of the last three values, so one noisy frame can neither
+dip nor spike a peak into existence; the best frames are still chosen on raw values.
+
 Frames can be marked ``eligible=False`` (the CNN did not call them sharp): they still
 shape the curve but are never returned as candidates.
 """
@@ -57,6 +60,8 @@ class TrapFocus:
         self._seq = 0
         self._closed_at = -1          # seq of the last confirmed peak: dips count after it
         self._open: Optional[dict] = None
+        self._recent: deque = deque(maxlen=3)       # raw values for the median-of-3
+        self._prev: Optional[Candidate] = None      # the frame before, if eligible
 
     # --- state, for stats and the overlay ---------------------------------------------
     @property
@@ -68,6 +73,8 @@ class TrapFocus:
     def reset(self) -> None:
         self._hist.clear()
         self._open = None
+        self._recent.clear()
+        self._prev = None
         self._closed_at = self._seq - 1
 
     def _history_max(self, value: float) -> float:
@@ -89,16 +96,19 @@ class TrapFocus:
         """Feed one frame's focus value; returns a ``PeakEvent`` when a peak is confirmed."""
         seq = self._seq
         self._seq += 1
-        value = float(value)
+        raw = float(value)
         event = None
-        if value != value:  # NaN (a black frame): ignore, keep the state
+        if raw != raw:  # NaN (a black frame): ignore, keep the state
             return None
+        self._recent.append(raw)
+        value = sorted(self._recent)[len(self._recent) // 2]
+        cand = Candidate(raw, seq, payload) if eligible else None
         if self._open is not None:
             peak = self._open
             if value > peak["best"]:
                 peak["best"] = value
-            if eligible:
-                self._offer(peak, Candidate(value, seq, payload))
+            if cand is not None:
+                self._offer(peak, cand)
             if value < self.fall_ratio * peak["best"]:
                 event = PeakEvent(best_value=peak["best"], history_max=peak["hmax"],
                                   trough=peak["trough"], opened_at=peak["opened"], confirmed_at=seq,
@@ -111,9 +121,12 @@ class TrapFocus:
             if (trough is not None and value >= self.fire_ratio * hmax
                     and value * self.rearm_ratio >= trough):
                 self._open = {"best": value, "hmax": hmax, "trough": trough, "opened": seq, "cands": []}
-                if eligible:
-                    self._offer(self._open, Candidate(value, seq, payload))
+                # The median lags one frame: the frame before may be the sharpest one.
+                for c in (self._prev, cand):
+                    if c is not None:
+                        self._offer(self._open, c)
         self._hist.append((seq, value))
+        self._prev = cand
         return event
 
     def _offer(self, peak: dict, cand: Candidate) -> None:
