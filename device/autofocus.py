@@ -490,3 +490,43 @@ class Autofocus:
                 self._changed = False
                 self.trigger("scene changed")
         self._prev = value
+
+
+# --- wiring for ``focus-assist run`` --------------------------------------------------------
+
+def build_autofocus_sink(cfg, source, runtime: dict, *, motor: Optional[str] = None,
+                         autofocus: Optional[str] = None, pin_factory=None):
+    """The motor + AF sink for ``run --motor DRIVER --autofocus [once|continuous]``.
+
+    None when neither flag is given. ``--motor`` alone builds the sink idle (the web
+    viewfinder or the GPIO button can still trigger it: ``runtime["autofocus"].trigger()``);
+    ``--autofocus`` starts a one-shot AF on the first frame, or runs continuous AF. The sink
+    owns the motor: closing the loop stops it, saves the position and de-energises it.
+    """
+    from dataclasses import replace
+
+    from .errors import InputError
+    from .motor import open_motor
+
+    if motor is None and autofocus is None:
+        return None
+    mcfg = cfg.motor if motor is None else replace(cfg.motor, driver=motor)
+    is_sim = hasattr(source, "lens_position") and hasattr(source, "best_position")
+    if mcfg.driver == "sim" and not is_sim:
+        raise InputError("the sim motor moves the simulated lens: use it with --source sim, "
+                         "or choose --motor stepdir|uln2003|servo")
+    acfg = cfg.autofocus
+    if autofocus is not None and autofocus != acfg.mode:
+        acfg = replace(acfg, mode=autofocus)
+    state_dir = getattr(getattr(cfg, "service", None), "state_dir", None)
+    m = open_motor(mcfg, sim_camera=source if is_sim else None, pin_factory=pin_factory,
+                   state_dir=state_dir)
+    fps = getattr(getattr(cfg, "sim", None), "fps", 0.0) if is_sim else 0.0
+    try:
+        af = Autofocus(m, acfg, start=autofocus is not None, owns_motor=True,
+                       pin_factory=pin_factory, frame_period=1.0 / fps if fps > 0 else 1.0 / 30)
+    except BaseException:
+        m.close()
+        raise
+    runtime["autofocus"] = af
+    return af

@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--capture-when-sharp", action="store_true",
                    help="save a still each time the subject (or --roi) passes through focus")
     r.add_argument("--capture-dir", help="folder for captures (default: <state dir>/captures)")
+    r.add_argument("--motor", choices=["sim", "stepdir", "uln2003", "servo"],
+                   help="drive the focus motor ([motor] config; sim moves --source sim's lens)")
+    r.add_argument("--autofocus", nargs="?", const="once", choices=["once", "continuous"],
+                   help="autofocus once at start (the default) or continuously")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")

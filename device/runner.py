@@ -60,6 +60,13 @@ def build_sinks(cfg: Config, opts: RunOptions, source, runtime: dict) -> list:
             raise ConfigError(f"cannot write the frame log {cfg.log.jsonl}: {exc.strerror}") from None
     from .notify import Notifier, ServiceNotifierSink
 
+    from .autofocus import build_autofocus_sink
+
+    extra = opts.extra or {}
+    af_sink = build_autofocus_sink(cfg, source, runtime, motor=extra.get("motor"),
+                                   autofocus=extra.get("autofocus"))
+    if af_sink is not None:
+        sinks.append(af_sink)     # runtime["autofocus"].trigger(); owns and closes the motor
     from .viewfinder import build_viewfinder_sinks
 
     sinks.extend(build_viewfinder_sinks(cfg, opts, source, runtime))  # overlay, Pi preview, web
