@@ -234,3 +234,31 @@ def test_real_sweep_playback_ends_on_the_roi_truth(pcb_sweep, roi, truth, start)
     assert af.state == "focused", af.reason
     assert abs(motor.position - truth) <= 1, (motor.position, truth)
     assert lens.lens_position == motor.position
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+def test_run_sim_motor_autofocus_stats(capsys):
+    import json
+
+    from device.cli import main
+
+    code = main(["run", "--source", "sim:width=320,height=240,seed=5", "--motor", "sim",
+                 "--autofocus", "--stats", "--frames", "45", "--headless"])
+    assert code == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    af = stats["af"]
+    assert af["state"] == "focused" and 0 < af["frames"] <= 45 and af["moves"] >= 1
+    assert af["in_focus"] and abs(af["lens_position"] - af["best_position"]) <= \
+        af["depth_of_field"] / 2
+    assert af["position"] == round(af["position"])
+
+
+def test_run_sim_motor_needs_the_sim_source(capsys, tmp_path):
+    from device.cli import main
+
+    import cv2
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((64, 64), 128, np.uint8))
+    assert main(["run", "--source", f"images:{tmp_path}/*.png", "--motor", "sim",
+                 "--headless", "--frames", "1"]) == 2
+    assert "sim motor" in capsys.readouterr().err
