@@ -10,7 +10,7 @@ from typing import Optional
 
 from ..errors import MotorError
 from .base import Motor
-from .store import PositionStore, default_position_file, state_dir
+from .store import PositionStore, default_position_file
 
 log = logging.getLogger(__name__)
 

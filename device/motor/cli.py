@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 
 from ..errors import MotorError
 
@@ -119,7 +118,3 @@ def _home(motor, mc) -> None:
     finally:
         if button is not None:
             button.close()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(1)

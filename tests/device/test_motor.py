@@ -3,7 +3,6 @@ random command sequences, backlash-safe approach, de-energising, the position st
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
