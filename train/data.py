@@ -40,8 +40,10 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 DEFAULT_DEAD_LEAVES = 60        # procedural sources (split like any other source)
 DEFAULT_EVAL_TILES = {"focus": 3000, "defects": 2000}
 WORKING_LONG_SIDE = (480, 800)  # a base photo is resampled so its long side is in this range
-LEAVES_SIZE = 384               # dead-leaves sources are rendered at this size
+LEAVES_SIZE = 512               # dead-leaves sources are rendered at this size
 _MARGIN = 24                    # crop margin so blur/JPEG borders never reach a tile
+PHOTO_SHARE = 0.6               # share of samples drawn from photographs (vs dead leaves)
+SMALL_PHOTO_SCALE = (0.4, 0.9)  # downscale of photos already near working size
 
 
 @dataclass(frozen=True)
@@ -163,13 +165,16 @@ def load_source(src: Source, seed: int = 0) -> np.ndarray:
 def to_working_resolution(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Resample a base photo to the scale of a lores frame, never upscaling (upscaling
     would make a soft image and still call it sharp). Large photos get a long side in
-    ``WORKING_LONG_SIDE``; small ones a random 0.55-1.0 downscale."""
+    ``WORKING_LONG_SIDE``; small ones a random ``SMALL_PHOTO_SCALE`` downscale."""
     h, w = img.shape[:2]
     long_side = max(h, w)
     if long_side > WORKING_LONG_SIDE[1]:
         s = rng.uniform(*WORKING_LONG_SIDE) / long_side
     else:
-        s = rng.uniform(0.55, 1.0)
+        # A lores frame bins ~6x6 photosites, so whatever is in focus is crisp there; the
+        # bundled photos are soft-ish at full size, so shrink them (but keep >= 100 px).
+        lo = min(1.0, max(SMALL_PHOTO_SCALE[0], 100.0 / max(min(h, w), 1)))
+        s = rng.uniform(lo, max(lo, SMALL_PHOTO_SCALE[1]))
     if s >= 0.999:
         return img
     size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
@@ -274,15 +279,29 @@ def _sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), SPLITS.index(split), int(index)])
 
 
+def pick_source(sources: Sequence[Source], rng: np.random.Generator) -> Source:
+    """Photographs (folders + built-in) get ``PHOTO_SHARE`` of the samples however many
+    dead-leaves images there are: the models must hold up on real photographs, and
+    procedural texture is a supplement, not the bulk of the data."""
+    photos = [s for s in sources if s.kind != "leaves"]
+    leaves = [s for s in sources if s.kind == "leaves"]
+    pool = sources
+    if photos and leaves:
+        pool = photos if rng.random() < PHOTO_SHARE else leaves
+    return pool[int(rng.integers(len(pool)))]
+
+
 def make_sample(kind: str, sources: Sequence[Source], cfg: DataConfig, split: str, index: int,
-                condition: dict | None = None, raw: bool = False):
+                condition: dict | None = None, raw: bool = False, meta: list | None = None):
     """Sample ``index`` of ``split``: normalised model inputs and targets (numpy).
 
     The source is picked by the sample's own seeded generator, so sample ``i`` is the
     same wherever and in whatever order it is computed (parallel map, resume).
     """
     rng = _sample_rng(cfg.seed, split, index)
-    src = sources[int(rng.integers(len(sources)))]
+    src = pick_source(sources, rng)
+    if meta is not None:
+        meta.append(src)
     if kind == "focus":
         t, c, b = focus_sample(src, rng, cfg.focus_tile, cfg.seed)
         onehot = np.eye(len(FOCUS_CLASSES), dtype=np.float32)[c]
@@ -304,24 +323,28 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def build_split(kind: str, cfg: DataConfig, split: str, n: int, progress: bool = False,
                 condition: dict | None = None, sources: Sequence[Source] | None = None,
-                raw: bool = False):
+                raw: bool = False, tile_sources: list | None = None):
     """Materialise ``n`` tiles of one split in memory (for val/test/calibration), with a
     progress bar. Focus returns ``(x, dict(probs, blur_px))``; defects ``(x, heatmap)``.
     With ``raw=True`` a third item holds the uint8 tiles before normalisation (for the
-    classic baselines, which work on raw pixels)."""
+    classic baselines, which work on raw pixels). ``tile_sources``, if given, receives the
+    :class:`Source` of every returned tile (for per-source-kind metrics)."""
     if sources is None:
         sources = split_sources(collect_sources(cfg), cfg)[split]
     parts: list[tuple] = []
     got, i = 0, 0
     bar = _progress(n, f"{kind} {split} tiles", progress)
     while got < n:
-        s = make_sample(kind, sources, cfg, split, i, condition=condition, raw=raw)
+        used: list = []
+        s = make_sample(kind, sources, cfg, split, i, condition=condition, raw=raw, meta=used)
         i += 1
         if i > 50 * n + 100:
             raise InputError(f"{kind}: the {split} images yield no usable tiles (all flat?)")
         if len(s[0]) == 0:
             continue
         parts.append(s)
+        if tile_sources is not None:
+            tile_sources += used * min(len(s[0]), n - got)
         got += len(s[0])
         if bar is not None:
             bar.update(len(s[0]))
