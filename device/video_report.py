@@ -34,7 +34,7 @@ from .preprocess import to_bgr, to_grey
 log = logging.getLogger(__name__)
 
 # A transient error must stand far out of its ring: texture rarely does by this much.
-TRANSIENT_THRESHOLD = 48.0
+TRANSIENT_THRESHOLD = 88.0
 MAX_PER_FRAME = 20      # more than this in one frame is a broken frame, stored as a count
 
 
