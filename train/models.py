@@ -87,12 +87,13 @@ def build_defect_net(width: float = 1.0, tile: int = DEFECT_TILE) -> keras.Model
         return max(4, int(round(n * width)))
 
     inp = keras.Input((tile, tile, 3), name="tile", dtype="float32")
-    x = _conv_bn(inp, c(12), name="stem")
-    x = _sep_bn(x, c(16), name="b1")
-    y = _sep_bn(x, c(16), dilation=2, name="b2")
+    # 16/24 channels: a 12/16-channel version plateaued at recall 0.19 at 1 FP/MP.
+    x = _conv_bn(inp, c(16), name="stem")
+    x = _sep_bn(x, c(24), name="b1")
+    y = _sep_bn(x, c(24), dilation=2, name="b2")
     x = layers.Add(name="b2_add")([x, y])
-    y = _sep_bn(x, c(16), dilation=4, name="b3")
+    y = _sep_bn(x, c(24), dilation=4, name="b3")
     x = layers.Add(name="b3_add")([x, y])
-    x = _sep_bn(x, c(16), name="b4")
+    x = _sep_bn(x, c(24), name="b4")
     heat = layers.Conv2D(len(DEFECT_KINDS), 1, activation="sigmoid", name="heatmap")(x)
     return keras.Model(inp, heat, name="defect_net")
