@@ -35,6 +35,8 @@ from .preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
 
 log = logging.getLogger(__name__)
 
+LIVE_MAX_TILES = 16    # defect-net tiles per live frame (~0.2 ms each, single thread)
+
 
 @dataclass(frozen=True)
 class DefectOptions:
@@ -42,7 +44,7 @@ class DefectOptions:
     min_abs: float = 24.0          # ... and > this many grey levels
     median_ksize: int = 5          # wider than a demosaiced, JPEG'd defect blob (~3 px)
     avgdev_ksize: int = 31         # neighbourhood for the local avgDev
-    max_tiles: int = 16            # defect-net tiles per frame (the speed budget)
+    max_tiles: int = 64            # defect-net tiles per frame (LIVE_MAX_TILES in the loop)
     threshold: float = 0.5         # heat-map peak needed to report a defect
     merge_px: int = 3              # detections closer than this are one defect
 
@@ -113,12 +115,16 @@ class DefectDetector:
         return np.array(origins, np.int64).reshape(-1, 2)
 
     # --- stage 2: the net -----------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[dict]:
+    def detect(self, image: np.ndarray, priority: Iterable[tuple[int, int]] = ()) -> list[dict]:
+        """Defects in one image. ``priority``: (x, y) points that get a tile first
+        (a sequence's recurring defects), candidates or not in this frame."""
         bgr = to_bgr(image)
         h, w = bgr.shape[:2]
         if h < DEFECT_TILE or w < DEFECT_TILE:
             raise InputError(f"image {w}x{h} is smaller than a {DEFECT_TILE}-px defect tile")
         cand = self.candidates(bgr)
+        pri = np.array([(y, x, 0) for x, y in priority], np.int64).reshape(-1, 3)
+        cand = np.concatenate([pri, cand])
         if len(cand) == 0:
             return []
         origins = self._tile_origins(cand, h, w)
@@ -200,7 +206,9 @@ class DefectSequence:
         r = self.patch // 2
         padded = cv2.copyMakeBorder(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), r, r, r, r,
                                     cv2.BORDER_REFLECT)
-        dets = self.detector.detect(bgr)
+        # Recurring detections get a tile every frame, even when brighter glints compete
+        # for the tile budget or the defect is hard to see against this frame's scene.
+        dets = self.detector.detect(bgr, [(t.x, t.y) for t in self.tracks if t.hits >= 2])
         for d in dets:
             tr = self._match(d["x"], d["y"])
             if tr is None:
