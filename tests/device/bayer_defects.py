@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-LEVELS = {"dead": 0, "hot": 255, "stuck": 200}
+LEVELS = {"dead": 0, "hot": 255, "stuck": 130}    # stuck: a fixed mid level
 
 
 def mosaic(bgr: np.ndarray) -> np.ndarray:
@@ -33,12 +33,48 @@ def camera_frame(bgr: np.ndarray, defects=(), jpeg_quality: int = 90) -> np.ndar
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
-def panning_sequence(base: np.ndarray, n: int, size=(480, 640), step=(13, 29), defects=()):
-    """``n`` crops of ``base`` sliding by ``step`` (dy, dx): the scene moves, the sensor does not."""
+def crops(base: np.ndarray, n: int, size=(480, 640), step=(13, 29)) -> list[np.ndarray]:
+    """``n`` clean crops of ``base`` sliding by ``step`` (dy, dx): the scene moves."""
     h, w = size
-    frames = []
+    out = []
     for i in range(n):
         y = (i * step[0]) % (base.shape[0] - h)
         x = (i * step[1]) % (base.shape[1] - w)
-        frames.append(camera_frame(np.ascontiguousarray(base[y:y + h, x:x + w]), defects))
-    return frames
+        out.append(np.ascontiguousarray(base[y:y + h, x:x + w]))
+    return out
+
+
+def panning_sequence(base: np.ndarray, n: int, size=(480, 640), step=(13, 29), defects=()):
+    """Camera frames of a panning scene; the defects stay on the same photosites."""
+    return [camera_frame(c, defects) for c in crops(base, n, size, step)]
+
+
+def visible_sites(clean_frames, wanted, margin=24, spacing=48, contrast=90.0, seed=0):
+    """Photosites where each wanted defect kind stands out in *every* clean frame.
+
+    ``wanted``: [(kind, count), ...]. A site qualifies when the defect level differs by
+    at least ``contrast`` from the median of that colour channel around it in all
+    frames: a hot pixel on a white wall is no defect anyone (or anything) could see.
+    Chosen from the clean scene only, never from a detector's output.
+    """
+    raws = [mosaic(f) for f in clean_frames]
+    h, w = raws[0].shape
+    # A seeded shuffle of all sites (every Bayer colour), so picks spread over the frame.
+    ys, xs = np.mgrid[margin:h - margin, margin:w - margin]
+    sites = np.stack([ys.ravel(), xs.ravel()], 1)
+    sites = sites[np.random.default_rng(seed).permutation(len(sites))]
+    picks: list[tuple[int, int, str]] = []
+    for kind, count in wanted:
+        level = LEVELS[kind]
+        got = 0
+        for y, x in sites:
+            if got == count:
+                break
+            if any(abs(x - px) < spacing and abs(y - py) < spacing for px, py, _ in picks):
+                continue
+            # Same Bayer colour as (y, x): every second sample in a 9x9 window.
+            if all(abs(level - float(np.median(r[y - 4:y + 5:2, x - 4:x + 5:2]))) >= contrast
+                   for r in raws):
+                picks.append((int(x), int(y), kind))
+                got += 1
+    return picks
