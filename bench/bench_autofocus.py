@@ -17,7 +17,7 @@ identical: frames exposed while the lens moves are dropped, then ``settle_frames
 Both baselines get our backlash-safe moves, so the comparison is about the search.
 Success = the lens ends within the depth of field of the hidden best position.
 
-    python bench/bench_autofocus.py [--trials 100] [--jobs 2] [--size 320x240]
+    python bench/bench_autofocus.py [--trials 100] [--jobs 2] [--size 256x192]
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import argparse
 import json
 import math
 import multiprocessing as mp
+import sys
 import time
 
 import numpy as np
@@ -133,7 +134,7 @@ def run_trial(task: dict) -> dict:
     return out
 
 
-def make_tasks(trials: int, seed: int, size, flat: int) -> list[dict]:
+def make_tasks(trials: int, seed: int, size, flat: int, methods=METHODS) -> list[dict]:
     rng = np.random.default_rng(seed)
     scenes = ("mosaic",) + PHOTO_NAMES
     tasks = []
@@ -142,8 +143,8 @@ def make_tasks(trials: int, seed: int, size, flat: int) -> list[dict]:
         base = dict(i=i, scene=scene, best=round(float(rng.uniform(150, 850)), 1),
                     start=float(int(rng.uniform(0, 1000))), slack=int(rng.integers(0, 13)),
                     seed=int(rng.integers(1 << 30)), size=size)
-        methods = METHODS if scene != "flat" else ("ours",)
-        tasks += [dict(base, method=m) for m in methods]
+        run = methods if scene != "flat" else ("ours",)
+        tasks += [dict(base, method=m) for m in run]
     return tasks
 
 
@@ -178,17 +179,29 @@ def main() -> None:
     ap.add_argument("--flat", type=int, default=10, help="extra featureless-scene trials (ours)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--size", default="320x240", help="simulated frame size WxH")
+    ap.add_argument("--size", default="256x192", help="simulated frame size WxH")
     ap.add_argument("--rows", help="write every trial as JSON lines here")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="comma-separated subset of: " + ", ".join(METHODS))
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
-    tasks = make_tasks(args.trials, args.seed, (w, h), args.flat)
+    methods = tuple(m for m in METHODS if m in args.methods.split(","))
+    tasks = make_tasks(args.trials, args.seed, (w, h), args.flat, methods)
     t0 = time.time()
-    if args.jobs > 1:
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            rows = pool.map(run_trial, tasks, chunksize=4)
-    else:
-        rows = [run_trial(t) for t in tasks]
+    rows = []
+    pool = mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
+    try:
+        results = pool.imap_unordered(run_trial, tasks) if pool else map(run_trial, tasks)
+        for n, row in enumerate(results, 1):
+            rows.append(row)
+            if n % 20 == 0:
+                print(f"  {n}/{len(tasks)} runs, {time.time() - t0:.0f} s", file=sys.stderr,
+                      flush=True)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    rows.sort(key=lambda r: (r["i"], METHODS.index(r["method"])))
     if args.rows:
         with open(args.rows, "w") as fh:
             for r in rows:
