@@ -38,8 +38,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from device.defects import DefectDetector  # noqa: E402
-from device.focus_net import FocusScorer  # noqa: E402
+from device import defects as _defects, focus_net as _focus_net  # noqa: E402
+from device.defects import DefectDetector, DefectOptions  # noqa: E402
+from device.focus_net import FocusNetOptions, FocusScorer  # noqa: E402
 from device.inference import TFLiteModel, default_model_path  # noqa: E402
 from device.measures import score_frame  # noqa: E402
 from device.preprocess import (FOCUS_TILE, extract_tiles, normalize_focus_tiles,  # noqa: E402
@@ -148,7 +149,8 @@ def _frames(n: int) -> list[np.ndarray]:
     return frames
 
 
-def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int) -> dict:
+def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
+          focus_all: FocusScorer | None = None) -> dict:
     from device.scoring import ClassicScorer
     from device.sources.base import Frame
 
@@ -181,12 +183,30 @@ def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int) -> 
     def defects_only():
         defects.detect(frames[frame_at()[0]])
 
+    from device.config import DefectsConfig
+
+    every = DefectsConfig().every_n_frames
+    count = iter(range(10 ** 9))
+
+    def full_defects_every_n():
+        i, fr = frame_at()
+        r = classic.score(fr)
+        r.update(focus.analyse(fr.grey, r["roi"]))
+        if next(count) % every == 0:    # the live defect map's default cadence
+            r["defects"] = defects.detect(fr.color)
+
     res = {"frame": "640x480", "threads": 1,
            "full_loop_classic_cnn_defects": _timed(full, n, repeats),
+           f"full_loop_defects_every_{every}_frames": _timed(full_defects_every_n, n, repeats),
            "classic_only": _timed(classic_only, n, repeats),
            "focus_net_only": _timed(cnn_only, n, repeats),
            "defect_net_only": _timed(defects_only, n, repeats)}
     res["focus_tiles_per_frame"] = focus.analyse(greys[0])["cnn_tiles"]
+    res["defect_tiles_max"] = defects.opts.max_tiles
+    if focus_all is not None:      # every textured tile, as for a still given to ``score``
+        res["focus_net_all_tiles"] = _timed(lambda: focus_all.analyse(greys[frame_at()[0]]),
+                                            n, repeats)
+        res["focus_all_tiles_per_frame"] = focus_all.analyse(greys[0])["cnn_tiles"]
     return res
 
 
@@ -276,7 +296,12 @@ def main() -> int:
     if "accuracy" not in args.skip:
         res["accuracy"] = accuracy(focus)
     if "speed" not in args.skip:
-        res["speed"] = speed(focus, defects, args.frames, args.repeats)
+        # The live loop's budgets: tiles per frame for each net.
+        live_focus = FocusScorer.from_path(
+            num_threads=1, options=FocusNetOptions(max_tiles=_focus_net.LIVE_MAX_TILES))
+        live_defects = DefectDetector.from_path(
+            num_threads=1, options=DefectOptions(max_tiles=_defects.LIVE_MAX_TILES))
+        res["speed"] = speed(live_focus, live_defects, args.frames, args.repeats, focus)
     if "compare" not in args.skip:
         res["compare"] = model_comparison(focus, args.frames, args.repeats)
     text = json.dumps(res, indent=2, default=str)

@@ -35,7 +35,7 @@ from .preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
 
 log = logging.getLogger(__name__)
 
-LIVE_MAX_TILES = 16    # defect-net tiles per live frame (~0.2 ms each, single thread)
+LIVE_MAX_TILES = 8     # defect-net tiles per live frame (~0.25 ms each, single thread)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ WORK_SIZE = (640, 480)   # long side, short side of the working frame (the lores
 UNSCORED = -1.0          # heat-map value of an unscored tile (flat or over budget); JSON has no NaN
 # The live loop scores at most this many tiles per frame (the frame-time budget); a
 # still given to ``score`` gets every textured tile.
-LIVE_MAX_TILES = 32
+LIVE_MAX_TILES = 16
 
 
 @dataclass(frozen=True)
@@ -161,8 +161,11 @@ class FocusScorer:
             # The subject: the most detailed share of the textured frame (see module doc).
             k = max(self.opts.min_subject_tiles, math.ceil(self.opts.subject_fraction * len(idx)))
             subject = idx[np.argsort(-rank, kind="stable")[:k]]
-        if len(idx) > self.opts.max_tiles:
-            idx = np.sort(idx[np.argsort(-rank, kind="stable")[:self.opts.max_tiles]])
+        # The budget never cuts into the subject (both rank by detail), so the verdict is
+        # the same as with every tile scored; only the heat map gets gaps.
+        budget = max(self.opts.max_tiles, len(subject))
+        if len(idx) > budget:
+            idx = np.sort(idx[np.argsort(-rank, kind="stable")[:budget]])
         if len(subject) == 0:
             return self._flat(heat.reshape(rows, cols), len(idx))
         res = self.model.run(normalize_focus_tiles(tiles[idx]))

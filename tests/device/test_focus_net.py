@@ -206,3 +206,15 @@ def test_run_with_a_bad_focus_model_is_one_line_exit_2(tmp_path, content, expect
     errors = [ln for ln in p.stderr.splitlines() if "error" in ln.lower()]
     assert len(errors) == 1 and expect in errors[0], p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_live_tile_budget_keeps_the_verdict(scorer):
+    from device.focus_net import LIVE_MAX_TILES, FocusNetOptions
+
+    live = FocusScorer(scorer.model, scorer.meta, FocusNetOptions(max_tiles=LIVE_MAX_TILES))
+    g = _photo("camera")
+    for img in (g, _blur(g, disc_psf(3.0))):
+        full, cut = scorer.analyse(img), live.analyse(img)
+        assert cut["cnn_tiles"] < full["cnn_tiles"]
+        assert cut["label"] == full["label"]
+        assert cut["probs"] == full["probs"] and cut["blur_px"] == full["blur_px"]
