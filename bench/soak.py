@@ -257,6 +257,13 @@ def main() -> int:
         print("soak: too few samples after warm-up; run more frames", file=sys.stderr)
         return 1
     tail = max(3, len(warm) // 10)
+    # Least-squares slope over the post-warm-up samples: a leak climbs steadily, while
+    # allocator churn (JPEG and defect buffers freed and re-taken) only wobbles.
+    pts = [(f, mb) for f, mb in per if f >= args.warmup * frames]
+    fm = statistics.fmean(f for f, _ in pts)
+    mm = statistics.fmean(mb for _, mb in pts)
+    var = sum((f - fm) ** 2 for f, _ in pts) or 1e-9
+    slope = sum((f - fm) * (mb - mm) for f, mb in pts) / var * 10_000
     spread = max(warm) - min(warm)
     growth = statistics.median(warm[-tail:]) - statistics.median(warm[:tail])
     ok = spread <= args.limit_mb
@@ -273,6 +280,7 @@ def main() -> int:
         "rss_after_warmup_max_mb": round(max(warm), 1),
         "rss_spread_after_warmup_mb": round(spread, 2),
         "rss_growth_mb": round(growth, 2),
+        "rss_slope_mb_per_10k_frames": round(slope, 2),
         "rss_samples": len(samples),
         "watchdog_pings": len(drain.pings),
         "watchdog_max_gap_s": round(max(gaps), 2) if gaps else None,
@@ -281,10 +289,12 @@ def main() -> int:
         "features": used + flags,
         "limit_mb": args.limit_mb,
         "flat": ok,
+        # (frame, MB) about every 1% of the run, for a plot or a second look
+        "rss_series": [(round(f), round(mb, 1)) for f, mb in per[::max(1, len(per) // 100)]],
     }
-    print(json.dumps(figures, indent=2))
+    print(json.dumps({k: v for k, v in figures.items() if k != "rss_series"}, indent=2))
     print(f"soak: RSS after warm-up {min(warm):.1f}..{max(warm):.1f} MB (spread {spread:.2f} MB, "
-          f"growth {growth:+.2f} MB) over {frames} frames at {stats.get('fps')} fps: "
+          f"growth {growth:+.2f} MB, trend {slope:+.2f} MB/10k frames) over {frames} frames at {stats.get('fps')} fps: "
           f"{'FLAT' if ok else 'NOT FLAT'} (limit {args.limit_mb} MB)"
           + (f"; stopped early, {frames} of {args.frames} frames" if stopped_early else ""))
     if args.json:
