@@ -13,7 +13,9 @@ frame cannot tell a stuck photosite from a glint. Persistence can.
 Persistence (``DefectMap``): a defect stays on one sensor pixel, in one colour channel,
 while the scene moves; texture does not. A candidate counts as a *hit* for its
 (pixel, channel, sign) only when the local scene (7x7 grey mean) differs by at least
-``scene_change`` from the last counted hit, and is confirmed after ``min_hits`` hits.
+``scene_change`` from the last counted hit; a pixel and channel is confirmed once its
+hits (both signs together: a stuck photosite is brighter than a dark scene and darker
+than a bright one) reach ``min_hits``.
 A camera on a tripod looking at a still scene therefore confirms nothing, by design.
 
 Sensor check (``sensor_check``): with the lens capped, N dark frames are averaged and
@@ -159,25 +161,30 @@ class DefectMap:
     def confirmed(self) -> list[dict]:
         """Confirmed defects ``{"x","y","kind","confidence","hits","value"}``, strongest first.
         Entries of one pixel in several channels (a whole-pixel defect) are merged."""
-        found = []
+        # Hits of one pixel and channel add up over both signs: a photosite stuck at mid
+        # level is brighter than a dark scene and darker than a bright one.
+        per_site: dict = {}
         for (y, x, c), (hits, _, vsum, _) in self._tracks.items():
+            site = per_site.setdefault((y, x, c % 3), [0, 0, 0.0])
+            site[0 if c < 3 else 1] += hits
+            site[2] += vsum
+        found = []
+        for (y, x, ch), (up, down, vsum) in per_site.items():
+            hits = up + down
             if hits >= self.min_hits:
-                found.append((hits, y, x, c, vsum / hits))
+                found.append((hits, y, x, up, down, vsum / hits))
         found.sort(key=lambda t: -t[0])
         out: list[dict] = []
-        for hits, y, x, c, value in found:
-            near = next((d for d in out if abs(d["x"] - x) <= 2 and abs(d["y"] - y) <= 2), None)
-            hot = c < 3
-            if near is not None:
-                if near["_hot"] != hot:    # brighter in some scenes, darker in others: stuck
-                    near["kind"] = "stuck"
-                continue
+        for hits, y, x, up, down, value in found:
+            if any(abs(d["x"] - x) <= 2 and abs(d["y"] - y) <= 2 for d in out):
+                continue          # the same defect seen in another channel, or its blob
+            if up and down and min(up, down) >= max(1, hits // 4):
+                kind = "stuck"
+            else:
+                kind = _kind(up >= down, value)
             conf = 1.0 - 0.5 ** (hits / self.min_hits)
-            out.append({"x": int(x), "y": int(y), "kind": _kind(hot, value),
-                        "confidence": round(conf, 3), "hits": int(hits), "value": round(value, 1),
-                        "_hot": hot})
-        for d in out:
-            del d["_hot"]
+            out.append({"x": int(x), "y": int(y), "kind": kind, "confidence": round(conf, 3),
+                        "hits": int(hits), "value": round(value, 1)})
         return out
 
     # --- saving and resuming --------------------------------------------------------------
