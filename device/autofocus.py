@@ -15,10 +15,13 @@ The search:
    without a peak, it scans the other way.
 2. Every measurement position is reached by a final approach in the motor's approach
    direction, so all samples see the gear play taken up on the same side.
-3. The peak is fitted through the best sample and its two neighbours on log(focus): a
-   symmetric V by default (the measure is cusp-shaped: on the simulated lens the V is
-   2-4x more accurate than a parabola at coarse spacing), or a parabola. The fit is
-   measured and refined until the vertex lands next to the best sample (the fine pass).
+3. The peak is fitted on log(focus) through the best sample and its two neighbours.
+   Across coarse spacing the measure is cusp-shaped, so a symmetric V is fitted (or a
+   hyperbola once four samples lie near the top; on the simulated lens the V is 2-4x
+   more accurate than a parabola at coarse spacing); once the neighbours are within two
+   fine steps, a parabola. The fine pass measures at the fitted vertex, or one fine step
+   beside a coarse sample the vertex lands on, until the best sample is bracketed at
+   fine spacing; then the final approach, backlash-safe like every move.
 4. "focused" only if the best sample beats samples on both sides by ``min_rise``:
    the measure truly rose and fell. Otherwise (a flat, featureless scene; a peak at a
    travel limit; a timeout) "failed", and the lens goes back to where it started.
@@ -222,8 +225,8 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
         yield ("go", p0)
         return Outcome(FAILED, why, p0)
 
-    # Fine pass: fit the peak through the best consistent sample and its neighbours,
-    # measure at the fitted vertex, refit, until a fit lands on a vertex already measured.
+    # Fine pass: fit the peak through the best consistent sample and its neighbours and
+    # measure at the vertex, until the vertex lands on a sample bracketed at fine spacing.
     coarse_best = best()
     target = None
     for _ in range(8):
