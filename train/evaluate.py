@@ -336,8 +336,8 @@ def evaluate_focus(model, card: dict, out_dir: Path, n: int | None, kaggle: str 
           "Baseline confusion matrices: ![tenengrad](confusion_tenengrad.png) "
           "![vol](confusion_variance_of_laplacian.png)\n"]
 
-    if kaggle and Path(kaggle).is_dir():
-        paths = kaggle_paths(kaggle)
+    paths = kaggle_paths(kaggle) if kaggle and Path(kaggle).is_dir() else []
+    if paths:
         rows, right2, right3 = [], 0, 0
         base_right = {name: 0 for name in base}
         for pth in paths:
@@ -381,7 +381,7 @@ def evaluate_focus(model, card: dict, out_dir: Path, n: int | None, kaggle: str 
                       f"{r['baselines']['tenengrad']['label']} | {r['baselines']['variance_of_laplacian']['label']} |")
         md.append("")
     else:
-        md += [f"## Real photographs\n\nSkipped: Kaggle samples folder not present ({kaggle}).\n"]
+        md += [f"## Real photographs\n\nSkipped: no Kaggle blur samples (*_S/_F/_M.jpg) in {kaggle}.\n"]
     return metrics, "\n".join(md)
 
 
