@@ -37,25 +37,18 @@ def shake_psf(extent: float, rng: np.random.Generator, steps: int = 48) -> np.nd
     """A short random camera-shake trajectory rendered as a PSF whose points lie within
     ``extent`` px of its centre (the trajectory's half-size, the ``blur_px`` label).
 
-    The path is a random walk with momentum (hand tremor), elongated (minor/major axis
-    ≤ 0.5, so it is never a compact blob that looks like defocus), rescaled so its largest
+    The path is a random walk with momentum (hand tremor), rescaled so its largest
     distance from its centroid is ``extent``; samples are splatted bilinearly, so the PSF
     is anti-aliased and sums to 1.
     """
     if extent < 0.5:
         return np.ones((1, 1), np.float32)
-    for _ in range(20):
-        vel = rng.normal(size=2)
-        pts = np.zeros((steps, 2))
-        for i in range(1, steps):
-            vel = 0.8 * vel + 0.6 * rng.normal(size=2)
-            pts[i] = pts[i - 1] + vel
-        pts -= pts.mean(axis=0)
-        # A short-exposure shake is a streak with a wobble. A walk that curls into a compact
-        # blob would be indistinguishable from defocus and so a wrong "motion" label.
-        ev = np.linalg.eigvalsh(np.cov(pts.T))
-        if ev[0] <= 0.25 * ev[1]:
-            break
+    vel = rng.normal(size=2)
+    pts = np.zeros((steps, 2))
+    for i in range(1, steps):
+        vel = 0.8 * vel + 0.6 * rng.normal(size=2)
+        pts[i] = pts[i - 1] + vel
+    pts -= pts.mean(axis=0)
     r = np.max(np.hypot(pts[:, 0], pts[:, 1]))
     pts *= extent / max(r, 1e-6)
     # Dwell time varies along the path: a shake slows down at its turning points.
