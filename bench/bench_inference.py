@@ -110,6 +110,10 @@ def accuracy(focus: FocusScorer) -> dict:
             "cnn_sharp_vs_blurred": sum((r["label"] == "sharp") == s for r, s in zip(rows, ts)),
             "cnn_3_class": sum(r["label"] == r["truth"] for r in rows),
             "laplacian_var_best_fixed_threshold": {"right": lap_hits, "threshold": lap_t},
+            # The folk rule "variance of the Laplacian < 100 means blurry", on the same
+            # working-scale values: a threshold fixed before seeing these photos.
+            "laplacian_var_threshold_100": sum((r["laplacian_var"] >= 100) == s
+                                               for r, s in zip(rows, ts)),
             "tenengrad_best_fixed_threshold": {"right": ten_hits, "threshold": ten_t},
             "n": len(rows),
         }
