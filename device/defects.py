@@ -76,9 +76,11 @@ class DefectDetector:
         return cls(model, load_metadata(path, "defects"), options)
 
     @classmethod
-    def from_config(cls, cfg, model_path=None) -> "DefectDetector":
+    def from_config(cls, cfg, model_path=None, live: bool = False) -> "DefectDetector":
+        """``live``: the loop's per-frame tile budget (``LIVE_MAX_TILES``) instead of 64."""
         d = cfg.defects
-        opts = DefectOptions(k_sigma=d.k_sigma, min_abs=d.min_abs)
+        opts = DefectOptions(k_sigma=d.k_sigma, min_abs=d.min_abs,
+                             max_tiles=LIVE_MAX_TILES if live else DefectOptions.max_tiles)
         return cls.from_path(model_path or cfg.models.defects, cfg.models.num_threads, opts)
 
     # --- stage 1: classic candidates ---------------------------------------------------
