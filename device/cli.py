@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
     s.add_argument("--json", action="store_true", help="JSON lines (the default when piped)")
     s.add_argument("--roi", type=_roi_arg)
+    s.add_argument("--model", metavar="FILE",
+                   help="focus model (default: models/focus.tflite, shipped with the package)")
     s.add_argument("images", nargs="+")
     s.set_defaults(func=cmd_score)
 
@@ -163,7 +165,7 @@ def cmd_score(args) -> int:
     from .config import load_config
     from .measures import check_roi, score_frame
 
-    cnn = _cnn_scorer()
+    cnn = _cnn_scorer(getattr(args, "model", None))
     status = EXIT_OK
     for path in args.images:
         try:
@@ -187,13 +189,13 @@ def cmd_score(args) -> int:
     return status
 
 
-def _cnn_scorer():
+def _cnn_scorer(model_path=None):
     """The CNN's per-image verdict, when the focus model is available (issue: convert)."""
     try:
         from .focus_net import image_verdict_fn
     except ImportError:
         return None
-    return image_verdict_fn()
+    return image_verdict_fn(model_path=model_path)
 
 
 def cmd_sweep(args) -> int:

@@ -218,3 +218,19 @@ def test_live_tile_budget_keeps_the_verdict(scorer):
         assert cut["cnn_tiles"] < full["cnn_tiles"]
         assert cut["label"] == full["label"]
         assert cut["probs"] == full["probs"] and cut["blur_px"] == full["blur_px"]
+
+
+def test_score_with_a_bad_model_flag_is_one_line_exit_2(tmp_path):
+    img = tmp_path / "camera.png"
+    cv2.imwrite(str(img), load_photo("camera"))
+    swapped = tmp_path / "swapped.tflite"
+    swapped.write_bytes((REPO / "models" / "defects.tflite").read_bytes())
+    for model, expect in ((tmp_path / "nope.tflite", "nope.tflite: model file not found"),
+                          (swapped, "swapped.tflite: input shape (32, 32, 3) but a focus model")):
+        p = subprocess.run([sys.executable, "-m", "device", "score", "--json", "--model",
+                            str(model), str(img)], cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 2 and p.stdout == ""
+        errors = [ln for ln in p.stderr.splitlines() if "error" in ln.lower()]
+        assert len(errors) == 1 and expect in errors[0], p.stderr
+        assert "Traceback" not in p.stderr
