@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import DEFAULT_DEAD_LEAVES
     from .fit import DEFAULTS
 
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=PROG, description="Train the focus or defect CNN, or evaluate a trained model dir.")
     sub = p.add_subparsers(dest="command", required=True, metavar="{focus,defects,evaluate}")
     for kind, help_ in (("focus", "train the focus net (sharp/defocus/motion + blur px)"),
                         ("defects", "train the pixel-defect heatmap net")):
