@@ -367,6 +367,8 @@ class DefectsConfig:
     min_abs: float = 24.0                # 0..255 units: weaker outliers are never defects
     min_scene_changes: int = 3
     # The classic live map and the checks (device.defect_map).
+    detector: str = "classic"            # per-frame candidates of the live map and video
+                                         # report: classic (ring rule) | net (defect net)
     threshold: float = 16.0              # 0..255 units beyond the ring's extremes
     spread_gain: float = 0.3
     min_hits: int = 5
@@ -378,6 +380,8 @@ class DefectsConfig:
     def __post_init__(self):
         if self.threshold <= 0 or self.spread_gain < 0 or self.scene_change < 0:
             raise ConfigError("defects.threshold must be > 0, spread_gain and scene_change >= 0")
+        if self.detector not in ("classic", "net"):
+            raise ConfigError("defects.detector must be 'classic' or 'net'")
         if self.min_hits < 1 or self.min_scene_changes < 1:
             raise ConfigError("defects.min_hits and defects.min_scene_changes must be >= 1")
         if self.k_sigma <= 0 or self.min_abs < 0:

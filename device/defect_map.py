@@ -59,19 +59,31 @@ def frame_candidates(image: np.ndarray, threshold: float = 16.0, spread_gain: fl
     ``values`` the pixel's level in that channel.
     """
     bgr = to_bgr(image)
-    img = bgr.astype(np.int16)
-    ring_max = cv2.dilate(bgr, RING).astype(np.int16)
-    ring_min = cv2.erode(bgr, RING).astype(np.int16)
-    limit = (threshold + spread_gain * (ring_max - ring_min)).astype(np.float32)
-    ratios = np.concatenate([(img - ring_max) / limit, (ring_min - img) / limit], axis=2)
-    best = ratios.max(axis=2)
-    peak = (best > 1.0) & (best >= cv2.dilate(best, np.ones((3, 3), np.uint8)))
-    peak[:MARGIN] = peak[-MARGIN:] = False
-    peak[:, :MARGIN] = peak[:, -MARGIN:] = False
-    ys, xs = np.nonzero(peak)
-    codes = ratios[ys, xs].argmax(axis=1)
-    values = bgr[ys, xs, codes % 3]
-    return ys, xs, codes, best[ys, xs], values
+    ring_max = cv2.dilate(bgr, RING)
+    ring_min = cv2.erode(bgr, RING)
+    # Saturating uint8 arithmetic in OpenCV: a channel is either above its ring's maximum
+    # (up) or below its minimum (down), never both, so their sum is the excess.
+    up = cv2.subtract(bgr, ring_max)
+    down = cv2.subtract(ring_min, bgr)
+    excess = cv2.add(up, down)
+    e0, e1, e2 = cv2.split(excess)
+    # The limit is at least ``threshold``, so only pixels beyond it can qualify: a small
+    # share of a frame, and the float work below is done for those alone.
+    ys, xs = np.nonzero(cv2.max(cv2.max(e0, e1), e2) > threshold)
+    spread = (ring_max[ys, xs].astype(np.float32) - ring_min[ys, xs])
+    ratio = excess[ys, xs] / (np.float32(threshold) + np.float32(spread_gain) * spread)
+    strength = ratio.max(axis=1)
+    keep = (strength > 1.0) & (ys >= MARGIN) & (xs >= MARGIN) & \
+        (ys < bgr.shape[0] - MARGIN) & (xs < bgr.shape[1] - MARGIN)
+    ys, xs, ratio, strength = ys[keep], xs[keep], ratio[keep], strength[keep]
+    best = np.zeros(bgr.shape[:2], np.float32)
+    best[ys, xs] = strength
+    peak = strength >= cv2.dilate(best, np.ones((3, 3), np.uint8))[ys, xs]   # strongest in its 3x3
+    ys, xs, ratio, strength = ys[peak], xs[peak], ratio[peak], strength[peak]
+    ch = ratio.argmax(axis=1)
+    codes = np.where(up[ys, xs, ch] > 0, ch, ch + 3)
+    values = bgr[ys, xs, ch]
+    return ys, xs, codes, strength, values
 
 
 def local_signature(image: np.ndarray) -> np.ndarray:
@@ -211,6 +223,29 @@ class DefectMap:
         return True
 
 
+def add_frame(dmap: DefectMap, bgr: np.ndarray, detector=None) -> None:
+    """One frame into the map: classic candidates, or the defect net's detections."""
+    if detector is None:
+        dmap.add(bgr)
+        return
+    dets = detector.detect(bgr)
+    ys = np.array([d["y"] for d in dets], np.int64)
+    xs = np.array([d["x"] for d in dets], np.int64)
+    # The net names a kind, not a channel: hot counts as brighter, the rest as darker (G).
+    codes = np.array([1 if d["kind"] == "hot" else 4 for d in dets], np.int64)
+    vals = bgr[ys, xs, 1] if len(dets) else np.zeros(0)
+    dmap.add_candidates(bgr, ys, xs, codes, vals)
+
+
+def load_detector(cfg):
+    """The defect net when ``[defects] detector = "net"``, else None (the classic rule)."""
+    if cfg.defects.detector != "net":
+        return None
+    from .defects import DefectDetector
+
+    return DefectDetector.from_config(cfg)    # ModelError (one clear line) if it cannot load
+
+
 # --- the live sink --------------------------------------------------------------------------
 
 class DefectMapSink:
@@ -273,16 +308,7 @@ class DefectMapSink:
                 log.error("defect map: analysis failed: %s", exc)
 
     def _analyse(self, bgr: np.ndarray) -> None:
-        if self.detector is None:
-            self.map.add(bgr)
-            return
-        dets = self.detector.detect(bgr)
-        ys = np.array([d["y"] for d in dets], np.int64)
-        xs = np.array([d["x"] for d in dets], np.int64)
-        # The net names a kind, not a channel: code hot as "+", the others as "-" (grey channel).
-        codes = np.array([1 if d["kind"] == "hot" else 4 for d in dets], np.int64)
-        vals = bgr[ys, xs, 1] if len(dets) else np.zeros(0)
-        self.map.add_candidates(bgr, ys, xs, codes, vals)
+        add_frame(self.map, bgr, self.detector)
 
     def save(self) -> None:
         self._last_save = time.monotonic()
@@ -324,9 +350,9 @@ def build_defect_sink(cfg, runtime: dict) -> Optional[DefectMapSink]:
         return None
     map_file = Path(d.map_file).expanduser() if d.map_file else cfg.service.resolved_state_dir() / "defects.json"
     sink = DefectMapSink(DefectMap.from_config(d), every_n=d.every_n_frames, map_file=map_file,
-                         save_interval_s=d.save_interval_s)
+                         save_interval_s=d.save_interval_s, detector=load_detector(cfg))
     runtime["defect_map"] = sink
-    log.info("defect map: live, one frame in %d, saved to %s", d.every_n_frames, map_file)
+    log.info("defect map: live (%s), one frame in %d, saved to %s", d.detector, d.every_n_frames, map_file)
     return sink
 
 

@@ -222,7 +222,7 @@ def cmd_check(args) -> int:
 
 def _cmd_report(args, cfg) -> int:
     from .config import ConfigError, parse_roi
-    from .defect_map import DefectMap
+    from .defect_map import DefectMap, load_detector
     from .video_report import scan_video, write_report
 
     if not args.inputs:
@@ -232,12 +232,13 @@ def _cmd_report(args, cfg) -> int:
     except ConfigError as exc:
         raise InputError(str(exc)) from None
     out_root = Path(args.report)
+    detector = load_detector(cfg)
     status = 0
     as_json = args.json or not sys.stdout.isatty()
     for i, path in enumerate(args.inputs):
         out = out_root if len(args.inputs) == 1 else out_root / f"{i:02d}-{Path(path).stem}"
         try:
-            summary = scan_video(path, roi=roi, defect_map=DefectMap.from_config(cfg.defects),
+            summary = scan_video(path, roi=roi, defect_map=DefectMap.from_config(cfg.defects), detector=detector,
                                  progress=not args.no_progress and sys.stderr.isatty())
             md = write_report(summary, out)
         except InputError as exc:

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from .defect_map import CODES, DefectMap, frame_candidates
+from .defect_map import CODES, DefectMap, add_frame, frame_candidates
 from .errors import InputError
 from .measures import check_roi, focus_value
 from .preprocess import to_bgr, to_grey
@@ -49,7 +49,7 @@ def _progress(total: Optional[int], enabled: bool):
                 dynamic_ncols=True, leave=False)
 
 
-def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None,
+def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None, detector=None,
                progress: bool = True, max_frames: Optional[int] = None) -> dict:
     """Scan a video file; returns everything the report needs (no files written)."""
     p = Path(path)
@@ -78,7 +78,7 @@ def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None,
             pos = cap.get(cv2.CAP_PROP_POS_MSEC)
             times.append(pos / 1000.0 if pos and pos > 0 else (i / fps if fps > 0 else float(i)))
             focus.append(focus_value(grey, roi))
-            dmap.add(bgr)
+            add_frame(dmap, bgr, detector)
             ys, xs, codes, strength, values = frame_candidates(bgr, TRANSIENT_THRESHOLD, dmap.spread_gain)
             if len(ys):
                 items = [{"x": int(x), "y": int(y), "channel": CODES[c], "strength": round(float(s), 2),
@@ -122,7 +122,7 @@ def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None,
                   "max": round(float(f.max()), 4)},
         "persistent": persistent,
         "transients": kept,
-        "map": {"min_hits": dmap.min_hits, "scene_change": dmap.scene_change, "threshold": dmap.threshold,
+        "map": {"detector": "net" if detector is not None else "classic", "min_hits": dmap.min_hits, "scene_change": dmap.scene_change, "threshold": dmap.threshold,
                 "transient_threshold": TRANSIENT_THRESHOLD},
         "_last_frame": last,
     }

@@ -179,3 +179,26 @@ def test_defects_dark_cli_writes_json_and_csv_and_refuses_to_overwrite(tmp_path,
     with pytest.raises(SystemExit) as exc:
         main(["defects", "--dark", "0"])
     assert exc.value.code == 2
+
+
+def test_run_with_the_live_map_reports_it_and_saves_it(tmp_path):
+    import subprocess
+    import sys
+
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[defects]\nlive = true\nevery_n_frames = 2\nmap_file = "{tmp_path / "map.json"}"\n')
+    r = subprocess.run([sys.executable, "-m", "device", "run", "--source", "sim:width=160,height=120",
+                        "--frames", "12", "--headless", "--stats", "--config", str(conf)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    assert stats["defects"]["method"] == "classic" and stats["defects"]["frames_analysed"] >= 1
+    assert json.loads((tmp_path / "map.json").read_text())["version"] == 1
+
+
+def test_config_rejects_an_unknown_detector():
+    from device.config import load_config
+    from device.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="defects.detector"):
+        load_config(overrides={"defects": {"detector": "magic"}})
