@@ -60,6 +60,13 @@ def build_sinks(cfg: Config, opts: RunOptions, source, runtime: dict) -> list:
             raise ConfigError(f"cannot write the frame log {cfg.log.jsonl}: {exc.strerror}") from None
     from .notify import Notifier, ServiceNotifierSink
 
+    from .capture import build_capture_sink
+    from .defect_map import build_defect_sink
+
+    sinks.append(build_capture_sink(cfg, source, runtime))   # runtime["capture"].capture_now()
+    defect_sink = build_defect_sink(cfg, runtime)
+    if defect_sink is not None:
+        sinks.insert(0, defect_sink)    # first, so later sinks see result["defects"]
     from .autofocus import build_autofocus_sink
 
     extra = opts.extra or {}
