@@ -312,8 +312,15 @@ class CaptureSink:
             self.queued += 1
             return True
 
+    @property
+    def count(self) -> int:
+        """Images saved this run (what the web viewfinder shows)."""
+        return self.counts["captures"]
+
     def _lens_position(self):
         motor = self.runtime.get("motor")
+        if motor is None:    # the autofocus sink owns the motor when one is fitted
+            motor = getattr(self.runtime.get("autofocus"), "motor", None)
         try:
             if motor is not None:
                 return float(motor.position)

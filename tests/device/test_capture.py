@@ -322,3 +322,15 @@ def test_kill_9_mid_write_never_leaves_a_partial_image_that_looks_complete(tmp_p
             os.utime(p, (1, 1))
     remove_stale_temps(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_lens_position_comes_from_the_motor_when_one_is_fitted(tmp_path):
+    import types
+
+    motor = types.SimpleNamespace(position=321)
+    runtime = {"autofocus": types.SimpleNamespace(motor=motor)}
+    with CaptureSink(cfg(), tmp_path, runtime=runtime) as sink:
+        for f, r in fake_results(BUMP, 0.9):
+            sink.on_frame(f, r)
+    (m,) = sidecars(tmp_path)
+    assert m["lens_position"] == 321.0 and sink.count == 1
