@@ -532,4 +532,5 @@ def build_autofocus_sink(cfg, source, runtime: dict, *, motor: Optional[str] = N
         m.close()
         raise
     runtime["autofocus"] = af
+    runtime["motor"] = m
     return af

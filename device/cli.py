@@ -234,7 +234,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     from .logs import setup_logging
 
-    setup_logging(args.log_level or "info")
+    # One-shot commands stay quiet unless asked: their stderr is for errors.
+    setup_logging(args.log_level or ("info" if args.command == "run" else "warning"))
     try:
         return args.func(args)
     except SourceError as exc:

@@ -13,6 +13,8 @@ staging buffers so the per-frame path allocates almost nothing.
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import logging
 import os
@@ -88,6 +90,31 @@ def _quant(detail: dict) -> tuple[float, int]:
     return float(scale), int(zp)
 
 
+@contextlib.contextmanager
+def _native_stderr_quiet():
+    """Silence C-level stderr while an interpreter is built.
+
+    The runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate" straight to file
+    descriptor 2, ignoring every log setting; one-shot commands promise that stderr holds
+    only errors. Kept when Python logging is at DEBUG.
+    """
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class TFLiteModel:
     """One ``.tflite`` file with one input, built once; ``run`` takes float32 batches.
 
@@ -113,9 +140,11 @@ class TFLiteModel:
             raise ModelError(f"{self.path}: not a TFLite model (expected a .tflite flatbuffer "
                              "with identifier TFL3)")
         try:
-            self._interp = self.backend.interpreter_cls(model_content=content,
-                                                         num_threads=self.num_threads)
-            self._interp.allocate_tensors()
+            with _native_stderr_quiet():
+                self._interp = self.backend.interpreter_cls(model_content=content,
+                                                             num_threads=self.num_threads)
+                self._interp.allocate_tensors()
+                self._interp.invoke()   # the delegate announces itself on the first run
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{self.path}: corrupt or unsupported TFLite model ({first})") from None

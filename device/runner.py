@@ -51,36 +51,48 @@ def build_scorer(cfg: Config):
 
 
 def build_sinks(cfg: Config, opts: RunOptions, source, runtime: dict) -> list:
-    """Every per-frame consumer, in the order they see a frame."""
-    sinks = []
-    if cfg.log.jsonl:
-        try:
-            sinks.append(JsonlSink(cfg.log.jsonl))
-        except OSError as exc:
-            raise ConfigError(f"cannot write the frame log {cfg.log.jsonl}: {exc.strerror}") from None
-    from .notify import Notifier, ServiceNotifierSink
+    """Every per-frame consumer, in the order they see a frame.
 
+    If building one fails, the ones already built are closed (a motor is de-energised)
+    before the error propagates.
+    """
+    from .autofocus import build_autofocus_sink
     from .capture import build_capture_sink
     from .defect_map import build_defect_sink
-
-    sinks.append(build_capture_sink(cfg, source, runtime))   # runtime["capture"].capture_now()
-    defect_sink = build_defect_sink(cfg, runtime)
-    if defect_sink is not None:
-        sinks.insert(0, defect_sink)    # first, so later sinks see result["defects"]
-    from .autofocus import build_autofocus_sink
-
-    extra = opts.extra or {}
-    af_sink = build_autofocus_sink(cfg, source, runtime, motor=extra.get("motor"),
-                                   autofocus=extra.get("autofocus"))
-    if af_sink is not None:
-        sinks.append(af_sink)     # runtime["autofocus"].trigger(); owns and closes the motor
+    from .notify import Notifier, ServiceNotifierSink
     from .viewfinder import build_viewfinder_sinks
 
-    sinks.extend(build_viewfinder_sinks(cfg, opts, source, runtime))  # overlay, Pi preview, web
-    notifier = Notifier.from_env()
-    runtime["notifier"] = notifier
-    if notifier.enabled:
-        sinks.append(ServiceNotifierSink(notifier, status_interval_s=cfg.service.status_interval_s))
+    sinks: list = []
+    extra = opts.extra or {}
+    try:
+        # The defect map comes first, so later sinks see result["defects"].
+        defect_sink = build_defect_sink(cfg, runtime)
+        if defect_sink is not None:
+            sinks.append(defect_sink)
+        if cfg.log.jsonl:
+            try:
+                sinks.append(JsonlSink(cfg.log.jsonl))
+            except OSError as exc:
+                raise ConfigError(f"cannot write the frame log {cfg.log.jsonl}: {exc.strerror}") from None
+        sinks.append(build_capture_sink(cfg, source, runtime))   # runtime["capture"]
+        af_sink = build_autofocus_sink(cfg, source, runtime, motor=extra.get("motor"),
+                                       autofocus=extra.get("autofocus"))
+        if af_sink is not None:
+            sinks.append(af_sink)     # runtime["autofocus"]; owns and closes the motor
+        sinks.extend(build_viewfinder_sinks(cfg, opts, source, runtime))  # overlay, preview, web
+        notifier = Notifier.from_env()
+        runtime["notifier"] = notifier
+        if notifier.enabled:
+            sinks.append(ServiceNotifierSink(notifier, status_interval_s=cfg.service.status_interval_s))
+    except BaseException:
+        for sink in reversed(sinks):
+            close = getattr(sink, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("closing %s failed", sink.__class__.__name__)
+        raise
     return sinks
 
 
