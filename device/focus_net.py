@@ -30,7 +30,7 @@ from .errors import InputError, ModelError
 from .inference import (TFLiteModel, check_input, default_model_path, load_metadata,
                         map_outputs)
 from .preprocess import (FLAT_STD, FOCUS_CLASSES, FOCUS_TILE, extract_tiles,
-                         normalize_focus_tiles, tile_origins, tile_std)
+                         normalize_focus_tiles, tile_origins)
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,29 @@ def working_scale(shape: tuple[int, ...]) -> float:
 def detail_rank(tiles: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Fine detail relative to contrast, per tile: where the in-focus subject is.
 
-    Mean absolute neighbour difference divided by the tile's standard deviation. Blur
-    removes fine detail faster than contrast, so within one frame the in-focus region
-    ranks highest whatever its brightness or contrast. A classic measure on purpose:
-    choosing the subject by the net's own p(sharp) would bias every verdict to sharp
-    (under camera shake, edges parallel to the motion look sharp to the net).
+    Mean absolute neighbour difference (horizontal plus vertical) divided by the tile's
+    standard deviation. Blur removes fine detail faster than contrast, so within one
+    frame the in-focus region ranks highest whatever its brightness or contrast. A
+    classic measure on purpose: choosing the subject by the net's own p(sharp) would bias
+    every verdict to sharp (under camera shake, edges parallel to the motion look sharp
+    to the net).
     """
-    if len(tiles) == 0:
+    n = len(tiles)
+    if n == 0:
         return np.zeros(0, np.float32)
-    t = tiles.astype(np.int16)
-    hf = (np.abs(np.diff(t, axis=1)).mean(axis=(1, 2))
-          + np.abs(np.diff(t, axis=2)).mean(axis=(1, 2)))
+    t = tiles.shape[1]
+    flat = tiles.reshape(n, t * t)
+    rows = tiles.reshape(n * t, t)
+    # OpenCV's saturating uint8 absdiff on 2-D views: 3x faster than numpy int16 diffs.
+    dy = cv2.absdiff(flat[:, t:], flat[:, :-t]).sum(axis=1, dtype=np.uint32)
+    dx = cv2.absdiff(rows[:, 1:], rows[:, :-1]).reshape(n, -1).sum(axis=1, dtype=np.uint32)
+    hf = (dx + dy.astype(np.float64)) / (t * (t - 1))
     return (hf / np.maximum(std, 1.0)).astype(np.float32)
+
+
+def tile_std_fast(tiles: np.ndarray) -> np.ndarray:
+    """``device.preprocess.tile_std`` (population std, 0..255 units) via OpenCV: ~3x faster."""
+    return np.array([cv2.meanStdDev(t)[1][0, 0] for t in tiles], np.float32)
 
 
 def certainty(probs: np.ndarray) -> np.ndarray:
@@ -149,7 +160,7 @@ class FocusScorer:
             wr = tuple(v * s for v in roi)
             origins = np.concatenate([grid, self._roi_origins(wr, h, w)])
         tiles = extract_tiles(work, origins, FOCUS_TILE)
-        std = tile_std(tiles)
+        std = tile_std_fast(tiles)
         idx = np.flatnonzero(std >= FLAT_STD)
         heat = np.full(n_grid, UNSCORED, np.float32)
         if roi is not None:

@@ -234,3 +234,17 @@ def test_score_with_a_bad_model_flag_is_one_line_exit_2(tmp_path):
         errors = [ln for ln in p.stderr.splitlines() if "error" in ln.lower()]
         assert len(errors) == 1 and expect in errors[0], p.stderr
         assert "Traceback" not in p.stderr
+
+
+def test_fast_tile_statistics_match_the_shared_definitions():
+    from device.focus_net import detail_rank, tile_std_fast
+    from device.preprocess import extract_tiles, tile_origins, tile_std
+
+    g = _photo("camera")
+    t = extract_tiles(g, tile_origins(*g.shape, 64), 64)
+    np.testing.assert_allclose(tile_std_fast(t), tile_std(t), atol=1e-3)
+    ti = t.astype(np.int16)
+    ref = (np.abs(np.diff(ti, axis=1)).mean(axis=(1, 2))
+           + np.abs(np.diff(ti, axis=2)).mean(axis=(1, 2))) / np.maximum(tile_std(t), 1.0)
+    np.testing.assert_allclose(detail_rank(t, tile_std(t)), ref, rtol=1e-5)
+    assert detail_rank(t[:0], tile_std(t)[:0]).shape == (0,)
