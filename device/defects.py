@@ -84,19 +84,29 @@ class DefectDetector:
         return cls.from_path(model_path or cfg.models.defects, cfg.models.num_threads, opts)
 
     # --- stage 1: classic candidates ---------------------------------------------------
-    def candidates(self, bgr: np.ndarray) -> np.ndarray:
-        """(N, 3) int array of (y, x, strength) for the strongest outliers, best first."""
+    def candidates(self, bgr: np.ndarray, limit: Optional[int] = None) -> np.ndarray:
+        """(N, 3) int array of (y, x, strength) for the strongest outliers, best first.
+
+        ``limit``: keep only the strongest ``limit`` (the tile budget cannot use more).
+        """
         o = self.opts
         med = cv2.medianBlur(bgr, o.median_ksize)
         b, g, r = cv2.split(cv2.absdiff(bgr, med))
         dev = cv2.max(cv2.max(b, g), r)     # worst channel (numpy's max(axis=2) is 20x slower)
-        avgdev = cv2.blur(dev, (o.avgdev_ksize, o.avgdev_ksize)).astype(np.float32)
+        avgdev = cv2.blur(dev, (o.avgdev_ksize, o.avgdev_ksize))
+        # k * (avgDev + 1), at least min_abs, in saturating uint8 (dev never exceeds 255).
         # The outlier itself is inside its own avgDev window; +1 keeps flat areas sane.
-        limit = np.maximum(o.k_sigma * (avgdev + 1.0), o.min_abs)
-        ys, xs = np.nonzero(dev > limit)
-        if len(ys) == 0:
+        lim = cv2.max(cv2.convertScaleAbs(avgdev, alpha=o.k_sigma, beta=o.k_sigma),
+                      int(math.ceil(o.min_abs)))
+        pts = cv2.findNonZero(cv2.compare(dev, lim, cv2.CMP_GT))
+        if pts is None:
             return np.zeros((0, 3), np.int64)
-        strength = dev[ys, xs].astype(np.float32) / (avgdev[ys, xs] + 1.0)
+        pts = pts.reshape(-1, 2).astype(np.int64)      # (N, 1, 2) in OpenCV 4, (N, 2) in 5
+        xs, ys = pts[:, 0], pts[:, 1]
+        strength = dev[ys, xs].astype(np.float32) / (avgdev[ys, xs].astype(np.float32) + 1.0)
+        if limit is not None and len(strength) > limit:
+            keep = np.argpartition(-strength, limit)[:limit]
+            ys, xs, strength = ys[keep], xs[keep], strength[keep]
         order = np.argsort(-strength, kind="stable")
         return np.stack([ys[order], xs[order], (100 * strength[order]).astype(np.int64)], 1)
 
@@ -124,7 +134,8 @@ class DefectDetector:
         h, w = bgr.shape[:2]
         if h < DEFECT_TILE or w < DEFECT_TILE:
             raise InputError(f"image {w}x{h} is smaller than a {DEFECT_TILE}-px defect tile")
-        cand = self.candidates(bgr)
+        # Enough candidates to fill the tile budget even when several share a tile.
+        cand = self.candidates(bgr, limit=16 * self.opts.max_tiles)
         pri = np.array([(y, x, 0) for x, y in priority], np.int64).reshape(-1, 3)
         cand = np.concatenate([pri, cand])
         if len(cand) == 0:
