@@ -52,6 +52,17 @@ viewfinder: $(BIN)/.device-installed
 bench: $(BIN)/.test-installed
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_overlay.py
+	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_autofocus.py
+	$(BIN)/python bench/bench_capture.py
+	$(BIN)/python bench/bench_defects.py
+
+# Rebuild the shipped models from the default data (about 25 minutes on 2 cores).
+models: $(BIN)/.test-installed
+	$(BIN)/focus-train focus
+	$(BIN)/focus-train defects
+	$(BIN)/focus-convert runs/focus --preset int8 --out models/focus.tflite
+	$(BIN)/focus-convert runs/defects --preset int8 --out models/defects.tflite
 
 clean:
 	rm -rf $(VENV) $(PIVENV) $(DEMO_OUT) build *.egg-info

@@ -237,13 +237,16 @@ def add_frame(dmap: DefectMap, bgr: np.ndarray, detector=None) -> None:
     dmap.add_candidates(bgr, ys, xs, codes, vals)
 
 
-def load_detector(cfg):
-    """The defect net when ``[defects] detector = "net"``, else None (the classic rule)."""
+def load_detector(cfg, live: bool = False):
+    """The defect net when ``[defects] detector = "net"``, else None (the classic rule).
+
+    ``live``: the loop's per-frame tile budget; the video report keeps the full one.
+    """
     if cfg.defects.detector != "net":
         return None
     from .defects import DefectDetector
 
-    return DefectDetector.from_config(cfg)    # ModelError (one clear line) if it cannot load
+    return DefectDetector.from_config(cfg, live=live)  # ModelError (one clear line) if it cannot load
 
 
 # --- the live sink --------------------------------------------------------------------------
@@ -350,7 +353,7 @@ def build_defect_sink(cfg, runtime: dict) -> Optional[DefectMapSink]:
         return None
     map_file = Path(d.map_file).expanduser() if d.map_file else cfg.service.resolved_state_dir() / "defects.json"
     sink = DefectMapSink(DefectMap.from_config(d), every_n=d.every_n_frames, map_file=map_file,
-                         save_interval_s=d.save_interval_s, detector=load_detector(cfg))
+                         save_interval_s=d.save_interval_s, detector=load_detector(cfg, live=True))
     runtime["defect_map"] = sink
     log.info("defect map: live (%s), one frame in %d, saved to %s", d.detector, d.every_n_frames, map_file)
     return sink

@@ -235,8 +235,15 @@ class TFLiteModel:
 # --- metadata and shipped models ------------------------------------------------------
 
 def repo_models_dir() -> Path:
-    """``models/`` of the checkout this package lives in (works for editable installs)."""
-    return Path(__file__).resolve().parent.parent / "models"
+    """Where the shipped models are: ``models/`` of the checkout this package lives in (an
+    editable install), else ``<prefix>/share/focus-assist/models`` (a wheel install, which
+    puts them there through setup.cfg's data_files)."""
+    import sys
+
+    checkout = Path(__file__).resolve().parent.parent / "models"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "focus-assist" / "models"
 
 
 def default_model_path(kind: str) -> Path:
