@@ -103,7 +103,7 @@ class DefectMap:
     """Accumulates candidates over frames; ``confirmed()`` is the persistent map."""
 
     def __init__(self, *, threshold: float = 16.0, spread_gain: float = 0.3, min_hits: int = 5,
-                 scene_change: float = 2.0, forget_after: int = 300, max_tracked: int = 200_000):
+                 scene_change: float = 2.0, forget_after: int = 300, max_tracked: int = 50_000):
         self.threshold, self.spread_gain = threshold, spread_gain
         self.min_hits, self.scene_change = int(min_hits), float(scene_change)
         self.forget_after, self.max_tracked = int(forget_after), int(max_tracked)
