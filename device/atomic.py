@@ -31,25 +31,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
     and the temporary file is removed (the final step is a hard link, which fails if the
     name is taken, instead of a rename, which would silently replace it).
     """
-    target = Path(path)
-    folder = target.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            os.link(tmp, target)
-            tmp.unlink()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
-    return target
+    return atomic_write_via(path, lambda tmp: tmp.write_bytes(data), overwrite=overwrite)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, **kw) -> Path:

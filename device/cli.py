@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from .cli_types import positive_int
 from .config import ConfigError, parse_roi
 from .errors import FocusAssistError, InputError, SourceError
 
@@ -24,16 +25,6 @@ def _roi_arg(text: str):
         return parse_roi(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the live loop on a camera, video, images or the simulator")
     r.add_argument("--source", help="auto (default), sim[:key=value,...], video:PATH, "
                                     "images:GLOB or picamera2")
-    r.add_argument("--frames", type=_positive_int, help="stop after N frames")
+    r.add_argument("--frames", type=positive_int, help="stop after N frames")
     r.add_argument("--headless", action="store_true", help="no on-screen preview")
     r.add_argument("--roi", type=_roi_arg, help="region of interest X,Y,W,H in frame pixels")
     r.add_argument("--seed", type=int, help="seed of the simulated camera")
@@ -161,8 +152,6 @@ def _load_grey(path: str):
 
 
 def cmd_score(args) -> int:
-    from .runner import build_scorer
-    from .config import load_config
     from .measures import check_roi, score_frame
 
     cnn = _cnn_scorer(getattr(args, "model", None))

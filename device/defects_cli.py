@@ -15,6 +15,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from .cli_types import number
 from .errors import InputError
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".h264", ".mjpeg", ".mjpg", ".webm", ".m4v"}
@@ -113,16 +114,7 @@ def cmd_defects(args) -> int:
 
 # --- the lens-capped sensor check and the video report (device.defect_map, device.video_report)
 
-def _count(text: str) -> int:
-    import argparse
-
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a frame count, got {text!r}") from None
-    if not 1 <= n <= 10000:
-        raise argparse.ArgumentTypeError(f"frame count must lie in 1..10000, got {n}")
-    return n
+_count = number(int, 1, 10000, what="a frame count")
 
 
 def add_check_arguments(d) -> None:

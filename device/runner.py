@@ -9,14 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
-import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .config import Config, load_config, merge
-from .errors import ConfigError, FocusAssistError, SourceError
+from .config import Config, load_config
+from .errors import ConfigError
 from .loop import JsonlSink, Loop
 from .scoring import ClassicScorer
 from .sources import open_source

@@ -14,39 +14,10 @@ import os
 import shlex
 import sys
 
+from device.cli_types import nonneg_int, positive_float, positive_int
 from device.errors import FocusAssistError
 
 PROG = "focus-train"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,35 +34,35 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder of base photographs (recursive; repeatable); added to the built-in photos")
         s.add_argument("--no-builtin", action="store_true",
                        help="do not use scikit-image's bundled photos as base images")
-        s.add_argument("--dead-leaves", type=_nonneg_int, default=DEFAULT_DEAD_LEAVES, metavar="N",
+        s.add_argument("--dead-leaves", type=nonneg_int, default=DEFAULT_DEAD_LEAVES, metavar="N",
                        help=f"procedural dead-leaves base images (default {DEFAULT_DEAD_LEAVES}; 0 = none)")
-        s.add_argument("--epochs", type=_positive_int, default=d["epochs"], help=f"max epochs (default {d['epochs']})")
-        s.add_argument("--steps", type=_positive_int, default=d["steps_per_epoch"],
+        s.add_argument("--epochs", type=positive_int, default=d["epochs"], help=f"max epochs (default {d['epochs']})")
+        s.add_argument("--steps", type=positive_int, default=d["steps_per_epoch"],
                        help=f"batches per epoch (default {d['steps_per_epoch']})")
-        s.add_argument("--batch", type=_positive_int, default=d["batch"],
+        s.add_argument("--batch", type=positive_int, default=d["batch"],
                        help=f"tiles per batch per replica (default {d['batch']})")
-        s.add_argument("--lr", type=_positive_float, default=d["lr"], help=f"learning rate (default {d['lr']})")
-        s.add_argument("--patience", type=_positive_int, default=d["patience"],
+        s.add_argument("--lr", type=positive_float, default=d["lr"], help=f"learning rate (default {d['lr']})")
+        s.add_argument("--patience", type=positive_int, default=d["patience"],
                        help=f"early-stopping patience in epochs (default {d['patience']})")
-        s.add_argument("--val-tiles", type=_positive_int, default=d["val_tiles"], metavar="N",
+        s.add_argument("--val-tiles", type=positive_int, default=d["val_tiles"], metavar="N",
                        help=f"validation tiles (default {d['val_tiles']})")
-        s.add_argument("--eval-tiles", type=_positive_int, default=None, metavar="N",
+        s.add_argument("--eval-tiles", type=positive_int, default=None, metavar="N",
                        help="held-out test tiles for the final report")
         s.add_argument("--out", default=os.path.join("runs", kind), help=f"output dir (default runs/{kind})")
         s.add_argument("--seed", type=int, default=0, help="seed for split, data and weights (default 0)")
         s.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
         s.add_argument("--strategy", choices=("auto", "mirrored", "default"), default="auto",
                        help="tf.distribute strategy: auto = all GPUs when more than one (default)")
-        s.add_argument("--tile", type=_positive_int, default=None,
+        s.add_argument("--tile", type=positive_int, default=None,
                        help="tile side in px (default: the device contract size; change only to experiment)")
-        s.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier")
+        s.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier")
         s.add_argument("--no-eval", action="store_true", help="skip the evaluation report at the end")
         s.add_argument("--kaggle", default=None, metavar="DIR",
                        help="Kaggle blur samples for the report (default ../shared/data/kaggle_blur_samples)")
         s.add_argument("--quiet", action="store_true", help="no progress bars")
     e = sub.add_parser("evaluate", help="evaluate a trained model dir and write its report")
     e.add_argument("model_dir", help="a dir written by focus-train (model.keras + model_card.json)")
-    e.add_argument("--tiles", type=_positive_int, default=None, help="held-out test tiles")
+    e.add_argument("--tiles", type=positive_int, default=None, help="held-out test tiles")
     e.add_argument("--kaggle", default=None, metavar="DIR", help="Kaggle blur samples folder")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     return p

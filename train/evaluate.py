@@ -7,7 +7,6 @@ metrics in ``OUT/model_card.json``. Metrics are computed with small numpy functi
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import cv2

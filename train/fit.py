@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -294,7 +294,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.evaluate:
         from . import evaluate
 
-        metrics = evaluate.evaluate_model_dir(out, model=model, n=cfg.eval_tiles, kaggle=cfg.kaggle,
+        evaluate.evaluate_model_dir(out, model=model, n=cfg.eval_tiles, kaggle=cfg.kaggle,
                                               progress=cfg.progress)
         card = json.loads((out / "model_card.json").read_text())
         card["training"]["wall_time_s"] = round(time.time() - t0, 1)

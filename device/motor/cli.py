@@ -5,17 +5,13 @@ the position and de-energises the coils, also on SIGTERM or Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import signal
 
+from ..cli_types import number
 from ..errors import MotorError
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of steps, got {text!r}") from None
+_int = number(int, what="a whole number of steps")
 
 
 def add_parser(subparsers) -> None:

@@ -14,7 +14,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 

@@ -1,0 +1,29 @@
+"""argparse value types shared by every command line (device, train): one message style."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Optional
+
+
+def number(kind: type = int, lo: Optional[float] = None, hi: Optional[float] = None,
+           *, above: bool = False, what: str = "") -> Callable[[str], float]:
+    """A parser for ``kind`` (int or float) within ``lo``..``hi`` (``above``: strictly > lo)."""
+    noun = what or ("a whole number" if kind is int else "a number")
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if lo is not None and (v <= lo if above else v < lo):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be <= {hi}, got {v}")
+        return v
+
+    return parse
+
+
+positive_int = number(int, 0, above=True)
+nonneg_int = number(int, 0)
+positive_float = number(float, 0, above=True)
