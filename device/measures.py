@@ -152,6 +152,20 @@ def focus_value(grey: np.ndarray, roi: Optional[Sequence[int]] = None,
     return float(_normalise(gradient_energy(work[sy, sx]).mean(), float(work.mean()), gain))
 
 
+def tenengrad(grey: np.ndarray) -> float:
+    """Textbook Tenengrad on raw pixels (mean squared 3x3 Sobel magnitude): no noise
+    reduction, no normalisation. The classic baseline the CNN is compared against."""
+    g = grey.astype(np.float32, copy=False)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.mean(gx * gx + gy * gy))
+
+
+def variance_of_laplacian(grey: np.ndarray) -> float:
+    """Textbook variance of the 3x3 Laplacian on raw pixels (the folk "blur detector")."""
+    return float(cv2.Laplacian(grey.astype(np.float32, copy=False), cv2.CV_32F, ksize=1).var())
+
+
 def refine_peak(values: Sequence[float]) -> tuple[int, float]:
     """Index of the maximum and its sub-sample position from a parabola through it and its
     two neighbours (the vertex is clamped to within half a step of the best sample)."""

@@ -15,33 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-
-def _measures_fn(name: str):
-    try:
-        import device.measures as m
-    except ImportError:  # pragma: no cover
-        return None
-    fn = getattr(m, name, None)
-    return fn if callable(fn) else None
-
-
-def tenengrad(grey: np.ndarray) -> float:
-    """Mean squared Sobel gradient magnitude (``device.measures.tenengrad`` if present)."""
-    fn = _measures_fn("tenengrad")
-    if fn is not None:
-        return float(fn(grey))
-    g = grey.astype(np.float32)
-    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    return float(np.mean(gx * gx + gy * gy))
-
-
-def variance_of_laplacian(grey: np.ndarray) -> float:
-    """Variance of the 3x3 Laplacian (``device.measures.variance_of_laplacian`` if present)."""
-    fn = _measures_fn("variance_of_laplacian")
-    if fn is not None:
-        return float(fn(grey))
-    return float(cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F, ksize=1).var())
+from device.measures import tenengrad, variance_of_laplacian
 
 
 FOCUS_BASELINES = {"tenengrad": tenengrad, "variance_of_laplacian": variance_of_laplacian}
