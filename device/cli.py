@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-jsonl", help="write one JSON object per frame to this file")
     r.add_argument("--stats", action="store_true",
                    help="print a JSON summary as the last stdout line")
+    r.add_argument("--model", metavar="FILE",
+                   help="focus model (default: models/focus.tflite or [models] focus)")
     r.add_argument("--web", metavar="HOST:PORT",
                    help="serve the web viewfinder (e.g. 127.0.0.1:8000; other hosts need a token)")
     r.add_argument("--web-token", metavar="TOKEN",
@@ -112,6 +114,8 @@ def run_overrides(args) -> dict:
         over.setdefault("sim", {})["seed"] = args.seed
     if args.log_jsonl:
         over.setdefault("log", {})["jsonl"] = args.log_jsonl
+    if args.model:
+        over.setdefault("models", {})["focus"] = args.model
     if getattr(args, "web", None):
         over.setdefault("web", {})["listen"] = args.web
     if getattr(args, "web_token", None):

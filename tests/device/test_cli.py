@@ -127,3 +127,11 @@ def test_sweep_on_the_real_pcb_focus_sweep(roi, truth, capsys):
     assert out["best_path"] == paths[truth]
     assert len(out["curve"]) == 10 and all(isinstance(v, float) for v in out["curve"])
     assert abs(out["refined_index"] - truth) <= 0.5
+
+
+def test_run_model_flag_names_a_bad_model_file(tmp_path):
+    bad = tmp_path / "focus.tflite"
+    bad.write_bytes(b"not a model at all")
+    r = run_cli("run", "--source", "sim", "--frames", "2", "--model", str(bad))
+    assert r.returncode == 2
+    assert str(bad) in r.stderr and "Traceback" not in r.stderr
