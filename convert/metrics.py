@@ -11,22 +11,13 @@ from device.preprocess import DEFECT_KINDS, FOCUS_CLASSES
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tie-averaged ranks); NaN if one class."""
-    s = np.asarray(scores, np.float64).ravel()
+    """Area under the ROC curve (scikit-learn, ties averaged); NaN if only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
     y = np.asarray(labels).ravel().astype(bool)
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), np.float64)
-    sorted_s = s[order]
-    # Average ranks over runs of equal scores: quantized outputs have many ties.
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
-    ends = np.r_[starts[1:], len(s)]
-    avg = (starts + ends + 1) / 2.0          # 1-based average rank of each run
-    ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(y, np.asarray(scores, np.float64).ravel()))
 
 
 def focus_metrics(probs: np.ndarray, blur_px: np.ndarray, y: dict) -> dict:

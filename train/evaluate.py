@@ -1,8 +1,7 @@
 """Honest evaluation: blind held-out split, classic baselines, real photographs.
 
 ``evaluate_model_dir(OUT)`` writes ``OUT/report/report.md`` and PNG plots and stores the
-metrics in ``OUT/model_card.json``. Metrics are computed with small numpy functions here
-(no scikit-learn dependency).
+metrics in ``OUT/model_card.json``. Curves and areas come from scikit-learn.
 """
 from __future__ import annotations
 
@@ -27,9 +26,9 @@ KAGGLE_TRUTH = {"S": "sharp", "F": "defocus", "M": "motion"}
 # ----------------------------------------------------------------------------- metrics
 def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
     """``k x k`` counts, rows = truth, columns = prediction."""
-    m = np.zeros((k, k), np.int64)
-    np.add.at(m, (y_true.astype(int), y_pred.astype(int)), 1)
-    return m
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y_true.astype(int), y_pred.astype(int), labels=list(range(k)))
 
 
 def per_class_pr(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,33 +40,26 @@ def per_class_pr(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def roc_curve(scores: np.ndarray, positive: np.ndarray):
-    """(fpr, tpr, auc) for "higher score = more positive"; ties handled by grouping."""
-    s = np.asarray(scores, float)
+    """(fpr, tpr, auc) for "higher score = more positive"."""
+    from sklearn import metrics
+
     y = np.asarray(positive, bool)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    P, N = max(y.sum(), 1), max((~y).sum(), 1)
-    tpr = np.r_[0.0, tps / P]
-    fpr = np.r_[0.0, fps / N]
-    return fpr, tpr, float(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
+    if y.all() or not y.any():
+        return np.array([0.0, 1.0]), np.array([0.0, 1.0]), float("nan")
+    fpr, tpr, _ = metrics.roc_curve(y, np.asarray(scores, float))
+    return fpr, tpr, float(metrics.auc(fpr, tpr))
 
 
 def pr_curve(scores: np.ndarray, positive: np.ndarray):
     """(recall, precision, average precision)."""
-    s = np.asarray(scores, float)
+    from sklearn import metrics
+
     y = np.asarray(positive, bool)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    prec = tps / np.maximum(tps + fps, 1)
-    rec = tps / max(y.sum(), 1)
-    ap = float(np.sum(np.diff(np.r_[0.0, rec]) * prec))
-    return np.r_[0.0, rec], np.r_[1.0, prec], ap
+    s = np.asarray(scores, float)
+    if not y.any():
+        return np.array([0.0]), np.array([1.0]), 0.0
+    prec, rec, _ = metrics.precision_recall_curve(y, s)
+    return rec[::-1], prec[::-1], float(metrics.average_precision_score(y, s))
 
 
 def certainty(probs: np.ndarray) -> np.ndarray:
