@@ -90,15 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extension_parsers():
-    """Subcommands that live with their feature (defects, motor, ...)."""
-    regs = []
-    for modname in ("device.defects_cli", "device.motor.cli"):
-        try:
-            mod = __import__(modname, fromlist=["add_parser"])
-        except ImportError:
-            continue
-        regs.append(mod.add_parser)
-    return regs
+    """Subcommands that live with their feature."""
+    from . import defects_cli
+    from .motor import cli as motor_cli
+
+    return [defects_cli.add_parser, motor_cli.add_parser]
 
 
 # --- run ---------------------------------------------------------------------------
@@ -183,11 +179,9 @@ def cmd_score(args) -> int:
 
 
 def _cnn_scorer(model_path=None):
-    """The CNN's per-image verdict, when the focus model is available (issue: convert)."""
-    try:
-        from .focus_net import image_verdict_fn
-    except ImportError:
-        return None
+    """The CNN's per-image verdict (None when the focus net is disabled in the config)."""
+    from .focus_net import image_verdict_fn
+
     return image_verdict_fn(model_path=model_path)
 
 

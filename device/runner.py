@@ -40,12 +40,9 @@ class RunOptions:
 
 def build_scorer(cfg: Config):
     """The classic scorer, wrapped by the CNN scorer when models are enabled and present."""
-    classic = ClassicScorer(cfg.scoring)
-    try:
-        from .focus_net import scorer_from_config
-    except ImportError:
-        return classic
-    return scorer_from_config(cfg, classic)
+    from .focus_net import scorer_from_config
+
+    return scorer_from_config(cfg, ClassicScorer(cfg.scoring))
 
 
 def build_sinks(cfg: Config, opts: RunOptions, source, runtime: dict) -> list:
