@@ -30,11 +30,10 @@ from .errors import InputError, ModelError
 from .inference import (TFLiteModel, check_input, default_model_path, load_metadata,
                         map_outputs)
 from .preprocess import (FLAT_STD, FOCUS_CLASSES, FOCUS_TILE, extract_tiles,
-                         normalize_focus_tiles, tile_origins)
+                         normalize_focus_tiles, tile_origins, working_scale)
 
 log = logging.getLogger(__name__)
 
-WORK_SIZE = (640, 480)   # long side, short side of the working frame (the lores stream)
 UNSCORED = -1.0          # heat-map value of an unscored tile (flat or over budget); JSON has no NaN
 # The live loop scores at most this many tiles per frame (the frame-time budget); a
 # still given to ``score`` gets every textured tile.
@@ -50,12 +49,6 @@ class FocusNetOptions:
     # ROI tiles overlap by half so even a small ROI yields several opinions.
     roi_stride: int = FOCUS_TILE // 2
     max_tiles: int = 128
-
-
-def working_scale(shape: tuple[int, ...]) -> float:
-    """Factor (<= 1) that brings an image down to the working resolution."""
-    h, w = shape[:2]
-    return min(1.0, WORK_SIZE[0] / max(h, w), WORK_SIZE[1] / min(h, w))
 
 
 def detail_rank(tiles: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .preprocess import WORK_SIZE
 
-REF_SHORT_SIDE = 480
+REF_SHORT_SIDE = WORK_SIZE[1]   # the lores stream
 # Gradient energy is divided by (frame mean^2 + BRIGHTNESS_FLOOR) so that exposure changes
 # do not move the value, while a black frame does not divide by zero.
 BRIGHTNESS_FLOOR = 16.0

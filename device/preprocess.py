@@ -7,6 +7,18 @@ from __future__ import annotations
 
 import numpy as np
 
+# --- working resolution --------------------------------------------------------------
+# The lores stream a Pi scores (long side, short side). Larger images are brought down to
+# it before the focus net sees them, in training, evaluation and on the device alike.
+WORK_SIZE: tuple[int, int] = (640, 480)
+
+
+def working_scale(shape: tuple[int, ...]) -> float:
+    """Factor (<= 1) that brings an image of ``shape`` down to the working resolution."""
+    h, w = shape[:2]
+    return min(1.0, WORK_SIZE[0] / max(h, w), WORK_SIZE[1] / min(h, w))
+
+
 # --- focus net contract -------------------------------------------------------------
 FOCUS_CLASSES: tuple[str, ...] = ("sharp", "defocus", "motion")
 FOCUS_TILE = 64            # grey tile side, in pixels of the scored (lores) frame

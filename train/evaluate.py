@@ -12,13 +12,14 @@ import cv2
 import numpy as np
 
 from device.errors import InputError, ModelError
-from device.preprocess import (DEFECT_KINDS, DEFECT_TOLERANCE_PX, FOCUS_CLASSES, extract_tiles,
-                               normalize_focus_tiles, textured_mask, tile_origins, to_grey)
+from device.preprocess import (DEFECT_KINDS, DEFECT_TOLERANCE_PX, FOCUS_CLASSES, WORK_SIZE,
+                               extract_tiles, normalize_focus_tiles, textured_mask, tile_origins,
+                               to_grey, working_scale)
 
 from . import baselines as B
 from . import data as D
 
-WORKING_WIDTH = 640          # the lores frame the device scores
+WORKING_WIDTH = WORK_SIZE[0]   # the lores frame the device scores
 TARGET_FP_PER_MP = 1.0
 KAGGLE_TRUTH = {"S": "sharp", "F": "defocus", "M": "motion"}
 
@@ -187,9 +188,9 @@ def kaggle_paths(folder: str | Path) -> list[Path]:
 def score_photo(model, bgr: np.ndarray, tile: int) -> dict:
     """Whole-image focus answer for one photo, downscaled to the 640-px working width."""
     h, w = bgr.shape[:2]
-    if w > WORKING_WIDTH:
-        s = WORKING_WIDTH / w
-        bgr = cv2.resize(bgr, (WORKING_WIDTH, max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    s = working_scale(bgr.shape)
+    if s < 1.0:
+        bgr = cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     grey = to_grey(bgr)
     tiles = extract_tiles(grey, tile_origins(*grey.shape, tile), tile)
     keep = textured_mask(tiles)

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from device.config import load_config
-from device.focus_net import (UNSCORED, CnnScorer, FocusScorer, certainty, scorer_from_config,
-                              working_scale)
+from device.focus_net import UNSCORED, CnnScorer, FocusScorer, certainty, scorer_from_config
 from device.optics import disc_psf, line_psf
-from device.preprocess import FOCUS_CLASSES, to_grey
+from device.preprocess import FOCUS_CLASSES, to_grey, working_scale
 from device.scenes import load_photo
 
 REPO = Path(__file__).resolve().parents[2]
