@@ -79,6 +79,9 @@ def working_image(grey: np.ndarray, native: bool = False) -> tuple[np.ndarray, f
         img = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         short = min(img.shape)
     gain = (short / float(REF_SHORT_SIDE)) ** 2
+    # Reduce in 8 bits (4x less data to filter), then work in float.
+    if img.dtype == np.uint8:
+        return cv2.pyrDown(img).astype(np.float32), gain
     return cv2.pyrDown(img.astype(np.float32, copy=False)), gain
 
 
@@ -98,11 +101,16 @@ def _normalise(energy: np.ndarray | float, mean: np.ndarray | float, gain: float
     return (FOCUS_GAIN * gain) * energy / (np.square(mean) + BRIGHTNESS_FLOOR)
 
 
-def gradient_energy(work: np.ndarray) -> np.ndarray:
-    """Per-pixel Tenengrad (squared Sobel gradient magnitude) of a working image."""
+def gradient_magnitude(work: np.ndarray) -> np.ndarray:
+    """Per-pixel 3x3 Sobel gradient magnitude of a working image (also what peaking lights)."""
     gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.magnitude(gx, gy) ** 2
+    return cv2.magnitude(gx, gy)
+
+
+def gradient_energy(work: np.ndarray) -> np.ndarray:
+    """Per-pixel Tenengrad (squared Sobel gradient magnitude) of a working image."""
+    return gradient_magnitude(work) ** 2
 
 
 def _classic(work: np.ndarray, energy: np.ndarray) -> dict:

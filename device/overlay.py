@@ -39,6 +39,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from .measures import gradient_magnitude, working_image
+
 # Named colours, BGR as OpenCV and the camera's RGB888 buffers store them.
 COLOURS = {
     "red": (0, 0, 255), "green": (0, 255, 0), "blue": (255, 64, 0), "yellow": (0, 255, 255),
@@ -128,24 +130,29 @@ class PeakingParams:
 
 # --- focus peaking -------------------------------------------------------------------
 
-def edge_strength(grey: np.ndarray) -> np.ndarray:
-    """Brightness-normalised Sobel magnitude of ``grey`` reduced by one pyramid level."""
-    work = cv2.pyrDown(grey)
-    gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, ksize=3)
-    mag = cv2.magnitude(gx, gy)
+def _brightness_gain(work: np.ndarray) -> float:
     # +4 keeps a black frame from dividing by zero; values stay in grey levels per level.
-    mag *= np.float32(128.0 / (float(work.mean()) + 4.0))
+    return 128.0 / (float(work.mean()) + 4.0)
+
+
+def edge_strength(grey: np.ndarray, work: Optional[np.ndarray] = None) -> np.ndarray:
+    """Brightness-normalised Sobel magnitude of ``grey`` reduced by one pyramid level: the
+    classic scorer's own noise-robust working image and gradient (``device.measures``)."""
+    if work is None:
+        work, _ = working_image(grey, native=True)
+    mag = gradient_magnitude(work)
+    mag *= np.float32(_brightness_gain(work))
     return mag
 
 
-def noise_level(grey: np.ndarray) -> float:
+def noise_level(grey: np.ndarray, work: Optional[np.ndarray] = None) -> float:
     """Robust noise estimate in the units of ``edge_strength``: median |Laplacian| of the
     reduced frame (flat areas and noise dominate a median), brightness-normalised."""
-    work = cv2.pyrDown(grey)
+    if work is None:
+        work, _ = working_image(grey, native=True)
     lap = cv2.Laplacian(work[::2, ::2] if min(work.shape) > 64 else work, cv2.CV_32F)
     med = float(np.median(np.abs(lap)))
-    return max(med, 0.5) * 128.0 / (float(work.mean()) + 4.0)
+    return max(med, 0.5) * _brightness_gain(work)
 
 
 def peaking_threshold(strength: np.ndarray, noise: float, level: RunningPeak, t: float,
@@ -161,9 +168,10 @@ def peaking_threshold(strength: np.ndarray, noise: float, level: RunningPeak, t:
 def peaking_mask(grey: np.ndarray, state: PeakingState, t: float,
                  params: PeakingParams = PeakingParams()) -> np.ndarray:
     """uint8 mask (1 = in-focus edge) at half the size of ``grey``; updates ``state``."""
-    strength = edge_strength(grey)
+    work, _ = working_image(grey, native=True)     # reduced once, shared by both
+    strength = edge_strength(grey, work)
     if state.frames % NOISE_EVERY == 0 or state.noise <= 0:
-        state.noise = noise_level(grey)
+        state.noise = noise_level(grey, work)
     state.frames += 1
     thr = peaking_threshold(strength, state.noise, state.level, t, params)
     return (strength > thr).view(np.uint8)
