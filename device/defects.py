@@ -27,9 +27,8 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from .errors import InputError, ModelError
-from .inference import (TFLiteModel, check_input, default_model_path, load_metadata,
-                        map_outputs)
+from .errors import InputError
+from .inference import TFLiteModel, check_classes, check_input, map_outputs, open_model
 from .preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
                          normalize_defect_tiles, to_bgr)
 
@@ -61,9 +60,7 @@ class DefectDetector:
         check_input(model, (DEFECT_TILE, DEFECT_TILE, 3), "defect")
         self.outputs = map_outputs(
             model, {"heatmap": (DEFECT_TILE, DEFECT_TILE, len(DEFECT_KINDS))}, meta)
-        if meta and tuple(meta.get("classes", DEFECT_KINDS)) != DEFECT_KINDS:
-            raise ModelError(f"{model.path}: defect kinds {meta.get('classes')} but this code "
-                             f"expects {list(DEFECT_KINDS)}")
+        check_classes(model, meta, DEFECT_KINDS, "defect kinds")
         self.model = model
         self.meta = meta or {}
         self.opts = options
@@ -71,9 +68,7 @@ class DefectDetector:
     @classmethod
     def from_path(cls, path=None, num_threads: Optional[int] = None,
                   options: DefectOptions = DefectOptions()) -> "DefectDetector":
-        path = path or default_model_path("defects")
-        model = TFLiteModel(path, num_threads=num_threads)   # the file first: clearest error
-        return cls(model, load_metadata(path, "defects"), options)
+        return cls(*open_model("defects", path, num_threads), options)
 
     @classmethod
     def from_config(cls, cfg, model_path=None, live: bool = False) -> "DefectDetector":

@@ -26,9 +26,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from .errors import InputError, ModelError
-from .inference import (TFLiteModel, check_input, default_model_path, load_metadata,
-                        map_outputs)
+from .errors import InputError
+from .inference import TFLiteModel, check_classes, check_input, map_outputs, open_model
 from .preprocess import (FLAT_STD, FOCUS_CLASSES, FOCUS_TILE, extract_tiles,
                          normalize_focus_tiles, tile_origins, working_scale)
 
@@ -93,9 +92,7 @@ class FocusScorer:
                  options: FocusNetOptions = FocusNetOptions()):
         check_input(model, (FOCUS_TILE, FOCUS_TILE, 1), "focus")
         self.outputs = map_outputs(model, {"probs": (len(FOCUS_CLASSES),), "blur_px": (1,)}, meta)
-        if meta and tuple(meta.get("classes", FOCUS_CLASSES)) != FOCUS_CLASSES:
-            raise ModelError(f"{model.path}: classes {meta.get('classes')} but this code "
-                             f"expects {list(FOCUS_CLASSES)}")
+        check_classes(model, meta, FOCUS_CLASSES, "classes")
         self.model = model
         self.meta = meta or {}
         self.opts = options
@@ -104,9 +101,7 @@ class FocusScorer:
     @classmethod
     def from_path(cls, path=None, num_threads: Optional[int] = None,
                   options: FocusNetOptions = FocusNetOptions()) -> "FocusScorer":
-        path = path or default_model_path("focus")
-        model = TFLiteModel(path, num_threads=num_threads)   # the file first: clearest error
-        return cls(model, load_metadata(path, "focus"), options)
+        return cls(*open_model("focus", path, num_threads), options)
 
     @classmethod
     def from_config(cls, cfg, model_path=None,

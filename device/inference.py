@@ -316,3 +316,19 @@ def check_input(model: TFLiteModel, shape: tuple[int, ...], what: str) -> None:
     if model.input_shape != tuple(shape):
         raise ModelError(f"{model.path}: input shape {model.input_shape} but a {what} model "
                          f"takes {tuple(shape)}")
+
+
+def check_classes(model: TFLiteModel, meta: Optional[dict], expected: Sequence[str],
+                  what: str) -> None:
+    """The metadata's class names must be the ones this code's outputs assume."""
+    if meta and tuple(meta.get("classes", expected)) != tuple(expected):
+        raise ModelError(f"{model.path}: {what} {meta.get('classes')} but this code "
+                         f"expects {list(expected)}")
+
+
+def open_model(kind: str, path=None, num_threads: Optional[int] = None
+               ) -> tuple[TFLiteModel, Optional[dict]]:
+    """The model file (default: the shipped one) and its metadata; the file is read first,
+    so a missing or corrupt model gives the clearest error."""
+    path = path or default_model_path(kind)
+    return TFLiteModel(path, num_threads=num_threads), load_metadata(path, kind)
