@@ -49,6 +49,10 @@ MARGIN = 2          # demosaicers leave garbage on the outermost rows and column
 LOCAL_MEAN = 7      # window of the local-scene signature
 SATURATED = 230.0   # 0..255: a pixel stuck at full scale is reported as hot
 CODES = ("+b", "+g", "+r", "-b", "-g", "-r")   # sign and channel of a candidate
+# The live map reports at most this many defects, strongest first: far more than a usable
+# sensor has, and it keeps the map, its file and the overlay's work bounded on a scene
+# that fools the persistence rule.
+MAX_DEFECTS = 1000
 
 
 def frame_candidates(image: np.ndarray, threshold: float = 16.0, spread_gain: float = 0.3):
@@ -99,8 +103,27 @@ def _kind(sign_hot: bool, mean_value: float) -> str:
     return "dead" if mean_value <= 60 else "stuck"
 
 
+# Track keys pack (y, x, code) into one int64 so the tracks live in a few flat arrays,
+# sorted by key: about 30 bytes a track instead of ~300 for a dict of lists, and a frame's
+# candidates are matched with one searchsorted instead of a Python loop.
+_XBITS = 20          # x and y below 2**20: far beyond any sensor
+
+
+def _pack(ys, xs, codes) -> np.ndarray:
+    return ((np.asarray(ys, np.int64) << _XBITS) | np.asarray(xs, np.int64)) << 3 | np.asarray(codes, np.int64)
+
+
+def _unpack(keys: np.ndarray):
+    return keys >> (3 + _XBITS), (keys >> 3) & ((1 << _XBITS) - 1), keys & 7
+
+
 class DefectMap:
-    """Accumulates candidates over frames; ``confirmed()`` is the persistent map."""
+    """Accumulates candidates over frames; ``confirmed()`` is the persistent map.
+
+    Memory is bounded: unconfirmed candidates not seen for ``forget_after`` analysed frames
+    are forgotten every 50 frames, and past ``max_tracked`` tracks the half with the least
+    evidence goes (confirmed defects have the most hits, so they stay).
+    """
 
     def __init__(self, *, threshold: float = 16.0, spread_gain: float = 0.3, min_hits: int = 5,
                  scene_change: float = 2.0, forget_after: int = 300, max_tracked: int = 50_000):
@@ -109,8 +132,20 @@ class DefectMap:
         self.forget_after, self.max_tracked = int(forget_after), int(max_tracked)
         self.frames = 0
         self.shape: Optional[tuple[int, int]] = None
-        # (y, x, code) -> [hits, last signature, value sum, last frame seen]
-        self._tracks: dict = {}
+        self._clear()
+
+    def _clear(self) -> None:
+        # One entry per (y, x, code), sorted by key: hits, the local scene at the last
+        # counted hit, the sum of the pixel's values over hits, the last frame seen.
+        self._key = np.zeros(0, np.int64)
+        self._hits = np.zeros(0, np.int32)
+        self._sig = np.zeros(0, np.float32)
+        self._vsum = np.zeros(0, np.float64)
+        self._last = np.zeros(0, np.int64)
+
+    def _take(self, sel) -> None:
+        self._key, self._hits, self._sig = self._key[sel], self._hits[sel], self._sig[sel]
+        self._vsum, self._last = self._vsum[sel], self._last[sel]
 
     @classmethod
     def from_config(cls, d) -> "DefectMap":
@@ -132,78 +167,103 @@ class DefectMap:
             self.reset()
             self.shape = shape
         self.frames += 1
-        sig = local_signature(image)[ys, xs] if len(ys) else ()
-        tracks, f = self._tracks, self.frames
-        for y, x, c, v, s in zip(ys.tolist(), xs.tolist(), codes.tolist(), np.asarray(values).tolist(),
-                                 np.asarray(sig).tolist()):
-            t = tracks.get((y, x, c))
-            if t is None:
-                tracks[(y, x, c)] = [1, s, float(v), f]
-            elif abs(s - t[1]) >= self.scene_change:
-                t[0] += 1
-                t[1] = s
-                t[2] += float(v)
-                t[3] = f
-            else:
-                t[3] = f          # seen again over the same scene: alive, but no new evidence
-        if len(tracks) > self.max_tracked or f % 50 == 0:
+        f = self.frames
+        n_cand = len(ys)
+        if n_cand:
+            ys, xs = np.asarray(ys, np.int64), np.asarray(xs, np.int64)
+            sig = local_signature(image)[ys, xs].astype(np.float32)
+            # A key seen twice in one frame (a detector may repeat itself) counts once.
+            keys, first = np.unique(_pack(ys, xs, codes), return_index=True)
+            sig, vals = sig[first], np.asarray(values, np.float64)[first]
+            at = np.searchsorted(self._key, keys)
+            known = np.zeros(len(keys), bool)
+            inside = at < len(self._key)
+            known[inside] = self._key[at[inside]] == keys[inside]
+            i = at[known]
+            # Seen again: alive; a new hit only when the scene around it changed.
+            moved = np.abs(sig[known] - self._sig[i]) >= self.scene_change
+            j = i[moved]
+            self._hits[j] += 1
+            self._sig[j] = sig[known][moved]
+            self._vsum[j] += vals[known][moved]
+            self._last[i] = f
+            new, pos = ~known, at[~known]
+            if new.any():
+                self._key = np.insert(self._key, pos, keys[new])
+                self._hits = np.insert(self._hits, pos, 1)
+                self._sig = np.insert(self._sig, pos, sig[new])
+                self._vsum = np.insert(self._vsum, pos, vals[new])
+                self._last = np.insert(self._last, pos, f)
+        if len(self._key) > self.max_tracked or f % 50 == 0:
             self._prune()
-        return len(ys)
+        return n_cand
 
     def _prune(self) -> None:
         """Forget unconfirmed candidates not seen for a while (texture comes and goes)."""
-        f = self.frames
-        dead = [k for k, t in self._tracks.items()
-                if t[0] < self.min_hits and f - t[3] > self.forget_after]
-        for k in dead:
-            del self._tracks[k]
-        if len(self._tracks) > self.max_tracked:   # still too many: keep the best evidence
-            keep = sorted(self._tracks.items(), key=lambda kv: (-kv[1][0], -kv[1][3]))
-            self._tracks = dict(keep[: self.max_tracked // 2])
+        dead = (self._hits < self.min_hits) & (self.frames - self._last > self.forget_after)
+        if dead.any():
+            self._take(~dead)
+        if len(self._key) > self.max_tracked:   # still too many: keep the best evidence
+            best = np.lexsort((-self._last, -self._hits))[: self.max_tracked // 2]
+            self._take(np.sort(best))            # back in key order
 
     def reset(self) -> None:
-        self._tracks.clear()
+        self._clear()
         self.frames = 0
         self.shape = None
 
     @property
     def tracked(self) -> int:
-        return len(self._tracks)
+        return len(self._key)
 
     def confirmed(self) -> list[dict]:
         """Confirmed defects ``{"x","y","kind","confidence","hits","value"}``, strongest first.
         Entries of one pixel in several channels (a whole-pixel defect) are merged."""
+        if not len(self._key):
+            return []
+        ys, xs, codes = _unpack(self._key)
         # Hits of one pixel and channel add up over both signs: a photosite stuck at mid
         # level is brighter than a dark scene and darker than a bright one.
-        per_site: dict = {}
-        for (y, x, c), (hits, _, vsum, _) in self._tracks.items():
-            site = per_site.setdefault((y, x, c % 3), [0, 0, 0.0])
-            site[0 if c < 3 else 1] += hits
-            site[2] += vsum
-        found = []
-        for (y, x, ch), (up, down, vsum) in per_site.items():
-            hits = up + down
-            if hits >= self.min_hits:
-                found.append((hits, y, x, up, down, vsum / hits))
-        found.sort(key=lambda t: -t[0])
+        sites, inv = np.unique(self._key >> 3 << 2 | codes % 3, return_inverse=True)
+        inv = inv.ravel()
+        hits = self._hits.astype(np.float64)
+        up = np.bincount(inv, np.where(codes < 3, hits, 0.0), len(sites))
+        down = np.bincount(inv, np.where(codes < 3, 0.0, hits), len(sites))
+        vsum = np.bincount(inv, self._vsum, len(sites))
+        total = up + down
+        keep = np.nonzero(total >= self.min_hits)[0]
+        keep = keep[np.argsort(-total[keep], kind="stable")]     # strongest first, then row-major
         out: list[dict] = []
-        for hits, y, x, up, down, value in found:
-            if any(abs(d["x"] - x) <= 2 and abs(d["y"] - y) <= 2 for d in out):
+        cells: dict = {}          # 5x5 cells: finding a neighbour costs 9 lookups, not len(out)
+        for s in keep.tolist():
+            y, x = int(sites[s] >> (2 + _XBITS)), int((sites[s] >> 2) & ((1 << _XBITS) - 1))
+            cy, cx = y // 5, x // 5
+            if any(abs(out[i]["x"] - x) <= 2 and abs(out[i]["y"] - y) <= 2
+                   for gy in (cy - 1, cy, cy + 1) for gx in (cx - 1, cx, cx + 1)
+                   for i in cells.get((gy, gx), ())):
                 continue          # the same defect seen in another channel, or its blob
-            if up and down and min(up, down) >= max(1, hits // 4):
+            u, dn, h = int(up[s]), int(down[s]), int(total[s])
+            value = float(vsum[s]) / h
+            if u and dn and min(u, dn) >= max(1, h // 4):
                 kind = "stuck"
             else:
-                kind = _kind(up >= down, value)
-            conf = 1.0 - 0.5 ** (hits / self.min_hits)
-            out.append({"x": int(x), "y": int(y), "kind": kind, "confidence": round(conf, 3),
-                        "hits": int(hits), "value": round(value, 1)})
+                kind = _kind(u >= dn, value)
+            conf = 1.0 - 0.5 ** (h / self.min_hits)
+            cells.setdefault((cy, cx), []).append(len(out))
+            out.append({"x": x, "y": y, "kind": kind, "confidence": round(conf, 3),
+                        "hits": h, "value": round(value, 1)})
+            if len(out) >= MAX_DEFECTS:
+                break
         return out
 
     # --- saving and resuming --------------------------------------------------------------
     def to_json(self) -> dict:
         """The confirmed map plus the candidates with some evidence (to resume after a restart)."""
-        tracks = [[y, x, c, t[0], round(t[1], 2), round(t[2], 1)]
-                  for (y, x, c), t in self._tracks.items() if t[0] >= 2]
+        some = self._hits >= 2
+        ys, xs, codes = _unpack(self._key[some])
+        tracks = [[y, x, c, h, round(s, 2), round(v, 1)] for y, x, c, h, s, v in
+                  zip(ys.tolist(), xs.tolist(), codes.tolist(), self._hits[some].tolist(),
+                      self._sig[some].astype(np.float64).tolist(), self._vsum[some].tolist())]
         return {"version": 1, "shape": list(self.shape) if self.shape else None,
                 "frames": self.frames, "min_hits": self.min_hits,
                 "defects": self.confirmed(), "tracks": tracks, "saved_at": time.time()}
@@ -212,14 +272,23 @@ class DefectMap:
         """Resume from ``to_json()`` output; False (and nothing loaded) if it does not fit."""
         try:
             shape = tuple(data["shape"]) if data.get("shape") else None
-            tracks = {(int(y), int(x), int(c)): [int(h), float(s), float(v), 0]
-                      for y, x, c, h, s, v in data.get("tracks", [])}
+            tracks = {}
+            for y, x, c, h, s, v in data.get("tracks", []):
+                y, x, c = int(y), int(x), int(c)
+                if not (0 <= y < 1 << _XBITS and 0 <= x < 1 << _XBITS and 0 <= c < len(CODES)):
+                    raise ValueError("track outside the sensor")
+                tracks[int(_pack(y, x, c))] = (int(h), float(s), float(v))
             frames = int(data.get("frames", 0))
         except (KeyError, TypeError, ValueError):
             return False
-        self.shape, self._tracks, self.frames = shape, tracks, frames
-        for t in self._tracks.values():
-            t[3] = frames
+        self.shape, self.frames = shape, frames
+        keys = np.array(sorted(tracks), np.int64)
+        rows = [tracks[k] for k in keys.tolist()]
+        self._key = keys
+        self._hits = np.array([r[0] for r in rows], np.int32)
+        self._sig = np.array([r[1] for r in rows], np.float32)
+        self._vsum = np.array([r[2] for r in rows], np.float64)
+        self._last = np.full(len(keys), frames, np.int64)
         return True
 
 

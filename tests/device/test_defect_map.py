@@ -202,3 +202,55 @@ def test_config_rejects_an_unknown_detector():
 
     with pytest.raises(ConfigError, match="defects.detector"):
         load_config(overrides={"defects": {"detector": "magic"}})
+
+
+def noise_frames(n, per_frame, seed=5, size=(120, 160)):
+    """Flat frames whose level changes every frame (so every repeat is evidence), each
+    with ``per_frame`` one-off candidates at random places and one defect that never moves."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for i in range(n):
+        img = np.full((h, w, 3), 40 + (i * 37) % 150, np.uint8)
+        ys = np.append(rng.integers(2, h - 2, per_frame), 60)
+        xs = np.append(rng.integers(2, w - 2, per_frame), 80)
+        codes = np.append(rng.integers(0, 6, per_frame), 0)
+        yield img, ys, xs, codes, np.full(len(ys), 250.0)
+
+
+def test_unconfirmed_candidates_not_seen_again_are_forgotten():
+    m = DefectMap(forget_after=20, max_tracked=10**6)
+    for img, ys, xs, codes, vals in noise_frames(100, 100):
+        m.add_candidates(img, ys, xs, codes, vals)
+    # Frame 100 pruned: only the last 21 frames' noise (and the defect) is still tracked,
+    # where keeping everything would hold ~9,000 tracks.
+    assert m.tracked <= 21 * 100 + 1
+    assert [(d["y"], d["x"]) for d in m.confirmed()] == [(60, 80)]
+
+
+def test_the_map_stays_bounded_under_endless_noise_and_keeps_the_real_defect():
+    m = DefectMap(max_tracked=2000)
+    seen = 0
+    for img, ys, xs, codes, vals in noise_frames(300, 300, size=(480, 640)):
+        m.add_candidates(img, ys, xs, codes, vals)
+        seen = max(seen, m.tracked)
+    assert seen <= 2000            # 90,000 one-off candidates went through
+    found = m.confirmed()
+    assert [(d["y"], d["x"], d["kind"]) for d in found] == [(60, 80, "hot")]
+    assert found[0]["hits"] == 300
+
+
+def test_confirmed_merges_neighbours_within_2_px_and_caps_the_list():
+    from device.defect_map import MAX_DEFECTS
+
+    m = DefectMap(min_hits=1)
+    img = np.zeros((400, 400, 3), np.uint8)
+    pts = [(10, 10), (12, 11), (10, 13), (30, 30), (30, 32)]
+    ys, xs = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    m.add_candidates(img, ys, xs, np.zeros(len(pts), int), np.full(len(pts), 250.0))
+    assert sorted((d["y"], d["x"]) for d in m.confirmed()) == [(10, 10), (10, 13), (30, 30)]
+
+    grid = np.arange(3, 397, 6)          # 66 x 66 = 4,356 separate pixels in one frame
+    ys, xs = np.repeat(grid, len(grid)), np.tile(grid, len(grid))
+    m = DefectMap(min_hits=1)
+    m.add_candidates(img, ys, xs, np.zeros(len(ys), int), np.full(len(ys), 250.0))
+    assert m.tracked == len(ys) and len(m.confirmed()) == MAX_DEFECTS
