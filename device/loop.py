@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -28,26 +30,34 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoopStats:
+    """Counters and timing of the loop, in constant memory however long the service runs.
+
+    Per-frame times go into a fixed-size uniform reservoir (Vitter's algorithm R), so the
+    p50/p95 of a 50,000-frame run describe the whole run, not its first or last part.
+    """
     frames: int = 0
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None
     faults: int = 0
     consecutive_faults: int = 0
     last_fault: Optional[str] = None
-    proc_ms: list = field(default_factory=list)
-    _window: list = field(default_factory=list)   # recent frame times, for live fps
+    proc_ms: np.ndarray = field(default_factory=lambda: np.zeros(LoopStats.MAX_SAMPLES))
+    samples: int = 0                   # filled slots of proc_ms
+    _window: deque = field(default_factory=lambda: deque(maxlen=30))  # recent frame times
+    _rng: random.Random = field(default_factory=lambda: random.Random(0))
 
-    MAX_SAMPLES = 20000
+    MAX_SAMPLES = 4096
 
     def add(self, ms: float, t: float) -> None:
         self.frames += 1
-        if len(self.proc_ms) < self.MAX_SAMPLES:
-            self.proc_ms.append(ms)
-        else:  # keep a uniform-ish sample on very long runs without growing memory
-            self.proc_ms[self.frames % self.MAX_SAMPLES] = ms
+        if self.samples < len(self.proc_ms):
+            self.proc_ms[self.samples] = ms
+            self.samples += 1
+        else:
+            slot = self._rng.randrange(self.frames)
+            if slot < len(self.proc_ms):
+                self.proc_ms[slot] = ms
         self._window.append(t)
-        if len(self._window) > 30:
-            del self._window[0]
 
     @property
     def fps(self) -> float:
@@ -59,7 +69,7 @@ class LoopStats:
     def summary(self) -> dict:
         end = self.ended or time.monotonic()
         wall = max(end - self.started, 1e-9)
-        ms = np.asarray(self.proc_ms or [0.0])
+        ms = self.proc_ms[:self.samples] if self.samples else np.zeros(1)
         return {
             "frames": self.frames,
             "fps": round(self.frames / wall, 2),

@@ -10,7 +10,7 @@ import pytest
 
 from device.config import ServiceConfig, load_config
 from device.errors import SourceError
-from device.loop import Loop
+from device.loop import Loop, LoopStats
 from device.runner import RunOptions, Runner
 from device.scoring import ClassicScorer
 from device.sources.base import Frame, FrameSource
@@ -115,9 +115,25 @@ def _start(*args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _wait_running(p, timeout=60.0):
+    """Block until the process logs "running on" (its signal handlers are in place then):
+    on a loaded machine, start-up alone can take longer than a fixed sleep."""
+    seen = threading.Event()
+
+    def read():
+        for line in p.stderr:
+            if "running on" in line:
+                seen.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    assert seen.wait(timeout), "the service never reported running"
+
+
 def test_sigterm_stops_within_two_seconds_and_exits_0():
     p = _start("--source", "sim", "--stats")
-    time.sleep(3)
+    _wait_running(p)
+    time.sleep(1)
     t = time.monotonic()
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=10)
@@ -128,7 +144,8 @@ def test_sigterm_stops_within_two_seconds_and_exits_0():
 
 def test_sigterm_stops_even_when_the_camera_hangs():
     p = _start("--source", "sim:hang_after=5")
-    time.sleep(3)
+    _wait_running(p)
+    time.sleep(1)
     t = time.monotonic()
     p.send_signal(signal.SIGTERM)
     p.communicate(timeout=10)
@@ -142,3 +159,39 @@ def test_a_failing_camera_exits_non_zero_after_retries(tmp_path):
     out, err = p.communicate(timeout=30)
     assert p.returncode == 1
     assert "giving up after 2 consecutive faults" in err and "Traceback" not in err
+
+
+class EndlessSource(FrameSource):
+    def __init__(self):
+        super().__init__()
+        self.live, self.name = True, "endless"
+        self.grey = np.zeros((8, 8), np.uint8)
+
+    def _read(self):
+        return Frame(grey=self.grey, timestamp=0.0, index=self._next_index())
+
+
+class ConstantScorer:
+    def score(self, frame):
+        return {"frame": frame.index, "focus": 1.0}
+
+
+def test_loop_stats_stay_the_same_size_however_long_the_loop_runs():
+    n = LoopStats.MAX_SAMPLES * 3
+    loop = Loop(EndlessSource(), ConstantScorer(), max_frames=n)
+    size = loop.stats.proc_ms.nbytes
+    loop.run()
+    assert loop.stats.frames == n
+    assert loop.stats.proc_ms.nbytes == size and loop.stats.samples == LoopStats.MAX_SAMPLES
+    assert len(loop.stats._window) == 30
+
+
+def test_loop_stats_percentiles_sample_the_whole_run():
+    stats = LoopStats()
+    n = 40_000
+    for i in range(n):
+        stats.add(float(i), i / 30)
+    # A uniform sample of 0..n-1: the median is near n/2 (keeping only the first
+    # MAX_SAMPLES times would give about 2,000).
+    assert abs(stats.summary()["ms_per_frame_p50"] - n / 2) < 0.05 * n
+    assert stats.fps == pytest.approx(30)
