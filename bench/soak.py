@@ -7,7 +7,17 @@ warm-up it stays within ``--limit-mb`` (10 MB): a leak of even 200 bytes a frame
 
 "Every feature" means every config section and CLI flag this checkout has from the list
 below; the script prints which ones it turned on, so a run is honest about what it
-covered. It is a benchmark script, not a test: run it by hand (about 10-20 minutes)::
+covered. On top of the config, the script plays the people using it:
+
+* a browser that keeps ``/stream.mjpg`` open and reads every frame (so the MJPEG encoder
+  composes the overlay, with peaking, heat map, zoom inset, HUD and defects, for each one);
+* a page polling ``/api/status``, ``/`` and ``/snapshot.jpg`` every 2 s;
+* a press of the autofocus button (``POST /api/autofocus``) every ``--af-every`` seconds:
+  the motor sweeps the simulated lens through focus, which also gives capture-when-sharp
+  focus peaks to fire on; and the web shutter (``POST /api/capture``) every ``--capture-every``.
+
+The simulated camera is unpaced (``sim.fps = 0``): frames come as fast as the two cores
+allow. It is a benchmark script, not a test: run it by hand (about an hour on 2 busy cores)::
 
     .venv/bin/python bench/soak.py                 # 50,000 frames
     .venv/bin/python bench/soak.py --frames 5000   # a quick look
@@ -67,11 +77,13 @@ FEATURES = [
 FLAGS = [
     ("--capture-when-sharp", []),
     ("--web", ["127.0.0.1:{port}"]),
-    ("--autofocus", []),
+    ("--autofocus", ["continuous"]),
     ("--motor", ["sim"]),
+    ("--heatmap", []),
+    ("--zoom", []),
 ]
 
-WEB_PATHS = ["/", "/status", "/api/status", "/stats", "/frame.jpg", "/snapshot.jpg"]
+WEB_PATHS = ["/", "/api/status", "/snapshot.jpg"]
 
 
 def free_port() -> int:
@@ -140,6 +152,7 @@ class NotifyDrain(threading.Thread):
         self.sock.settimeout(0.5)
         self.name = "@" + tag
         self.ready_at: float | None = None
+        self.ready = threading.Event()      # the web server is up once READY=1 arrives
         self.pings: list[float] = []
         self.last_status = ""
         self.stop = False
@@ -156,22 +169,63 @@ class NotifyDrain(threading.Thread):
             for field in data.split("\n"):
                 if field == "READY=1" and self.ready_at is None:
                     self.ready_at = now
+                    self.ready.set()
                 elif field == "WATCHDOG=1":
                     self.pings.append(now)
                 elif field.startswith("STATUS="):
                     self.last_status = field[7:]
 
 
-def poke_web(port: int, stop: threading.Event, hits: dict) -> None:
-    """A viewer that keeps asking the web viewfinder for pages (errors are counted only)."""
+def count(hits: dict, key: str) -> None:
+    hits[key] = hits.get(key, 0) + 1
+
+
+def poke_web(port: int, stop: threading.Event, hits: dict, af_every: float, capture_every: float,
+             ready: threading.Event) -> None:
+    """A viewer that keeps asking for pages and now and then presses the AF button and the
+    shutter (failures are counted, never fatal)."""
+    base = f"http://127.0.0.1:{port}"
+    ready.wait()
+    t0 = last_af = last_cap = time.monotonic()
     while not stop.wait(2.0):
-        for path in WEB_PATHS:
+        now = time.monotonic()
+        posts = []
+        if af_every and now - last_af >= af_every:
+            posts.append("/api/autofocus")
+            last_af = now
+        if capture_every and now - last_cap >= capture_every and now - t0 > 5:
+            posts.append("/api/capture")
+            last_cap = now
+        for path in WEB_PATHS + posts:
+            req = urllib.request.Request(base + path, data=b"{}" if path in posts else None,
+                                         headers={"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+                with urllib.request.urlopen(req, timeout=5) as r:
                     r.read(1 << 20)
-                hits[path] = hits.get(path, 0) + 1
+                count(hits, path)
             except Exception:
-                pass
+                count(hits, path + " failed")
+
+
+def watch_stream(port: int, stop: threading.Event, hits: dict, ready: threading.Event) -> None:
+    """A browser tab on the MJPEG stream: stays connected, reads everything, reconnects."""
+    ready.wait()
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=10) as r:
+                count(hits, "/stream.mjpg connects")
+                while not stop.is_set():
+                    chunk = r.read(1 << 16)
+                    if not chunk:
+                        break
+                    hits["/stream.mjpg bytes"] = hits.get("/stream.mjpg bytes", 0) + len(chunk)
+        except Exception:
+            count(hits, "/stream.mjpg failed")
+            stop.wait(1.0)
+
+
+def web_summary(hits: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(hits.items()) if not k.endswith("bytes")) or "-"
 
 
 def main() -> int:
@@ -186,6 +240,12 @@ def main() -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--max-seconds", type=float, default=None,
                     help="stop the run (SIGTERM) after this long and report what it got")
+    ap.add_argument("--af-every", type=float, default=60.0,
+                    help="press the web autofocus button every S seconds (0: never)")
+    ap.add_argument("--capture-every", type=float, default=30.0,
+                    help="press the web shutter every S seconds (0: never)")
+    ap.add_argument("--progress-every", type=float, default=60.0,
+                    help="print a progress line every S seconds")
     args = ap.parse_args()
     if args.frames < 100:
         ap.error("--frames must be at least 100")
@@ -216,12 +276,16 @@ def main() -> int:
                                 stderr=err, text=True)
     web_stop, web_hits = threading.Event(), {}
     if web_on:
-        threading.Thread(target=poke_web, args=(port, web_stop, web_hits), daemon=True).start()
+        threading.Thread(target=poke_web, args=(port, web_stop, web_hits, args.af_every,
+                                                args.capture_every, drain.ready), daemon=True).start()
+        threading.Thread(target=watch_stream, args=(port, web_stop, web_hits, drain.ready),
+                         daemon=True).start()
 
     # SIGTERM to the soak itself ends the run early but still reports (like Ctrl-C).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     samples: list[tuple[float, int]] = []
     stopped_early = False
+    last_progress = t0
     try:
         while proc.poll() is None:
             if args.max_seconds is not None and time.monotonic() - t0 > args.max_seconds:
@@ -230,9 +294,10 @@ def main() -> int:
             if kb is not None:
                 samples.append((time.monotonic(), kb))
             time.sleep(args.interval)
-            if samples and len(samples) % 60 == 0:
+            if samples and time.monotonic() - last_progress >= args.progress_every:
+                last_progress = time.monotonic()
                 print(f"  {time.monotonic() - t0:6.0f} s  RSS {kb / 1024:6.1f} MB  "
-                      f"{drain.last_status}", flush=True)
+                      f"{drain.last_status}  web {web_summary(web_hits)}", flush=True)
     except KeyboardInterrupt:
         stopped_early = True
         proc.send_signal(signal.SIGTERM)
@@ -286,6 +351,13 @@ def main() -> int:
         "watchdog_max_gap_s": round(max(gaps), 2) if gaps else None,
         "captures": len(list((tmp / "captures").glob("*"))) if (tmp / "captures").exists() else 0,
         "web_hits": web_hits,
+        "ms_per_frame_p50": stats.get("ms_per_frame_p50"),
+        "ms_per_frame_p95": stats.get("ms_per_frame_p95"),
+        "autofocus": {k: v for k, v in (stats.get("af") or {}).items() if k in ("state", "runs", "mode")},
+        "capture": {k: v for k, v in (stats.get("capture") or {}).items() if k in ("captures", "skipped")},
+        "defect_map": {k: v for k, v in (stats.get("defects") or {}).items()
+                       if k in ("confirmed", "tracked", "frames_analysed", "method")},
+        "web_frames_encoded": stats.get("web_frames_encoded"),
         "features": used + flags,
         "limit_mb": args.limit_mb,
         "flat": ok,
