@@ -21,7 +21,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
-import numpy as np  # noqa: E402
 
 from device.config import OverlayConfig, ServiceConfig, SimConfig  # noqa: E402
 from device.loop import Loop  # noqa: E402

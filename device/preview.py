@@ -91,6 +91,8 @@ class PicameraPreview:
                 continue
             seen = seq
             try:
+                # The layer is redrawn in place next frame: set_overlay copies it (QT, QTGL
+                # and DRM previews all do), so it can go straight in.
                 rgba = vf.overlay_rgba(frame, result, self.size)
                 self.picam2.set_overlay(rgba)
                 self.updates += 1

@@ -24,8 +24,8 @@ import numpy as np
 
 from .config import OverlayConfig
 from .overlay import (ELEMENTS, HudInfo, Layers, PeakHold, PeakingParams, PeakingState,
-                      RunningPeak, Style, draw_all, heat_values, parse_colour, peaking_mask,
-                      rgba_layer)
+                      RgbaLayer, RunningPeak, Style, compose_bgr, draw_all, heat_values,
+                      parse_colour, peaking_mask)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class Viewfinder:
         self._closed = False
         self._analysis_lock = threading.Lock()
         self._memo: tuple = (None, None)
+        self._rgba_lock = threading.Lock()
+        self._rgba: Optional[RgbaLayer] = None
         self.toggles: dict = {}
         self.configure(cfg)
 
@@ -203,14 +205,22 @@ class Viewfinder:
         if max_width and picture.shape[1] > max_width:
             h = max(1, round(picture.shape[0] * max_width / picture.shape[1]))
             picture = cv2.resize(picture, (max_width, h), interpolation=cv2.INTER_AREA)
-        canvas = picture.copy()        # never draw into the frame: captures stay clean
-        return draw_all(canvas, self.layers(frame, result), picture, self.style)
+        # Never draw into the frame: captures stay clean.
+        return compose_bgr(picture, self.layers(frame, result), self.style)
 
     def overlay_rgba(self, frame, result: dict, size: tuple[int, int]) -> np.ndarray:
-        """A transparent RGBA layer of ``size`` = (w, h) for ``Picamera2.set_overlay``."""
+        """A transparent RGBA layer of ``size`` = (w, h) for ``Picamera2.set_overlay``.
+
+        The layer is kept and reused by the next call (see ``RgbaLayer``): hand it to
+        ``set_overlay``, which copies it, or copy it before calling again."""
         layers = self.layers(frame, result)
-        picture = frame.display if layers.zoom else None
-        return rgba_layer(size, layers, picture, self.style)
+        # A grey-only source: the inset converts its small crop, not the whole frame.
+        picture = (frame.grey if frame.color is None else frame.color) if layers.zoom else None
+        size = (int(size[0]), int(size[1]))
+        with self._rgba_lock:
+            if self._rgba is None or self._rgba.size != size:
+                self._rgba = RgbaLayer(size)
+            return self._rgba.render(layers, picture, self.style)
 
     def draw_into(self, array: np.ndarray, frame, result: dict) -> None:
         """Draw the overlay into a 3-channel BGR buffer in place (``post_callback``)."""
