@@ -83,6 +83,31 @@ def test_int8_and_float_agree_on_fixed_tiles(converted, fake_data, kind):
         assert np.mean((h8 > 0.5) == (h32 > 0.5)) >= 0.995
 
 
+@pytest.mark.parametrize("preset", ["int8", "float32"])
+def test_defect_net_dilations_are_folded_and_batches_resize(converted, fake_data, preset):
+    """The batch-1 signature lets the converter rebuild dilated depthwise convolutions:
+    no SpaceToBatch/BatchToSpace shuffles (which XNNPACK does not take, splitting the
+    graph), and the BatchNorm after them is folded. Batches are still resized at run
+    time and give the same numbers as one tile at a time."""
+    import tensorflow as tf
+
+    from train.models import build_defect_net
+
+    dilated = [l for l in build_defect_net(width=0.5).layers
+               if max(l.get_config().get("dilation_rate", (1, 1))) > 1]
+    assert dilated, "the defect net is expected to use dilated convolutions"
+    path, _ = converted["defects", preset]
+    interp = tf.lite.Interpreter(model_path=str(path))
+    interp.allocate_tensors()
+    ops = {o["op_name"] for o in interp._get_ops_details()}
+    assert not ops & {"SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "MUL"}, ops
+    m = TFLiteModel(path, num_threads=1)
+    x, _ = fake_data.evaluation_split("defects", 7, 20)
+    batched = m.run(x)[0]
+    single = np.concatenate([m.run(x[i:i + 1])[0] for i in range(len(x))])
+    np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
 def test_parity_failure_exits_1_and_writes_nothing(tiny_model_dirs, fake_data, tmp_path,
                                                    monkeypatch, capsys):
     # A conversion that must beat the Keras model by 5 points cannot pass.
