@@ -509,13 +509,20 @@ def _text_box(text: str, org: tuple[int, int], scale: float, thickness: int) -> 
     return (x - m, y - th - m, x + tw + m, y + base + m)
 
 
+def _outline(x0: int, y0: int, x1: int, y1: int, m: int) -> list:
+    """The four strips ``m`` pixels either side of a rectangle's edges (restoring them is
+    all a frame outline needs; its inside may be a quarter of the picture)."""
+    return [(x0 - m, y0 - m, x1 + m + 1, y0 + m + 1), (x0 - m, y1 - m, x1 + m + 1, y1 + m + 1),
+            (x0 - m, y0 - m, x0 + m + 1, y1 + m + 1), (x1 - m, y0 - m, x1 + m + 1, y1 + m + 1)]
+
+
 def draw_roi(canvas: np.ndarray, roi, src_shape, rgba: bool = False) -> list:
     if not roi:
         return []
     x, y, w, h = scale_box(roi, src_shape, canvas.shape)
     th = max(1, int(round(ui_scale(canvas.shape))))
     cv2.rectangle(canvas, (x, y), (x + w - 1, y + h - 1), _paint((0, 255, 255), rgba), th)
-    return [(x - th - 1, y - th - 1, x + w + th + 1, y + h + th + 1)]
+    return _outline(x, y, x + w - 1, y + h - 1, th + 1)
 
 
 def draw_defects(canvas: np.ndarray, defects, src_shape, rgba: bool = False) -> list:
@@ -607,7 +614,7 @@ def draw_zoom(canvas: np.ndarray, picture: np.ndarray, roi, src_shape, factor: f
     white = _paint((255, 255, 255), rgba)
     cv2.rectangle(canvas, (X - 1, Y - 1), (X + iw, Y + ih), white, 1)
     cv2.rectangle(canvas, (x0, y0), (x0 + rw - 1, y0 + rh - 1), white, 1)
-    return [(X - 2, Y - 2, X + iw + 2, Y + ih + 2), (x0 - 1, y0 - 1, x0 + rw + 1, y0 + rh + 1)]
+    return [(X - 2, Y - 2, X + iw + 2, Y + ih + 2)] + _outline(x0, y0, x0 + rw - 1, y0 + rh - 1, 1)
 
 
 # --- HUD -----------------------------------------------------------------------------

@@ -379,7 +379,7 @@ def _frames_for_the_layer(lens):
     ]
 
 
-@pytest.mark.parametrize("size", [(640, 480), (1024, 768)])
+@pytest.mark.parametrize("size", [(640, 480), (1024, 768), (2028, 1520)])
 def test_the_persistent_rgba_layer_equals_a_fresh_one_every_frame(lens, photo_bgr, size):
     picture = cv2.resize(photo_bgr, (640, 480))
     layer = ov.RgbaLayer(size)
