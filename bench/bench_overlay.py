@@ -1,11 +1,11 @@
 """Viewfinder speed: overlay cost per 640x480 frame, and MJPEG fps with several viewers.
 
-    python bench/bench_overlay.py [--seconds 4] [--clients 3] [--json]
+    python bench/bench_overlay.py [--seconds 4] [--clients 3] [--repeats 7] [--json]
 
 Targets (issue 5): overlay <= 2 ms per 640x480 frame; MJPEG >= 15 fps at 640x480 while
-the loop keeps the camera's rate. Overlay figures are the median of many frames on a real
-photograph rendered by the simulated camera (min-of-medians over repeats, as other
-engineers share the CPU).
+the loop keeps the camera's rate. Overlay figures are the median CPU time per frame over
+a focus pull of a real photograph rendered by the simulated camera, the best of repeats
+that take turns across variants (other engineers' jobs share the CPU).
 """
 from __future__ import annotations
 
@@ -30,31 +30,27 @@ from device.viewfinder import Viewfinder  # noqa: E402
 from device.web.server import BOUNDARY, WebViewfinder  # noqa: E402
 
 
-def overlay_ms(cfg: OverlayConfig, frames: list, results: list, mode: str, repeats: int = 5) -> dict:
-    """Median ms per frame of one overlay variant, best of ``repeats`` runs: ``cpu`` is the
-    thread's CPU time (robust when other processes share the cores), ``wall`` the clock."""
-    best = {"cpu": float("inf"), "wall": float("inf")}
-    for _ in range(repeats):
-        vf = Viewfinder(cfg)
-        cpu, wall = [], []
-        for frame, result in zip(frames, results):
-            vf.on_frame(frame, result)
-            canvas = frame.color.copy()
-            c0, w0 = time.thread_time(), time.perf_counter()
-            if mode == "draw":        # onto a canvas the caller already owns (post_callback)
-                vf.draw_into(canvas, frame, result)
-            elif mode == "compose":   # copy + draw (web stream)
-                vf.compose(frame, result)
-            else:                     # transparent RGBA layer (set_overlay)
-                vf.overlay_rgba(frame, result, (640, 480))
-            cpu.append((time.thread_time() - c0) * 1e3)
-            wall.append((time.perf_counter() - w0) * 1e3)
-        best["cpu"] = min(best["cpu"], statistics.median(cpu))
-        best["wall"] = min(best["wall"], statistics.median(wall))
-    return {k: round(v, 3) for k, v in best.items()}
+def overlay_run(cfg: OverlayConfig, frames: list, results: list, mode: str) -> dict:
+    """Median ms per frame of one overlay variant over one pass of the frames: ``cpu`` is
+    the thread's CPU time (robust when other processes share the cores), ``wall`` the clock."""
+    vf = Viewfinder(cfg)
+    cpu, wall = [], []
+    for frame, result in zip(frames, results):
+        vf.on_frame(frame, result)
+        canvas = frame.color.copy()
+        c0, w0 = time.thread_time(), time.perf_counter()
+        if mode == "draw":        # onto a canvas the caller already owns (post_callback)
+            vf.draw_into(canvas, frame, result)
+        elif mode == "compose":   # copy + draw (web stream)
+            vf.compose(frame, result)
+        else:                     # transparent RGBA layer (set_overlay), kept between frames
+            vf.overlay_rgba(frame, result, (640, 480))
+        cpu.append((time.thread_time() - c0) * 1e3)
+        wall.append((time.perf_counter() - w0) * 1e3)
+    return {"cpu": statistics.median(cpu), "wall": statistics.median(wall)}
 
 
-def bench_overlay(n_frames: int = 60) -> dict:
+def bench_overlay(n_frames: int = 60, repeats: int = 7) -> dict:
     cam = SimCamera(SimConfig(scene="mosaic", seed=1, best_position=500, start_position=500))
     scorer = ClassicScorer()
     frames, results = [], []
@@ -67,21 +63,27 @@ def bench_overlay(n_frames: int = 60) -> dict:
         r["defects"] = [{"x": 100, "y": 80, "kind": "hot", "confidence": 0.9}]
         results.append(r)
     cv2.setNumThreads(1)   # the loop thread owns one core on a Pi; measure like that
-    default = OverlayConfig()
-    everything = OverlayConfig(heatmap=True, zoom=True)
-    out = {}
-    for name, cfg in (("default", default), ("all", everything)):
-        for mode in ("draw", "compose", "rgba"):
-            out[f"{name}_{mode}_ms"] = overlay_ms(cfg, frames, results, mode)
+    variants = [(f"{name}_{mode}_ms", cfg, mode)
+                for name, cfg in (("default", OverlayConfig()),
+                                  ("all", OverlayConfig(heatmap=True, zoom=True)))
+                for mode in ("draw", "compose", "rgba")]
+    # Repeats take turns, so a burst of load from other jobs hits every variant alike;
+    # each variant keeps its best pass.
+    best = {key: {"cpu": float("inf"), "wall": float("inf")} for key, _, _ in variants}
+    for _ in range(repeats):
+        for key, cfg, mode in variants:
+            run = overlay_run(cfg, frames, results, mode)
+            best[key] = {k: min(best[key][k], run[k]) for k in run}
+    out = {key: {k: round(v, 3) for k, v in b.items()} for key, b in best.items()}
     # Peaking analysis alone (the per-frame part shared by all viewers).
     from device.overlay import PeakingState, peaking_mask
     st = PeakingState()
     ts = []
     for _ in range(3):
         for i, f in enumerate(frames):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             peaking_mask(f.grey, st, i / 30)
-            ts.append((time.perf_counter() - t0) * 1e3)
+            ts.append((time.thread_time() - t0) * 1e3)
     out["peaking_analysis_ms"] = round(statistics.median(ts), 3)
     cv2.setNumThreads(-1)
     return out
@@ -146,9 +148,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--clients", type=int, default=3)
     ap.add_argument("--fps", type=float, default=30.0, help="simulated camera rate")
+    ap.add_argument("--repeats", type=int, default=7, help="passes over the frames per variant")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    out = {"overlay_640x480": bench_overlay(),
+    out = {"overlay_640x480": bench_overlay(repeats=max(1, args.repeats)),
            "mjpeg_640x480": bench_stream(args.seconds, args.clients, args.fps)}
     if args.json:
         print(json.dumps(out))

@@ -393,12 +393,15 @@ class HeatRows:
         self.patterns[rows] = grid
         self.w = w
 
-    def fill(self, out: np.ndarray) -> np.ndarray:
-        rows = len(self.edges) - 1
-        for r in range(rows):
-            out[self.edges[r]:self.edges[r + 1]] = self.patterns[r]
-        for y in self.edges[1:-1]:
-            out[y] = self.patterns[rows]
+    def fill(self, out: np.ndarray, rows: Optional[Sequence[int]] = None) -> np.ndarray:
+        """Write the image into ``out``: every tile row, or only the bands of ``rows``."""
+        n = len(self.edges) - 1
+        for r in range(n) if rows is None else rows:
+            y0, y1 = self.edges[r], self.edges[r + 1]
+            if y0 < y1:
+                out[y0:y1] = self.patterns[r]
+                if r:
+                    out[y0] = self.patterns[n]     # the grid line on top of the band
         return out
 
     def restore_box(self, out: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> None:
@@ -805,6 +808,7 @@ class RgbaLayer:
         self.canvas = np.zeros((h, w, 4), np.uint8)
         self._heat: Optional[HeatRows] = None     # None: a transparent background
         self._key: Optional[tuple] = None
+        self._levels: Optional[np.ndarray] = None
         self._drawn = Drawn()
 
     def _restore(self) -> None:
@@ -825,22 +829,32 @@ class RgbaLayer:
             else:
                 heat.restore_pixels(flat, d.pixels)
 
+    def _background(self, levels: Optional[np.ndarray], key: Optional[tuple]) -> None:
+        """Bring the background up to date, touching as little of the layer as it can."""
+        if key == self._key and not self._drawn.everywhere:
+            self._restore()
+            return
+        if key is None:
+            self._heat = None
+            self.canvas.fill(0)
+        else:
+            old, self._heat = self._heat, HeatRows(levels, self.size[1], self.size[0], True, key[2])
+            if (old is not None and not self._drawn.everywhere and key[1:] == self._key[1:]):
+                # Same grid and alpha: a focus pull changes a few tile rows per frame.
+                changed = np.flatnonzero((levels != self._levels).any(axis=1))
+                self._heat.fill(self.canvas, changed)
+                self._restore()                 # the unchanged rows, from the same colours
+            else:
+                self._heat.fill(self.canvas)
+        self._key, self._levels = key, levels
+
     def render(self, layers: Layers, picture: Optional[np.ndarray] = None,
                style: Style = Style()) -> np.ndarray:
-        key = None
+        levels = key = None
         if layers.heat is not None:
             levels = heat_levels(layers.heat)
             key = (levels.tobytes(), levels.shape, int(round(style.heatmap_alpha * 255)))
-        if key != self._key or self._drawn.everywhere:
-            if key is None:
-                self._heat = None
-                self.canvas.fill(0)
-            else:
-                self._heat = HeatRows(levels, self.size[1], self.size[0], True, key[2])
-                self._heat.fill(self.canvas)
-            self._key = key
-        else:
-            self._restore()
+        self._background(levels, key)
         drawn = Drawn()
         draw_all(self.canvas, layers, picture, style, rgba=True, heat=False, drawn=drawn)
         self._drawn = drawn
