@@ -1,6 +1,7 @@
 """The CNN side: accuracy on real photos, speed, model size and memory, side by side.
 
     python bench/bench_inference.py [--repeats 3] [--frames 60] [--json OUT]
+        [--focus-model FILE] [--defects-model FILE] [--op-profile]
 
 Targets (issue 4):
 * accuracy: ../shared/data/kaggle_blur_samples 9/9 sharp vs blurred, >= 8/9 in 3 classes;
@@ -15,8 +16,10 @@ Targets (issue 4):
 
 Timings are min-of-medians over ``--repeats`` runs because other jobs share the CPU;
 CPU time per call is reported next to wall time for the same reason.
-The float32 TFLite and Keras comparisons need TensorFlow and ``runs/focus/model.keras``
-(the desktop side); without them those rows are reported as missing.
+The float32 TFLite and Keras comparisons need TensorFlow and the Keras model each int8
+file was converted from (its metadata names it; else ``runs/<kind>/model.keras``): the
+desktop side; without them those rows are reported as missing. ``--op-profile`` adds a
+per-layer float32 vs int8 table, the evidence for where int8 wins or loses on this CPU.
 """
 from __future__ import annotations
 
@@ -41,10 +44,11 @@ import numpy as np  # noqa: E402
 from device import defects as _defects, focus_net as _focus_net  # noqa: E402
 from device.defects import DefectDetector, DefectOptions  # noqa: E402
 from device.focus_net import FocusNetOptions, FocusScorer  # noqa: E402
-from device.inference import TFLiteModel, default_model_path  # noqa: E402
+from device.inference import TFLiteModel  # noqa: E402
 from device.measures import score_frame  # noqa: E402
-from device.preprocess import (FOCUS_TILE, extract_tiles, normalize_focus_tiles,  # noqa: E402
-                               tile_origins, to_bgr, to_grey)
+from device.preprocess import (DEFECT_TILE, FOCUS_TILE, extract_tiles,  # noqa: E402
+                               normalize_defect_tiles, normalize_focus_tiles, tile_origins,
+                               to_bgr, to_grey)
 
 SHARED = ROOT.parent / "shared" / "data"
 KAGGLE = SHARED / "kaggle_blur_samples"
@@ -214,10 +218,121 @@ def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
     return res
 
 
-def model_comparison(focus: FocusScorer, n: int, repeats: int) -> dict:
-    """int8 vs float32 TFLite on the same 70-tile batch; our CNN vs the seed's Keras model."""
-    keras_dir = ROOT / "runs" / "focus" / "model.keras"
+def _keras_source(model, kind: str) -> Path:
+    """The Keras model a shipped .tflite came from (its metadata says), else runs/<kind>."""
+    src = ((model.meta or {}).get("source") or {}).get("model_dir")
+    for d in ([Path(src)] if src else []) + [ROOT / "runs" / kind]:
+        if (d / "model.keras").is_file():
+            return d / "model.keras"
+    return ROOT / "runs" / kind / "model.keras"
+
+
+def _invoke_only(m: TFLiteModel, x: np.ndarray):
+    """``m.run`` minus the Python side (staging, quantize/dequantize): the interpreter alone."""
+    m.run(x)                                   # resizes and fills the input tensor once
+    return m._interp.invoke
+
+
+def int8_vs_float32(nets: dict, n: int, repeats: int, tf_keras) -> dict:
+    """Each shipped int8 net against a float32 conversion of the same Keras model, on the
+    same tiles, at the live loop's batch and (focus) a whole still's batch. The ratio is
+    float32 CPU time / int8 CPU time: > 1 means int8 is faster."""
+    keras = tf_keras
+    from convert.quantize import convert
+    from device.scenes import load_photo
+
+    grey = to_grey(cv2.resize(load_photo("astronaut"), (640, 480)))
+    bgr = cv2.resize(load_photo("astronaut"), (640, 480))
+    focus_tiles = normalize_focus_tiles(extract_tiles(grey, tile_origins(480, 640, FOCUS_TILE),
+                                                      FOCUS_TILE))
+    dt = DEFECT_TILE
+    defect_tiles = normalize_defect_tiles(np.stack(
+        [bgr[y:y + dt, x:x + dt] for y, x in tile_origins(480, 640, dt)]))
+    batches = {"focus": {"live": focus_tiles[:_focus_net.LIVE_MAX_TILES],
+                         "still": focus_tiles},
+               "defects": {"live": defect_tiles[:_defects.LIVE_MAX_TILES],
+                           "still": defect_tiles[:_defects.DefectOptions.max_tiles]}}
     out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, net in nets.items():
+            src = _keras_source(net, kind)
+            if not src.is_file():
+                out[kind] = f"skipped: {src} absent"
+                continue
+            p = Path(tmp) / f"{kind}_f32.tflite"
+            p.write_bytes(convert(keras.saving.load_model(src, compile=False), "float32"))
+            f32 = TFLiteModel(p, num_threads=1)
+            i8 = net.model
+            res = {"keras_source": str(src), "int8_bytes": i8.size_bytes,
+                   "float32_bytes": p.stat().st_size}
+            for name, x in batches[kind].items():
+                row = {"tiles": len(x)}
+                for label, m in (("int8", i8), ("float32", f32)):
+                    row[f"{label}_run"] = _timed(lambda m=m: m.run(x), n, repeats)
+                for label, m in (("int8", i8), ("float32", f32)):
+                    row[f"{label}_invoke_only"] = _timed(_invoke_only(m, x), n, repeats)
+                row["int8_speedup_vs_float32"] = round(row["float32_run"]["cpu_p50_ms"]
+                                                       / row["int8_run"]["cpu_p50_ms"], 2)
+                row["int8_speedup_invoke_only"] = round(
+                    row["float32_invoke_only"]["cpu_p50_ms"]
+                    / row["int8_invoke_only"]["cpu_p50_ms"], 2)
+                res[name] = row
+            out[kind] = res
+    return out
+
+
+def op_profile(keras_path: Path, batch: int, repeats: int, tf, keras) -> dict:
+    """float32 vs int8 XNNPACK time of every conv/dense layer of a net, one layer at a time.
+
+    The interpreter's Python API has no per-op profiler, so each layer (same shape,
+    stride, dilation, activation; random weights and calibration data) is converted alone
+    to a float32 and a full-int8 model and timed at ``batch`` tiles, side by side. It
+    shows *where* int8 wins or loses on this CPU; the sum is close to the whole net.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    L = keras.layers
+    net = keras.saving.load_model(keras_path, compile=False)
+    rng = np.random.default_rng(0)
+    rows = []
+    for layer in net.layers:
+        if not isinstance(layer, (L.Conv2D, L.DepthwiseConv2D, L.Dense)):
+            continue
+        ishape = tuple(layer.input.shape[1:])
+        cfg = dict(layer.get_config(), name="op", use_bias=True)
+        if not isinstance(layer, L.Dense):
+            cfg["activation"] = "relu"         # BatchNorm + ReLU fold into the op
+        inp = keras.Input(ishape, batch_size=1)
+        one = keras.Model(inp, type(layer).from_config(cfg)(inp))
+        rep = rng.standard_normal((64,) + ishape).astype(np.float32)
+        blobs = {"float32": tf.lite.TFLiteConverter.from_keras_model(one).convert()}
+        conv = tf.lite.TFLiteConverter.from_keras_model(one)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        blobs["int8"] = conv.convert()
+        row = {"layer": layer.name, "op": type(layer).__name__, "in": list(ishape),
+               "out": list(one.output.shape[1:])}
+        for label, blob in blobs.items():
+            it = Interpreter(model_content=blob, num_threads=1)
+            d = it.get_input_details()[0]
+            it.resize_tensor_input(d["index"], [batch, *ishape])
+            it.allocate_tensors()
+            it.set_tensor(d["index"], np.zeros((batch, *ishape), d["dtype"]))
+            row[f"{label}_ms"] = _timed(it.invoke, 20, repeats)["cpu_p50_ms"]
+            row[f"{label}_delegated"] = any(o["op_name"] == "DELEGATE"
+                                            for o in it._get_ops_details())
+        row["int8_speedup"] = round(row["float32_ms"] / row["int8_ms"], 2)
+        rows.append(row)
+    tot = {k: round(sum(r[k] for r in rows), 3) for k in ("float32_ms", "int8_ms")}
+    return {"batch": batch, "layers": rows, "total": tot,
+            "int8_speedup": round(tot["float32_ms"] / tot["int8_ms"], 2)}
+
+
+def model_comparison(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
+                     live_focus: FocusScorer | None = None, profile: bool = False) -> dict:
+    """int8 vs float32 TFLite for both nets; our CNN vs the seed's Keras model."""
     try:
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -228,25 +343,13 @@ def model_comparison(focus: FocusScorer, n: int, repeats: int) -> dict:
     from device.scenes import load_photo
 
     grey = to_grey(cv2.resize(load_photo("astronaut"), (640, 480)))
-    tiles = normalize_focus_tiles(extract_tiles(grey, tile_origins(480, 640, FOCUS_TILE),
-                                                FOCUS_TILE))
-    int8 = focus.model
-    out["tiles"] = len(tiles)
-    out["int8_tflite"] = _timed(lambda: int8.run(tiles), n, repeats)
-    if keras_dir.is_file():
-        from convert.quantize import convert
-
-        model = keras.saving.load_model(keras_dir, compile=False)
-        with tempfile.TemporaryDirectory() as tmp:
-            p = Path(tmp) / "f32.tflite"
-            p.write_bytes(convert(model, "float32"))
-            f32 = TFLiteModel(p, num_threads=1)
-            out["float32_tflite"] = _timed(lambda: f32.run(tiles), n, repeats)
-            out["float32_bytes"] = p.stat().st_size
-        out["int8_speedup_vs_float32"] = round(out["float32_tflite"]["cpu_p50_ms"]
-                                               / out["int8_tflite"]["cpu_p50_ms"], 2)
-    else:
-        out["float32_tflite"] = f"skipped: {keras_dir} absent"
+    out: dict = {"int8_vs_float32": int8_vs_float32({"focus": focus, "defects": defects},
+                                                    n, repeats, keras)}
+    if profile:
+        out["op_profile"] = {
+            kind: op_profile(_keras_source(net, kind), batch, repeats, tf, keras)
+            for kind, net, batch in (("focus", focus, 64), ("defects", defects, 8))
+            if _keras_source(net, kind).is_file()}
 
     # The seed's focus model, rebuilt: 3 conv + max-pool, dense 128, sigmoid, whole frame.
     L = keras.layers
@@ -260,9 +363,16 @@ def model_comparison(focus: FocusScorer, n: int, repeats: int) -> dict:
     infer = tf.function(lambda v: seed(v, training=False))
     out["seed_keras_whole_frame"] = _timed(lambda: infer(x).numpy(), max(5, n // 6), repeats)
     out["seed_keras_params"] = int(seed.count_params())
+    # Ours on the same frame: every textured tile (as ``score`` does for a still), and
+    # the live loop's per-frame tile budget.
     out["ours_full_cnn_per_frame"] = _timed(lambda: focus.analyse(grey), n, repeats)
     out["ours_speedup_vs_seed"] = round(out["seed_keras_whole_frame"]["cpu_p50_ms"]
                                         / out["ours_full_cnn_per_frame"]["cpu_p50_ms"], 1)
+    if live_focus is not None:
+        out["ours_live_cnn_per_frame"] = _timed(lambda: live_focus.analyse(grey), n, repeats)
+        out["ours_live_speedup_vs_seed"] = round(
+            out["seed_keras_whole_frame"]["cpu_p50_ms"]
+            / out["ours_live_cnn_per_frame"]["cpu_p50_ms"], 1)
     return out
 
 
@@ -285,12 +395,21 @@ def main() -> int:
     ap.add_argument("--json", metavar="OUT", help="also write the results to this file")
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=["accuracy", "speed", "compare", "memory"])
+    ap.add_argument("--focus-model", metavar="FILE", help="focus .tflite (default: shipped)")
+    ap.add_argument("--defects-model", metavar="FILE", help="defect .tflite (default: shipped)")
+    ap.add_argument("--op-profile", action="store_true",
+                    help="also time every conv/dense layer alone, float32 vs int8 (slow)")
     args = ap.parse_args()
 
-    focus = FocusScorer.from_path(num_threads=1)
-    defects = DefectDetector.from_path(num_threads=1)
-    res = {"models": {k: {"bytes": default_model_path(k).stat().st_size,
-                          "kib": round(default_model_path(k).stat().st_size / 1024, 1),
+    fpath, dpath = args.focus_model, args.defects_model
+    focus = FocusScorer.from_path(fpath, num_threads=1)
+    defects = DefectDetector.from_path(dpath, num_threads=1)
+    live_focus = FocusScorer.from_path(
+        fpath, num_threads=1, options=FocusNetOptions(max_tiles=_focus_net.LIVE_MAX_TILES))
+    live_defects = DefectDetector.from_path(
+        dpath, num_threads=1, options=DefectOptions(max_tiles=_defects.LIVE_MAX_TILES))
+    res = {"models": {k: {"path": str(m.model.path), "bytes": m.model.size_bytes,
+                          "kib": round(m.model.size_bytes / 1024, 1),
                           "version": m.meta.get("model_version"), "preset": m.meta.get("preset")}
                       for k, m in (("focus", focus), ("defects", defects))},
            "backend": focus.model.backend.name}
@@ -301,13 +420,10 @@ def main() -> int:
         res["accuracy"] = accuracy(focus)
     if "speed" not in args.skip:
         # The live loop's budgets: tiles per frame for each net.
-        live_focus = FocusScorer.from_path(
-            num_threads=1, options=FocusNetOptions(max_tiles=_focus_net.LIVE_MAX_TILES))
-        live_defects = DefectDetector.from_path(
-            num_threads=1, options=DefectOptions(max_tiles=_defects.LIVE_MAX_TILES))
         res["speed"] = speed(live_focus, live_defects, args.frames, args.repeats, focus)
     if "compare" not in args.skip:
-        res["compare"] = model_comparison(focus, args.frames, args.repeats)
+        res["compare"] = model_comparison(focus, defects, args.frames, args.repeats,
+                                          live_focus, args.op_profile)
     text = json.dumps(res, indent=2, default=str)
     print(text)
     if args.json:
