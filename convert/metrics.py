@@ -1,6 +1,6 @@
 """Quality metrics shared by the parity check, the model cards and the benchmarks.
 
-Plain numpy, computed the same way for the Keras model and for the converted model so
+numpy plus scikit-learn's ROC AUC (desktop side only), computed the same way for the Keras model and for the converted model so
 a parity drop is a real drop and not a difference in bookkeeping.
 """
 from __future__ import annotations

@@ -6,11 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from convert import pipeline
-from convert.cli import main
-from convert.metrics import auc
-from device.inference import TFLiteModel, map_outputs
-from device.preprocess import FOCUS_CLASSES
+# focus-convert is desktop tooling: the Pi-like environment has neither TensorFlow nor
+# scikit-learn, and the device never needs them.
+pytest.importorskip("tensorflow")
+pytest.importorskip("sklearn")
+
+from convert import pipeline  # noqa: E402
+from convert.cli import main  # noqa: E402
+from convert.metrics import auc  # noqa: E402
+from device.inference import TFLiteModel, map_outputs  # noqa: E402
+from device.preprocess import FOCUS_CLASSES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
