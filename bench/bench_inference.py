@@ -1,7 +1,7 @@
 """The CNN side: accuracy on real photos, speed, model size and memory, side by side.
 
     python bench/bench_inference.py [--repeats 3] [--frames 60] [--json OUT]
-        [--focus-model FILE] [--defects-model FILE] [--op-profile]
+        [--focus-model FILE] [--defects-model FILE] [--float32-models DIR] [--op-profile]
 
 Targets (issue 4):
 * accuracy: ../shared/data/kaggle_blur_samples 9/9 sharp vs blurred, >= 8/9 in 3 classes;
@@ -233,12 +233,15 @@ def _invoke_only(m: TFLiteModel, x: np.ndarray):
     return m._interp.invoke
 
 
-def int8_vs_float32(nets: dict, n: int, repeats: int, tf_keras) -> dict:
+def int8_vs_float32(nets: dict, n: int, repeats: int, float32_dir: Path | None = None) -> dict:
     """Each shipped int8 net against a float32 conversion of the same Keras model, on the
-    same tiles, at the live loop's batch and (focus) a whole still's batch. The ratio is
-    float32 CPU time / int8 CPU time: > 1 means int8 is faster."""
-    keras = tf_keras
-    from convert.quantize import convert
+    same tiles, at the live loop's batch and a whole still's batch. The ratio is float32
+    CPU time / int8 CPU time: > 1 means int8 is faster.
+
+    The float32 twins are converted here (needs TensorFlow) unless ``float32_dir`` holds
+    them as ``focus.tflite`` / ``defects.tflite`` (``focus-convert --preset float32``),
+    which is how to measure on a Pi, where TensorFlow is not installed.
+    """
     from device.scenes import load_photo
 
     grey = to_grey(cv2.resize(load_photo("astronaut"), (640, 480)))
@@ -255,15 +258,25 @@ def int8_vs_float32(nets: dict, n: int, repeats: int, tf_keras) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind, net in nets.items():
-            src = _keras_source(net, kind)
+            if float32_dir is not None:
+                p = src = Path(float32_dir) / f"{kind}.tflite"
+            else:
+                src = _keras_source(net, kind)
+                p = Path(tmp) / f"{kind}_f32.tflite"
             if not src.is_file():
                 out[kind] = f"skipped: {src} absent"
                 continue
-            p = Path(tmp) / f"{kind}_f32.tflite"
-            p.write_bytes(convert(keras.saving.load_model(src, compile=False), "float32"))
+            if float32_dir is None:
+                import keras
+
+                from convert.quantize import convert
+                p.write_bytes(convert(keras.saving.load_model(src, compile=False), "float32"))
             f32 = TFLiteModel(p, num_threads=1)
+            if f32.quantized:
+                out[kind] = f"skipped: {p} is not a float32 model"
+                continue
             i8 = net.model
-            res = {"keras_source": str(src), "int8_bytes": i8.size_bytes,
+            res = {"float32_source": str(src), "int8_bytes": i8.size_bytes,
                    "float32_bytes": p.stat().st_size}
             for name, x in batches[kind].items():
                 row = {"tiles": len(x)}
@@ -331,20 +344,25 @@ def op_profile(keras_path: Path, batch: int, repeats: int, tf, keras) -> dict:
 
 
 def model_comparison(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
-                     live_focus: FocusScorer | None = None, profile: bool = False) -> dict:
+                     live_focus: FocusScorer | None = None, profile: bool = False,
+                     float32_dir: Path | None = None) -> dict:
     """int8 vs float32 TFLite for both nets; our CNN vs the seed's Keras model."""
+    nets = {"focus": focus, "defects": defects}
     try:
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         import keras
     except ImportError:
-        return {"skipped": "TensorFlow is not installed (desktop comparison only)"}
+        msg = "TensorFlow is not installed (desktop comparison only)"
+        if float32_dir is None:
+            return {"skipped": msg}
+        return {"int8_vs_float32": int8_vs_float32(nets, n, repeats, float32_dir),
+                "seed": f"skipped: {msg}"}
     from device.scenes import load_photo
 
     grey = to_grey(cv2.resize(load_photo("astronaut"), (640, 480)))
-    out: dict = {"int8_vs_float32": int8_vs_float32({"focus": focus, "defects": defects},
-                                                    n, repeats, keras)}
+    out: dict = {"int8_vs_float32": int8_vs_float32(nets, n, repeats, float32_dir)}
     if profile:
         out["op_profile"] = {
             kind: op_profile(_keras_source(net, kind), batch, repeats, tf, keras)
@@ -397,6 +415,9 @@ def main() -> int:
                     choices=["accuracy", "speed", "compare", "memory"])
     ap.add_argument("--focus-model", metavar="FILE", help="focus .tflite (default: shipped)")
     ap.add_argument("--defects-model", metavar="FILE", help="defect .tflite (default: shipped)")
+    ap.add_argument("--float32-models", metavar="DIR", type=Path,
+                    help="focus.tflite and defects.tflite converted with --preset float32 "
+                         "(default: convert them here, which needs TensorFlow)")
     ap.add_argument("--op-profile", action="store_true",
                     help="also time every conv/dense layer alone, float32 vs int8 (slow)")
     args = ap.parse_args()
@@ -423,7 +444,7 @@ def main() -> int:
         res["speed"] = speed(live_focus, live_defects, args.frames, args.repeats, focus)
     if "compare" not in args.skip:
         res["compare"] = model_comparison(focus, defects, args.frames, args.repeats,
-                                          live_focus, args.op_profile)
+                                          live_focus, args.op_profile, args.float32_models)
     text = json.dumps(res, indent=2, default=str)
     print(text)
     if args.json:
