@@ -458,7 +458,10 @@ def evaluate_defects(model, card: dict, out_dir: Path, n: int | None, progress: 
     n = int(n or D.DEFAULT_EVAL_TILES["defects"])
     conds = {"bayer_jpeg90": {"mode": "bayer", "jpeg_quality": 90},
              "rgb_single_pixel": {"mode": "rgb", "jpeg_quality": 0}}
-    thresholds = np.round(np.r_[np.linspace(0.05, 0.9, 18), np.linspace(0.92, 0.995, 16)], 4)
+    # A sigmoid heatmap is saturated where the false-alarm rate is low, so the grid goes
+    # up to 0.9999: ending at 0.995 left the operating point stuck above 1 FP/MP.
+    thresholds = np.round(np.r_[np.linspace(0.05, 0.9, 18), np.linspace(0.92, 0.995, 16),
+                                0.998, 0.999, 0.9995, 0.9998, 0.9999], 4)
     # The operating threshold is chosen on the validation split, never on test.
     xv, yv, rawv = D.build_split("defects", dcfg, "val", max(n // 2, 200), progress=progress,
                                  condition=conds["bayer_jpeg90"], sources=splits["val"], raw=True)
