@@ -1,19 +1,39 @@
 """Pixel defects with the defect net: per frame, and what persists over a sequence.
 
-Per frame (``DefectDetector.detect``), two stages keep the net within the frame budget:
+Per frame (``DefectDetector.detect``), two kinds of evidence are combined:
 
-1. a classic candidate filter, as in cosmetic correction: a pixel is a candidate when
-   it differs from its local median by more than ``k_sigma`` local average absolute
-   deviations (avgDev) and by at least ``min_abs`` grey levels. Textured regions
-   have a large avgDev, so their ordinary edges do not qualify;
-2. only 32x32 tiles centred on the strongest candidates go to the defect net, whose
-   heat map says where exactly (the peak) and what kind (dead, hot, stuck).
+1. classic candidates (``device.defect_map.frame_candidates``, the ISP rule): in one
+   colour channel a pixel lies beyond the extremes of the 16-pixel ring at distance 2
+   around it by a margin that grows with the ring's own spread, and is the strongest
+   such pixel in its 3x3. A photosite defect, demosaiced and JPEG'd, is a ~3x3 blob in
+   the channel of its Bayer site, so the ring (outside the blob) is its background;
+   busy texture has a wide ring and needs a larger excess. Its ``strength`` (excess
+   over the margin) is the classic evidence, with how far the pixel stands out of its
+   8 immediate neighbours (a whole RGB pixel, the video case, does; a blob does not);
+2. the defect net, on 32x32 tiles centred on the strongest candidates (the tile budget
+   keeps it within the frame's time), whose heat map gives the probability ``p`` that
+   a defect sits there, and its kind.
+
+Each point (a candidate inside a tile, or a heat-map peak off the candidates) gets a
+score in log-odds::
+
+    logit(p) + strength_weight * log(strength)          # ring rule (photosite blob)
+             + pixel_weight * log(pixel_strength)        # beyond its 8 neighbours (RGB pixel)
+             - texture_weight * log(1 + texture)         # mean |Laplacian| around it
+
+(strengths below 1 count as 1) and is a defect when the score reaches ``min_score``.
+Texture is held against a point because busy scenes make outliers of their own (and
+fool the net) while defects fall anywhere. Because the net enters as log-odds, a
+better-trained net plugs in as it is: the sharper its probabilities, the more it
+decides. The weights and the bar were chosen on scikit-image photos, never the
+benchmark's (bench/bench_defects.py), for about 3 false defects per megapixel in
+single JPEG frames.
 
 A single frame cannot tell a stuck photosite from a tiny specular highlight.
 ``DefectSequence`` can: a defect stays on the same sensor pixel while the scene
 around it changes; a highlight moves with the scene or goes away. It keeps a
 defect only once it has been seen on the same pixel over ``min_scene_changes``
-different local neighbourhoods.
+different local neighbourhoods, so it asks each frame for a lower score.
 
 Coordinates are always the input image's pixels (x right, y down).
 """
@@ -27,6 +47,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
+from .defect_map import frame_candidates
 from .errors import InputError
 from .inference import TFLiteModel, check_classes, check_input, map_outputs, open_model
 from .preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
@@ -35,21 +56,67 @@ from .preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
 log = logging.getLogger(__name__)
 
 LIVE_MAX_TILES = 8     # defect-net tiles per live frame (~0.25 ms each, single thread)
+SEQUENCE_MIN_SCORE = -3.0  # per-frame bar inside a sequence: persistence does the rest
+_P_EPS = 1e-4              # keeps logit(p) finite (|logit| <= 9.2)
+_NEAR = 2                  # px: a heat-map peak this close to a candidate is its evidence
 
 
 @dataclass(frozen=True)
 class DefectOptions:
-    k_sigma: float = 6.0           # candidate: |pixel - local median| > k * local avgDev ...
-    min_abs: float = 24.0          # ... and > this many grey levels
-    median_ksize: int = 5          # wider than a demosaiced, JPEG'd defect blob (~3 px)
-    avgdev_ksize: int = 31         # neighbourhood for the local avgDev
-    max_tiles: int = 64            # defect-net tiles per frame (LIVE_MAX_TILES in the loop)
-    threshold: float = 0.5         # heat-map peak needed to report a defect
+    ring_threshold: float = 8.0    # candidate: beyond the ring's extremes by this many levels ...
+    spread_gain: float = 0.3       # ... plus this share of the ring's range (texture)
+    max_tiles: int = 256           # defect-net tiles per frame (LIVE_MAX_TILES in the loop)
+    min_score: float = 0.2         # score a single frame's defect needs (see module doc)
+    strength_weight: float = 0.5   # weight of log(classic strength) in the score
+    pixel_weight: float = 1.0      # weight of log(single-pixel strength) (whole-pixel defects)
+    texture_weight: float = 2.0    # weight of log(1 + local texture) held against it
+    texture_px: int = 15           # window of the local texture (mean |Laplacian| of grey)
+    net_peak: float = 0.5          # heat-map peaks off any candidate must reach this p
     merge_px: int = 3              # detections closer than this are one defect
 
 
 def _as_dict(x: int, y: int, kind: str, conf: float) -> dict:
     return {"x": int(x), "y": int(y), "kind": kind, "confidence": round(float(conf), 4)}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), _P_EPS, 1.0 - _P_EPS)
+    return np.log(p / (1.0 - p))
+
+
+def _texture_at(bgr: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
+    """Mean |Laplacian| of the grey image in a ``size`` square around each (y, x).
+
+    Only the points asked for are measured, from their own patches: a full-frame filter
+    would cost as much as the rest of the detector on a 12 MP frame."""
+    if len(ys) == 0:
+        return np.zeros(0, np.float64)
+    r = size // 2 + 1                                  # +1: the Laplacian's own border
+    grey = cv2.copyMakeBorder(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), r, r, r, r,
+                              cv2.BORDER_REFLECT_101)
+    off = np.arange(-r, r + 1)
+    patches = grey[(ys + r)[:, None, None] + off[None, :, None],
+                   (xs + r)[:, None, None] + off[None, None, :]].astype(np.int16)
+    lap = (patches[:, :-2, 1:-1] + patches[:, 2:, 1:-1] + patches[:, 1:-1, :-2]
+           + patches[:, 1:-1, 2:] - 4 * patches[:, 1:-1, 1:-1])
+    return np.abs(lap).mean(axis=(1, 2), dtype=np.float64)
+
+
+def _pixel_strength(bgr: np.ndarray, ys: np.ndarray, xs: np.ndarray, threshold: float,
+                    spread_gain: float) -> np.ndarray:
+    """The ring rule one step closer in: excess of (y, x) beyond the extremes of its 8
+    immediate neighbours, in units of ``threshold + spread_gain * their range``, the
+    strongest channel. A whole-pixel defect (the video case) is far out; a demosaiced
+    photosite lifts its neighbours too and scores little; texture scores little."""
+    h, w = bgr.shape[:2]
+    yy = np.clip(ys, 1, h - 2)
+    xx = np.clip(xs, 1, w - 2)
+    centre = bgr[yy, xx].astype(np.float32)                       # (N, 3)
+    ring = np.stack([bgr[yy + dy, xx + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+                     if dy or dx], 1).astype(np.float32)           # (N, 8, 3)
+    hi, lo = ring.max(1), ring.min(1)
+    excess = np.maximum(np.maximum(centre - hi, lo - centre), 0.0)
+    return (excess / (threshold + spread_gain * (hi - lo))).max(1)
 
 
 class DefectDetector:
@@ -72,38 +139,22 @@ class DefectDetector:
 
     @classmethod
     def from_config(cls, cfg, model_path=None, live: bool = False) -> "DefectDetector":
-        """``live``: the loop's per-frame tile budget (``LIVE_MAX_TILES``) instead of 64."""
-        d = cfg.defects
-        opts = DefectOptions(k_sigma=d.k_sigma, min_abs=d.min_abs,
-                             max_tiles=LIVE_MAX_TILES if live else DefectOptions.max_tiles)
+        """``live``: the loop's per-frame tile budget (``LIVE_MAX_TILES``) instead of 256."""
+        opts = DefectOptions(max_tiles=LIVE_MAX_TILES if live else DefectOptions.max_tiles)
         return cls.from_path(model_path or cfg.models.defects, cfg.models.num_threads, opts)
 
     # --- stage 1: classic candidates ---------------------------------------------------
     def candidates(self, bgr: np.ndarray, limit: Optional[int] = None) -> np.ndarray:
-        """(N, 3) int array of (y, x, strength) for the strongest outliers, best first.
+        """(N, 3) int array of (y, x, 100 * strength) for the ring-rule outliers, best first.
 
         ``limit``: keep only the strongest ``limit`` (the tile budget cannot use more).
         """
-        o = self.opts
-        med = cv2.medianBlur(bgr, o.median_ksize)
-        b, g, r = cv2.split(cv2.absdiff(bgr, med))
-        dev = cv2.max(cv2.max(b, g), r)     # worst channel (numpy's max(axis=2) is 20x slower)
-        avgdev = cv2.blur(dev, (o.avgdev_ksize, o.avgdev_ksize))
-        # k * (avgDev + 1), at least min_abs, in saturating uint8 (dev never exceeds 255).
-        # The outlier itself is inside its own avgDev window; +1 keeps flat areas sane.
-        lim = cv2.max(cv2.convertScaleAbs(avgdev, alpha=o.k_sigma, beta=o.k_sigma),
-                      int(math.ceil(o.min_abs)))
-        pts = cv2.findNonZero(cv2.compare(dev, lim, cv2.CMP_GT))
-        if pts is None:
-            return np.zeros((0, 3), np.int64)
-        pts = pts.reshape(-1, 2).astype(np.int64)      # (N, 1, 2) in OpenCV 4, (N, 2) in 5
-        xs, ys = pts[:, 0], pts[:, 1]
-        strength = dev[ys, xs].astype(np.float32) / (avgdev[ys, xs].astype(np.float32) + 1.0)
+        ys, xs, _, strength, _ = frame_candidates(bgr, self.opts.ring_threshold, self.opts.spread_gain)
         if limit is not None and len(strength) > limit:
             keep = np.argpartition(-strength, limit)[:limit]
             ys, xs, strength = ys[keep], xs[keep], strength[keep]
         order = np.argsort(-strength, kind="stable")
-        return np.stack([ys[order], xs[order], (100 * strength[order]).astype(np.int64)], 1)
+        return np.stack([ys[order], xs[order], np.round(100 * strength[order])], 1).astype(np.int64)
 
     def _tile_origins(self, cand: np.ndarray, h: int, w: int) -> np.ndarray:
         """Tiles centred on candidates, greedily, so one tile covers its neighbours."""
@@ -121,41 +172,81 @@ class DefectDetector:
                 break
         return np.array(origins, np.int64).reshape(-1, 2)
 
-    # --- stage 2: the net -----------------------------------------------------------------
-    def detect(self, image: np.ndarray, priority: Iterable[tuple[int, int]] = ()) -> list[dict]:
+    # --- stage 2: the net, and the combined score ----------------------------------------
+    def detect(self, image: np.ndarray, priority: Iterable[tuple[int, int]] = (),
+               min_score: Optional[float] = None) -> list[dict]:
         """Defects in one image. ``priority``: (x, y) points that get a tile first
-        (a sequence's recurring defects), candidates or not in this frame."""
+        (a sequence's recurring defects), candidates or not in this frame.
+        ``min_score``: the log-odds bar (default ``options.min_score``)."""
         bgr = to_bgr(image)
         h, w = bgr.shape[:2]
         if h < DEFECT_TILE or w < DEFECT_TILE:
             raise InputError(f"image {w}x{h} is smaller than a {DEFECT_TILE}-px defect tile")
+        bar = self.opts.min_score if min_score is None else float(min_score)
         # Enough candidates to fill the tile budget even when several share a tile.
         cand = self.candidates(bgr, limit=16 * self.opts.max_tiles)
         pri = np.array([(y, x, 0) for x, y in priority], np.int64).reshape(-1, 3)
-        cand = np.concatenate([pri, cand])
-        if len(cand) == 0:
+        if len(cand) + len(pri) == 0:
             return []
-        origins = self._tile_origins(cand, h, w)
+        origins = self._tile_origins(np.concatenate([pri, cand]), h, w)
         tiles = np.stack([bgr[y:y + DEFECT_TILE, x:x + DEFECT_TILE] for y, x in origins])
         heat = self.model.run(normalize_defect_tiles(tiles))[self.outputs["heatmap"]]
-        return self._peaks(heat, origins)
+        return self._decide(self._points(bgr, heat, origins, cand), bar)
 
-    def _peaks(self, heat: np.ndarray, origins: np.ndarray) -> list[dict]:
-        found = []
-        k = np.ones((5, 5), np.uint8)
+    def _points(self, bgr: np.ndarray, heat: np.ndarray, origins: np.ndarray,
+                cand: np.ndarray) -> list:
+        """(score, x, y, kind) for every candidate inside a tile and every heat-map peak
+        off the candidates."""
+        o = self.opts
+        ps, strengths, xs, ys, kinds = [], [], [], [], []
+        seen = np.zeros(len(cand), bool)
+        k5 = np.ones((5, 5), np.uint8)
+        t = DEFECT_TILE
         for hm, (oy, ox) in zip(heat, origins):
+            # Candidates off the tile's border (the net sees their surroundings): the
+            # net's belief is its strongest within ``_NEAR`` px (the demosaiced blob).
+            cy, cx = cand[:, 0] - oy, cand[:, 1] - ox
+            inside = ~seen & (cy >= _NEAR) & (cy < t - _NEAR) & (cx >= _NEAR) & (cx < t - _NEAR)
+            for i in np.nonzero(inside)[0]:
+                win = hm[cy[i] - _NEAR:cy[i] + _NEAR + 1, cx[i] - _NEAR:cx[i] + _NEAR + 1]
+                j = np.unravel_index(int(np.argmax(win)), win.shape)
+                ps.append(float(win[j]))
+                strengths.append(cand[i, 2] / 100.0)
+                ys.append(int(cand[i, 0]))
+                xs.append(int(cand[i, 1]))
+                kinds.append(DEFECT_KINDS[j[2]])
+            seen |= inside
+            # What the net sees where the classic rule saw nothing (strength 1: log 0).
             top = hm.max(axis=2)
-            # Local maxima of the "any defect" map above threshold (3x3 labels peak in the middle).
-            peaks = (top >= self.opts.threshold) & (top >= cv2.dilate(top, k))
+            peaks = (top >= o.net_peak) & (top >= cv2.dilate(top, k5))
             for py, px in zip(*np.nonzero(peaks)):
-                kind = int(np.argmax(hm[py, px]))
-                found.append((float(top[py, px]), int(ox + px), int(oy + py), DEFECT_KINDS[kind]))
-        found.sort(key=lambda f: -f[0])
+                y, x = oy + py, ox + px
+                if len(cand) and np.min(np.maximum(np.abs(cand[:, 0] - y), np.abs(cand[:, 1] - x))) <= _NEAR:
+                    continue
+                ps.append(float(top[py, px]))
+                strengths.append(1.0)
+                ys.append(int(y))
+                xs.append(int(x))
+                kinds.append(DEFECT_KINDS[int(np.argmax(hm[py, px]))])
+        if not ps:
+            return []
+        ya, xa = np.array(ys, np.int64), np.array(xs, np.int64)
+        # Busy texture makes outliers of its own (and fools the net), defects fall anywhere:
+        # the same evidence counts for less where the scene is busy.
+        tex = _texture_at(bgr, ya, xa, o.texture_px)
+        pix = _pixel_strength(bgr, ya, xa, o.ring_threshold, o.spread_gain)
+        score = (_logit(ps) + o.strength_weight * np.log(np.maximum(strengths, 1.0))
+                 + o.pixel_weight * np.log(np.maximum(pix, 1.0))
+                 - o.texture_weight * np.log1p(tex))
+        return list(zip(score.tolist(), xs, ys, kinds))
+
+    def _decide(self, pts: list, bar: float) -> list[dict]:
+        pts = sorted((p for p in pts if p[0] >= bar), key=lambda p: -p[0])
         out: list[dict] = []
         r2 = self.opts.merge_px ** 2
-        for conf, x, y, kind in found:
+        for score, x, y, kind in pts:
             if all((x - d["x"]) ** 2 + (y - d["y"]) ** 2 > r2 for d in out):
-                out.append(_as_dict(x, y, kind, conf))
+                out.append(_as_dict(x, y, kind, 1.0 / (1.0 + math.exp(-score))))
         return out
 
 
@@ -183,8 +274,10 @@ class DefectSequence:
 
     def __init__(self, detector: DefectDetector, min_scene_changes: int = 3,
                  min_hit_fraction: float = 0.5, tolerance_px: int = DEFECT_TOLERANCE_PX,
-                 patch: int = 15, scene_change: float = 6.0):
+                 patch: int = 15, scene_change: float = 6.0,
+                 min_score: float = SEQUENCE_MIN_SCORE):
         self.detector = detector
+        self.min_score = float(min_score)
         self.min_scenes = int(min_scene_changes)
         self.min_hit_fraction = float(min_hit_fraction)
         self.tol = int(tolerance_px)
@@ -216,7 +309,8 @@ class DefectSequence:
                                     cv2.BORDER_REFLECT)
         # Recurring detections get a tile every frame, even when brighter glints compete
         # for the tile budget or the defect is hard to see against this frame's scene.
-        dets = self.detector.detect(bgr, [(t.x, t.y) for t in self.tracks if t.hits >= 2])
+        dets = self.detector.detect(bgr, [(t.x, t.y) for t in self.tracks if t.hits >= 2],
+                                    min_score=self.min_score)
         for d in dets:
             tr = self._match(d["x"], d["y"])
             if tr is None:

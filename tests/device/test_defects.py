@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.defects import DefectDetector, DefectSequence
+from device.defects import SEQUENCE_MIN_SCORE, DefectDetector, DefectSequence
 from device.errors import InputError
 from device.preprocess import DEFECT_KINDS, DEFECT_TOLERANCE_PX
 from device.scenes import load_photo
@@ -68,11 +68,40 @@ def test_candidate_filter_finds_a_lone_hot_pixel(detector):
 
 def test_single_frame_finds_injected_defects(detector, panning):
     found = detector.detect(panning[0])
+    hits = [d for d in REQUIRED if any(_near(f, d[0], d[1]) for f in found)]
+    # The single-frame bar is set for ~3 false defects per megapixel, where about 7 in
+    # 10 photosite defects pass (README, defects); every one of them passes the lower
+    # bar a sequence asks of each frame.
+    assert len(hits) >= len(REQUIRED) // 2, (hits, found)
+    lenient = detector.detect(panning[0], min_score=SEQUENCE_MIN_SCORE)
     for x, y, kind in REQUIRED:
-        assert any(_near(d, x, y) for d in found), (x, y, kind, found)
-    for d in found:
+        assert any(_near(d, x, y) for d in lenient), (x, y, kind, lenient)
+    assert len(lenient) > len(found)
+    for d in found + lenient:
         assert set(d) == {"x", "y", "kind", "confidence"} and d["kind"] in DEFECT_KINDS
         assert 0.0 <= d["confidence"] <= 1.0
+
+
+def test_single_frame_holds_back_texture(detector):
+    """A clean camera frame of a busy real photo: the ring rule finds hundreds of texture
+    outliers, the combined score lets almost none through."""
+    clean = camera_frame(cv2.resize(load_photo("coffee"), (640, 480), interpolation=cv2.INTER_AREA))
+    assert len(detector.candidates(clean)) > 50
+    assert len(detector.detect(clean)) <= 1
+
+
+def test_rgb_single_pixels_are_found(detector):
+    """The seed's video case: whole RGB pixels painted into a frame, no Bayer blob."""
+    img = cv2.resize(load_photo("astronaut"), (640, 480), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(4)
+    painted = [(int(x), int(y)) for x, y in zip(rng.integers(20, 620, 12), rng.integers(20, 460, 12))]
+    colours = [(255, 255, 255), (0, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 0, 255)]
+    for i, (x, y) in enumerate(painted):
+        img[y, x] = colours[i % len(colours)]
+    found = detector.detect(img)
+    missed = [(x, y) for x, y in painted if not any(_near(d, x, y) for d in found)]
+    assert len(missed) <= 1, (missed, found)
+    assert len(found) <= len(painted) + 1, found
 
 
 def test_sequence_keeps_what_persists_and_drops_scene_highlights(detector, panning):
