@@ -156,6 +156,15 @@ class DefectDetector:
         order = np.argsort(-strength, kind="stable")
         return np.stack([ys[order], xs[order], np.round(100 * strength[order])], 1).astype(np.int64)
 
+    def _classic_score(self, bgr: np.ndarray, ys: np.ndarray, xs: np.ndarray,
+                       strength: np.ndarray) -> np.ndarray:
+        """The score's classic terms (everything but ``logit(p)``)."""
+        o = self.opts
+        pix = _pixel_strength(bgr, ys, xs, o.ring_threshold, o.spread_gain)
+        return (o.strength_weight * np.log(np.maximum(strength, 1.0))
+                + o.pixel_weight * np.log(np.maximum(pix, 1.0))
+                - o.texture_weight * np.log1p(_texture_at(bgr, ys, xs, o.texture_px)))
+
     def _tile_origins(self, cand: np.ndarray, h: int, w: int) -> np.ndarray:
         """Tiles centred on candidates, greedily, so one tile covers its neighbours."""
         t = DEFECT_TILE
@@ -233,11 +242,7 @@ class DefectDetector:
         ya, xa = np.array(ys, np.int64), np.array(xs, np.int64)
         # Busy texture makes outliers of its own (and fools the net), defects fall anywhere:
         # the same evidence counts for less where the scene is busy.
-        tex = _texture_at(bgr, ya, xa, o.texture_px)
-        pix = _pixel_strength(bgr, ya, xa, o.ring_threshold, o.spread_gain)
-        score = (_logit(ps) + o.strength_weight * np.log(np.maximum(strengths, 1.0))
-                 + o.pixel_weight * np.log(np.maximum(pix, 1.0))
-                 - o.texture_weight * np.log1p(tex))
+        score = _logit(ps) + self._classic_score(bgr, ya, xa, np.asarray(strengths))
         return list(zip(score.tolist(), xs, ys, kinds))
 
     def _decide(self, pts: list, bar: float) -> list[dict]:
