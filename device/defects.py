@@ -139,8 +139,10 @@ class DefectDetector:
 
     @classmethod
     def from_config(cls, cfg, model_path=None, live: bool = False) -> "DefectDetector":
-        """``live``: the loop's per-frame tile budget (``LIVE_MAX_TILES``) instead of 256."""
-        opts = DefectOptions(max_tiles=LIVE_MAX_TILES if live else DefectOptions.max_tiles)
+        """``live``: for the live map, which confirms defects by persistence: the loop's
+        tile budget (``LIVE_MAX_TILES``) instead of 256, and the sequence's per-frame bar."""
+        opts = DefectOptions(max_tiles=LIVE_MAX_TILES, min_score=SEQUENCE_MIN_SCORE) if live \
+            else DefectOptions()
         return cls.from_path(model_path or cfg.models.defects, cfg.models.num_threads, opts)
 
     # --- stage 1: classic candidates ---------------------------------------------------

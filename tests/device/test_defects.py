@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.defects import SEQUENCE_MIN_SCORE, DefectDetector, DefectSequence
+from device.defects import LIVE_MAX_TILES, SEQUENCE_MIN_SCORE, DefectDetector, DefectSequence
 from device.errors import InputError
 from device.preprocess import DEFECT_KINDS, DEFECT_TOLERANCE_PX
 from device.scenes import load_photo
@@ -192,3 +192,25 @@ def test_defects_bad_inputs_exit_2_one_line(tmp_path):
     p = _cli("--model", bad, img)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "bad.tflite: corrupt" in p.stderr
+
+
+def test_live_detector_feeds_the_map_by_persistence(detector, panning):
+    """The live map's detector asks each frame for the sequence's lower bar (persistence
+    does the rest). With that bar, the map confirms the photosite defects of a panning
+    camera and none of the glints. (8 tiles a frame cannot cover 60 glints and 6
+    defects, so the budget is widened here to see the bar's effect alone.)"""
+    from device.config import load_config
+    from device.defect_map import DefectMap, add_frame
+    from device.defects import DefectOptions
+
+    live = DefectDetector.from_config(load_config(None), live=True)
+    assert live.opts.max_tiles == LIVE_MAX_TILES and live.opts.min_score == SEQUENCE_MIN_SCORE
+    wide = DefectDetector(detector.model, detector.meta,
+                          DefectOptions(max_tiles=64, min_score=live.opts.min_score))
+    dmap = DefectMap(min_hits=4)
+    for f in panning:
+        add_frame(dmap, f, wide)
+    found = dmap.confirmed()
+    hits = [d for d in REQUIRED if any(_near(f, d[0], d[1]) for f in found)]
+    assert len(hits) == len(REQUIRED), (hits, found)     # the single-frame bar misses one
+    assert all(any(_near(f, x, y) for x, y, _ in INJECTED) for f in found), found
