@@ -53,6 +53,9 @@ CODES = ("+b", "+g", "+r", "-b", "-g", "-r")   # sign and channel of a candidate
 # sensor has, and it keeps the map, its file and the overlay's work bounded on a scene
 # that fools the persistence rule.
 MAX_DEFECTS = 1000
+# Candidates with some evidence kept in the saved map (to resume after a restart): the
+# file and the memory a save takes stay the same size on a long run.
+MAX_SAVED_TRACKS = 5000
 
 
 def frame_candidates(image: np.ndarray, threshold: float = 16.0, spread_gain: float = 0.3):
@@ -122,7 +125,8 @@ class DefectMap:
 
     Memory is bounded: unconfirmed candidates not seen for ``forget_after`` analysed frames
     are forgotten every 50 frames, and past ``max_tracked`` tracks the half with the least
-    evidence goes (confirmed defects have the most hits, so they stay).
+    evidence goes (confirmed defects have the most hits, so they stay). ``confirmed()``
+    reports at most ``MAX_DEFECTS`` and a save keeps at most ``MAX_SAVED_TRACKS`` candidates.
     """
 
     def __init__(self, *, threshold: float = 16.0, spread_gain: float = 0.3, min_hits: int = 5,
@@ -259,7 +263,9 @@ class DefectMap:
     # --- saving and resuming --------------------------------------------------------------
     def to_json(self) -> dict:
         """The confirmed map plus the candidates with some evidence (to resume after a restart)."""
-        some = self._hits >= 2
+        some = np.nonzero(self._hits >= 2)[0]
+        if len(some) > MAX_SAVED_TRACKS:   # the strongest evidence, so a save costs the same every time
+            some = np.sort(some[np.lexsort((-self._last[some], -self._hits[some]))[:MAX_SAVED_TRACKS]])
         ys, xs, codes = _unpack(self._key[some])
         tracks = [[y, x, c, h, round(s, 2), round(v, 1)] for y, x, c, h, s, v in
                   zip(ys.tolist(), xs.tolist(), codes.tolist(), self._hits[some].tolist(),

@@ -254,3 +254,23 @@ def test_confirmed_merges_neighbours_within_2_px_and_caps_the_list():
     m = DefectMap(min_hits=1)
     m.add_candidates(img, ys, xs, np.zeros(len(ys), int), np.full(len(ys), 250.0))
     assert m.tracked == len(ys) and len(m.confirmed()) == MAX_DEFECTS
+
+
+def test_the_saved_map_keeps_at_most_max_saved_tracks_the_strongest_first(monkeypatch):
+    import device.defect_map as dm
+
+    monkeypatch.setattr(dm, "MAX_SAVED_TRACKS", 50)
+    m = DefectMap(forget_after=10**6)
+    img = np.zeros((480, 640, 3), np.uint8)
+    for i in range(6):
+        img[:] = 40 + 30 * i                     # a new scene each frame: every repeat counts
+        rng = np.random.default_rng(i // 2)      # each noise set shows twice: 2 hits apiece
+        ys = np.append(rng.integers(2, 478, 200), 60)
+        xs = np.append(rng.integers(2, 638, 200), 80)
+        m.add_candidates(img, ys, xs, np.zeros(len(ys), int), np.full(len(ys), 250.0))
+    data = m.to_json()
+    assert len(data["tracks"]) == 50 and m.tracked > 500
+    assert [60, 80, 0, 6] in [t[:4] for t in data["tracks"]]
+    again = DefectMap()
+    assert again.load_json(json.loads(json.dumps(data)))
+    assert [(d["y"], d["x"]) for d in again.confirmed()] == [(60, 80)]
