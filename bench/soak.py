@@ -10,7 +10,8 @@ below; the script prints which ones it turned on, so a run is honest about what 
 covered. On top of the config, the script plays the people using it:
 
 * a browser that keeps ``/stream.mjpg`` open and reads every frame (so the MJPEG encoder
-  composes the overlay, with peaking, heat map, zoom inset, HUD and defects, for each one);
+  composes the overlay, with peaking, heat map, zoom inset, HUD and defects, for every
+  frame it can keep up with);
 * a page polling ``/api/status``, ``/`` and ``/snapshot.jpg`` every 2 s;
 * a press of the autofocus button (``POST /api/autofocus``) every ``--af-every`` seconds:
   the motor sweeps the simulated lens through focus, which also gives capture-when-sharp
@@ -27,6 +28,7 @@ Exit status 0 if memory stayed flat, 1 if not.
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import json
 import os
@@ -181,9 +183,11 @@ def count(hits: dict, key: str) -> None:
 
 
 def poke_web(port: int, stop: threading.Event, hits: dict, af_every: float, capture_every: float,
-             ready: threading.Event) -> None:
+             ready: threading.Event, clock: list) -> None:
     """A viewer that keeps asking for pages and now and then presses the AF button and the
-    shutter (failures are counted, never fatal)."""
+    shutter (failures are counted, never fatal). ``clock`` gets (time, frames) from each
+    status page: on a shared machine the frame rate swings, so RSS samples are placed by
+    these, not by assuming a steady rate."""
     base = f"http://127.0.0.1:{port}"
     ready.wait()
     t0 = last_af = last_cap = time.monotonic()
@@ -201,8 +205,10 @@ def poke_web(port: int, stop: threading.Event, hits: dict, af_every: float, capt
                                          headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(req, timeout=5) as r:
-                    r.read(1 << 20)
+                    body = r.read(1 << 20)
                 count(hits, path)
+                if path == "/api/status":
+                    clock.append((time.monotonic(), int(json.loads(body)["frames"])))
             except Exception:
                 count(hits, path + " failed")
 
@@ -274,10 +280,11 @@ def main() -> int:
     with open(tmp / "stderr.log", "w") as err:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=err, text=True)
-    web_stop, web_hits = threading.Event(), {}
+    web_stop, web_hits, frame_clock = threading.Event(), {}, []
     if web_on:
         threading.Thread(target=poke_web, args=(port, web_stop, web_hits, args.af_every,
-                                                args.capture_every, drain.ready), daemon=True).start()
+                                                args.capture_every, drain.ready, frame_clock),
+                         daemon=True).start()
         threading.Thread(target=watch_stream, args=(port, web_stop, web_hits, drain.ready),
                          daemon=True).start()
 
@@ -312,11 +319,26 @@ def main() -> int:
         return 1
     stats = json.loads(out.strip().splitlines()[-1])
 
-    # Frame index of each sample, assuming a steady frame rate from READY to exit.
+    # Frame index of each sample: interpolated between the status pages' frame counts,
+    # else assuming a steady frame rate from READY to exit.
     t_ready = drain.ready_at or t0
-    span = max(t_end - t_ready, 1e-9)
     frames = stats.get("frames", args.frames)
-    per = [(max(0.0, (t - t_ready) / span) * frames, kb / 1024) for t, kb in samples]
+    clock = [(t_ready, 0.0), *[(t, float(f)) for t, f in frame_clock], (t_end, float(frames))]
+    times = [t for t, _ in clock]
+
+    def frame_at(t: float) -> float:
+        i = bisect.bisect_right(times, t)
+        if i == 0:
+            return 0.0
+        if i >= len(clock):
+            return float(frames)
+        (ta, fa), (tb, fb) = clock[i - 1], clock[i]
+        return fa + (fb - fa) * (t - ta) / max(tb - ta, 1e-9)
+
+    # Samples after the status page showed the last frame belong to the shutdown (the
+    # process frees its buffers as it exits), not to the run.
+    t_done = next((t for t, f in frame_clock if f >= frames), t_end)
+    per = [(frame_at(t), kb / 1024) for t, kb in samples if t <= t_done]
     warm = [mb for f, mb in per if f >= args.warmup * frames]
     if len(warm) < 5:
         print("soak: too few samples after warm-up; run more frames", file=sys.stderr)
