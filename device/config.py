@@ -362,9 +362,8 @@ class DefectsConfig:
     with the scene, a defect does not).
     """
     live: bool = False
-    # The defect net's candidate filter and sequence rule (device.defects, issue 4).
-    k_sigma: float = 6.0
-    min_abs: float = 24.0                # 0..255 units: weaker outliers are never defects
+    # The defect net's sequence rule (device.defects): its single-frame candidates come
+    # from the same ring rule as the classic map.
     min_scene_changes: int = 3
     # The classic live map and the checks (device.defect_map).
     detector: str = "classic"            # per-frame candidates of the live map and video
@@ -384,8 +383,6 @@ class DefectsConfig:
             raise ConfigError("defects.detector must be 'classic' or 'net'")
         if self.min_hits < 1 or self.min_scene_changes < 1:
             raise ConfigError("defects.min_hits and defects.min_scene_changes must be >= 1")
-        if self.k_sigma <= 0 or self.min_abs < 0:
-            raise ConfigError("defects.k_sigma must be > 0 and defects.min_abs >= 0")
         if self.every_n_frames < 1 or self.save_interval_s <= 0:
             raise ConfigError("defects.every_n_frames must be >= 1 and save_interval_s > 0")
         if self.map_file == "":
