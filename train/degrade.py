@@ -32,40 +32,23 @@ SHARP_MAX_PX = 0.6
 MIN_BLUR_PX = 1.5
 
 
-# A shake path must be at least this elongated (ratio of its principal axes). A walk that
-# curls into a round blob blurs like a defocus disc and no single frame can tell the two
-# apart, so such a sample would be a label no model can learn (a quarter of raw walks;
-# at 64 px they were called defocus 1 time in 4). Real hand-shake kernels are curves.
-SHAKE_MIN_ELONGATION = 2.0
-
-
 # --------------------------------------------------------------------------- PSFs
-def shake_elongation(pts: np.ndarray) -> float:
-    """Ratio of the principal axes (standard deviations) of a 2-D point path."""
-    ev = np.linalg.eigvalsh(np.cov(np.asarray(pts, np.float64).T))
-    return float(np.sqrt(ev[1] / max(ev[0], 1e-12)))
-
-
 def shake_psf(extent: float, rng: np.random.Generator, steps: int = 48) -> np.ndarray:
     """A short random camera-shake trajectory rendered as a PSF whose points lie within
     ``extent`` px of its centre (the trajectory's half-size, the ``blur_px`` label).
 
-    The path is a random walk with momentum (hand tremor), redrawn until it is at least
-    ``SHAKE_MIN_ELONGATION`` times longer than wide, rescaled so its largest
+    The path is a random walk with momentum (hand tremor), rescaled so its largest
     distance from its centroid is ``extent``; samples are splatted bilinearly, so the PSF
     is anti-aliased and sums to 1.
     """
     if extent < 0.5:
         return np.ones((1, 1), np.float32)
-    for _ in range(100):
-        vel = rng.normal(size=2)
-        pts = np.zeros((steps, 2))
-        for i in range(1, steps):
-            vel = 0.8 * vel + 0.6 * rng.normal(size=2)
-            pts[i] = pts[i - 1] + vel
-        pts -= pts.mean(axis=0)
-        if shake_elongation(pts) >= SHAKE_MIN_ELONGATION:
-            break
+    vel = rng.normal(size=2)
+    pts = np.zeros((steps, 2))
+    for i in range(1, steps):
+        vel = 0.8 * vel + 0.6 * rng.normal(size=2)
+        pts[i] = pts[i - 1] + vel
+    pts -= pts.mean(axis=0)
     r = np.max(np.hypot(pts[:, 0], pts[:, 1]))
     pts *= extent / max(r, 1e-6)
     # Dwell time varies along the path: a shake slows down at its turning points.
