@@ -315,13 +315,15 @@ def add_frame(dmap: DefectMap, bgr: np.ndarray, detector=None) -> None:
 def load_detector(cfg, live: bool = False):
     """The defect net when ``[defects] detector = "net"``, else None (the classic rule).
 
-    ``live``: the loop's per-frame tile budget; the video report keeps the full one.
+    Its detections feed a persistence map, so each frame takes the sequence's per-frame
+    bar. ``live``: the loop's per-frame tile budget; the video report keeps the full one.
     """
     if cfg.defects.detector != "net":
         return None
     from .defects import DefectDetector
 
-    return DefectDetector.from_config(cfg, live=live)  # ModelError (one clear line) if it cannot load
+    # ModelError (one clear line) if it cannot load
+    return DefectDetector.from_config(cfg, live=live, sequence=True)
 
 
 # --- the live sink --------------------------------------------------------------------------

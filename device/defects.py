@@ -138,11 +138,16 @@ class DefectDetector:
         return cls(*open_model("defects", path, num_threads), options)
 
     @classmethod
-    def from_config(cls, cfg, model_path=None, live: bool = False) -> "DefectDetector":
-        """``live``: for the live map, which confirms defects by persistence: the loop's
-        tile budget (``LIVE_MAX_TILES``) instead of 256, and the sequence's per-frame bar."""
-        opts = DefectOptions(max_tiles=LIVE_MAX_TILES, min_score=SEQUENCE_MIN_SCORE) if live \
-            else DefectOptions()
+    def from_config(cls, cfg, model_path=None, live: bool = False,
+                    sequence: bool = False) -> "DefectDetector":
+        """``sequence``: its detections feed a map that confirms defects by persistence (the
+        video report), so each frame takes the sequence's lower per-frame bar. ``live``:
+        the live map, which is also a sequence, within the loop's tile budget
+        (``LIVE_MAX_TILES`` instead of 256)."""
+        opts = DefectOptions()
+        if live or sequence:
+            opts = DefectOptions(min_score=SEQUENCE_MIN_SCORE,
+                                 max_tiles=LIVE_MAX_TILES if live else opts.max_tiles)
         return cls.from_path(model_path or cfg.models.defects, cfg.models.num_threads, opts)
 
     # --- stage 1: classic candidates ---------------------------------------------------

@@ -205,6 +205,13 @@ def test_live_detector_feeds_the_map_by_persistence(detector, panning):
 
     live = DefectDetector.from_config(load_config(None), live=True)
     assert live.opts.max_tiles == LIVE_MAX_TILES and live.opts.min_score == SEQUENCE_MIN_SCORE
+    # The video report also feeds a persistence map: the same bar, the full tile budget.
+    from device.defect_map import load_detector
+    net_cfg = load_config(None, overrides={"defects": {"detector": "net"}})
+    report = load_detector(net_cfg)
+    assert report.opts.min_score == SEQUENCE_MIN_SCORE
+    assert report.opts.max_tiles == DefectOptions().max_tiles > LIVE_MAX_TILES
+    assert DefectDetector.from_config(net_cfg).opts.min_score == DefectOptions().min_score > SEQUENCE_MIN_SCORE
     wide = DefectDetector(detector.model, detector.meta,
                           DefectOptions(max_tiles=64, min_score=live.opts.min_score))
     dmap = DefectMap(min_hits=4)
