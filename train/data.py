@@ -39,14 +39,7 @@ SPLITS = ("train", "val", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 DEFAULT_DEAD_LEAVES = 60        # procedural sources (split like any other source)
 DEFAULT_EVAL_TILES = {"focus": 3000, "defects": 2000}
-# A base photo is resampled so its long side is in WORKING_LONG_SIDE (large photos), or by
-# a random SMALL_PHOTO_SCALE factor (photos already near working size). Focus labels need
-# a base whose own blur is sub-pixel: the built-in photos are soft at their native size
-# (microscope optics, film scans, JPEG), and at 0.55-1.0x the microscopy "sharp" tiles
-# were called motion 2 times in 3; at 0.4-0.75x the blind photo tiles went from 0.57 to
-# 0.63 (3-class) and dead leaves from 0.92 to 0.95. Defects live at sensor resolution,
-# where the backgrounds are smooth at the pixel scale, so their bases are reduced less.
-WORKING_LONG_SIDE = {"focus": (400, 640), "defects": (480, 800)}
+WORKING_LONG_SIDE = (480, 800)  # a base photo is resampled so its long side is in this range
 LEAVES_SIZE = 384               # dead-leaves sources are rendered at this size
 _MARGIN = 24                    # crop margin so blur/JPEG borders never reach a tile
 # Share of samples drawn from photographs rather than dead leaves; None = uniform over
@@ -54,8 +47,7 @@ _MARGIN = 24                    # crop margin so blur/JPEG borders never reach a
 # a stronger downscale was tried and was worse on every figure (blind photos 0.66 vs 0.62
 # 3-class but dead leaves 0.85 vs 0.94, Kaggle 6/9 vs 9/9), so it is off by default.
 PHOTO_SHARE: float | None = None
-SMALL_PHOTO_SCALE = {"focus": (0.4, 0.75), "defects": (0.55, 1.0)}
-_PRELOAD_LONG_SIDE = max(hi for _, hi in WORKING_LONG_SIDE.values())
+SMALL_PHOTO_SCALE = (0.55, 1.0)  # random downscale of photos already near working size
 
 
 @dataclass(frozen=True)
@@ -154,8 +146,8 @@ def _load_cached(kind: str, ref: str, seed: int) -> np.ndarray:
     if kind == "photo":
         img = load_photo(ref)
         h, w = img.shape[:2]
-        if max(h, w) > _PRELOAD_LONG_SIDE:  # pre-reduce once; the per-sample resize is then cheap
-            s = _PRELOAD_LONG_SIDE / max(h, w)
+        if max(h, w) > WORKING_LONG_SIDE[1]:  # pre-reduce once; the per-sample resize is then cheap
+            s = WORKING_LONG_SIDE[1] / max(h, w)
             img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
         return img
     if kind == "leaves":
@@ -174,16 +166,16 @@ def load_source(src: Source, seed: int = 0) -> np.ndarray:
     return _load_cached(src.kind, src.ref, seed)
 
 
-def to_working_resolution(img: np.ndarray, rng: np.random.Generator, kind: str = "focus") -> np.ndarray:
+def to_working_resolution(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Resample a base photo to the scale of a lores frame, never upscaling (upscaling
     would make a soft image and still call it sharp). Large photos get a long side in
-    ``WORKING_LONG_SIDE[kind]``; small ones a random ``SMALL_PHOTO_SCALE[kind]`` downscale."""
+    ``WORKING_LONG_SIDE``; small ones a random ``SMALL_PHOTO_SCALE`` downscale."""
     h, w = img.shape[:2]
     long_side = max(h, w)
-    if long_side > WORKING_LONG_SIDE[kind][1]:
-        s = rng.uniform(*WORKING_LONG_SIDE[kind]) / long_side
+    if long_side > WORKING_LONG_SIDE[1]:
+        s = rng.uniform(*WORKING_LONG_SIDE) / long_side
     else:
-        s = rng.uniform(*SMALL_PHOTO_SCALE[kind])
+        s = rng.uniform(*SMALL_PHOTO_SCALE)
     if s >= 0.999:
         return img
     size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
@@ -256,7 +248,7 @@ def defect_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 
     """Defect tiles from one source. Returns ``(tiles uint8 (N,T,T,3), heatmap target
     float32 (N,T,T,K))``. The clean crop gets exposure and sensor noise first, so noise is
     never mistaken for a defect. ``condition`` fixes mode/jpeg_quality (e.g. the q90 test)."""
-    base = to_working_resolution(load_source(src, seed), rng, "defects")
+    base = to_working_resolution(load_source(src, seed), rng)
     _check_size(base, tile, src)
     size = tile * tiles_per_side
     tiles, heat = [], []
