@@ -55,8 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tf.distribute strategy: auto = all GPUs when more than one (default)")
         s.add_argument("--tile", type=positive_int, default=None,
                        help="tile side in px (default: the device contract size; change only to experiment)")
-        s.add_argument("--width", type=positive_float, default=d["width"],
-                       help=f"channel width multiplier (default {d['width']})")
+        s.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier")
         s.add_argument("--no-eval", action="store_true", help="skip the evaluation report at the end")
         s.add_argument("--kaggle", default=None, metavar="DIR",
                        help="Kaggle blur samples for the report (default ../shared/data/kaggle_blur_samples)")

@@ -26,11 +26,9 @@ from device.preprocess import DEFECT_KINDS, FOCUS_CLASSES
 from . import data as D
 
 DEFAULTS = {
-    # Sized so both default runs finish in well under 30 minutes on a 2-core CPU. The
-    # focus net at width 1.5 (~33k parameters) beat width 1.0 on every blind-split figure
-    # for +40% step time; the step, not the data, bounds the training time.
-    "focus": dict(epochs=15, steps_per_epoch=200, batch=64, lr=3e-3, patience=4, val_tiles=2000, width=1.5),
-    "defects": dict(epochs=10, steps_per_epoch=150, batch=64, lr=3e-3, patience=3, val_tiles=1500, width=1.0),
+    # Sized so both default runs finish in well under 30 minutes on a 2-core CPU.
+    "focus": dict(epochs=15, steps_per_epoch=200, batch=64, lr=3e-3, patience=4, val_tiles=2000),
+    "defects": dict(epochs=10, steps_per_epoch=150, batch=64, lr=3e-3, patience=3, val_tiles=1500),
 }
 DEFECT_POS_WEIGHT = 20.0
 
