@@ -86,6 +86,23 @@ def test_a_still_scene_confirms_nothing_however_long_it_runs():
     assert m.confirmed() == []          # persistence needs the scene to change around it
 
 
+@pytest.mark.parametrize("focus_pull", [False, True])
+def test_a_still_scene_with_sensor_noise_or_a_focus_pull_confirms_nothing(focus_pull):
+    """A tripod: noise (and refocusing) moves each textured pixel's local mean now and
+    then, but the scene does not move, so texture points must not pile up hits."""
+    rng = np.random.default_rng(6)
+    base = cv2.resize(photo(), (W, H), interpolation=cv2.INTER_AREA).astype(np.float32)
+    m = DefectMap(min_hits=3)
+    for i in range(60):
+        img = base
+        if focus_pull:
+            sigma = 0.3 + 2.5 * abs(((i / 15.0) % 2) - 1)
+            img = cv2.GaussianBlur(base, (0, 0), sigma)
+        noisy = img + rng.normal(0.0, 6.0, img.shape).astype(np.float32)
+        m.add(np.clip(noisy, 0, 255).astype(np.uint8))
+    assert m.confirmed() == []
+
+
 def test_single_frame_candidates_find_plain_rgb_pixel_errors():
     # The seed's video case: whole RGB pixels painted, no demosaicing.
     img = cv2.resize(photo(), (W, H), interpolation=cv2.INTER_AREA)
