@@ -65,8 +65,12 @@ def check_roi(roi: Optional[Sequence[int]], shape: tuple[int, ...]) -> Optional[
     return (x, y, w, h)
 
 
-def working_image(grey: np.ndarray, native: bool = False) -> tuple[np.ndarray, float]:
-    """Frame -> (float32 working image, gain that makes its energy resolution-independent)."""
+def working_image(grey: np.ndarray, native: bool = False,
+                  as_float: bool = True) -> tuple[np.ndarray, float]:
+    """Frame -> (float32 working image, gain that makes its energy resolution-independent).
+
+    ``as_float=False`` keeps an 8-bit frame's working image in 8 bits (the same integers
+    the float one holds), for OpenCV paths that are faster on uint8 (peaking)."""
     if grey.ndim != 2:
         raise InputError(f"expected a grey 2-D frame, got shape {grey.shape}")
     short = min(grey.shape)
@@ -81,7 +85,8 @@ def working_image(grey: np.ndarray, native: bool = False) -> tuple[np.ndarray, f
     gain = (short / float(REF_SHORT_SIDE)) ** 2
     # Reduce in 8 bits (4x less data to filter), then work in float.
     if img.dtype == np.uint8:
-        return cv2.pyrDown(img).astype(np.float32), gain
+        work = cv2.pyrDown(img)
+        return (work.astype(np.float32) if as_float else work), gain
     return cv2.pyrDown(img.astype(np.float32, copy=False)), gain
 
 

@@ -149,10 +149,7 @@ def peaking_work(grey: np.ndarray) -> np.ndarray:
     """The classic scorer's working image (``measures.working_image`` at native scale),
     kept in 8 bits for an 8-bit frame: the float version holds the same integers, and
     ``spatialGradient`` takes both 3x3 Sobel derivatives of an 8-bit image in one pass."""
-    if grey.dtype == np.uint8 and grey.ndim == 2 and min(grey.shape) >= 8:
-        return cv2.pyrDown(grey)
-    work, _ = working_image(grey, native=True)      # also names what is wrong with grey
-    return work
+    return working_image(grey, native=True, as_float=False)[0]
 
 
 def edge_strength(grey: np.ndarray, work: Optional[np.ndarray] = None) -> np.ndarray:
