@@ -106,6 +106,24 @@ def local_signature(image: np.ndarray) -> np.ndarray:
     return cv2.blur(grey.astype(np.float32), (LOCAL_MEAN, LOCAL_MEAN))
 
 
+class SceneMotion:
+    """Did the frame as a whole move since the previous one? The median change of the
+    local means (``local_signature``, every ``SCENE_STEP``-th pixel) must reach the
+    threshold: a still scene measures 0.8 grey levels from sensor noise, a focus pull
+    0.9-1.1, a pan 7-49. Persistence rules use it so that noise or refocusing on a
+    tripod is never taken for the scene moving under a defect."""
+
+    def __init__(self):
+        self._prev: Optional[np.ndarray] = None
+
+    def update(self, scene: np.ndarray, threshold: float) -> bool:
+        coarse = scene[::SCENE_STEP, ::SCENE_STEP]
+        moved = self._prev is not None and self._prev.shape == coarse.shape and \
+            float(np.median(np.abs(coarse - self._prev))) >= threshold
+        self._prev = coarse.copy()
+        return moved
+
+
 def _kind(sign_hot: bool, mean_value: float) -> str:
     if sign_hot:
         return "hot" if mean_value >= 160 else "stuck"
@@ -152,7 +170,7 @@ class DefectMap:
         self._sig = np.zeros(0, np.float32)
         self._vsum = np.zeros(0, np.float64)
         self._last = np.zeros(0, np.int64)
-        self._prev_scene: Optional[np.ndarray] = None   # local means, every 4th pixel
+        self._motion = SceneMotion()
 
     def _take(self, sel) -> None:
         self._key, self._hits, self._sig = self._key[sel], self._hits[sel], self._sig[sel]
@@ -181,10 +199,7 @@ class DefectMap:
         f = self.frames
         n_cand = len(ys)
         scene = local_signature(image)
-        coarse = scene[::SCENE_STEP, ::SCENE_STEP]
-        scene_moved = self._prev_scene is not None and \
-            float(np.median(np.abs(coarse - self._prev_scene))) >= self.scene_change
-        self._prev_scene = coarse.copy()
+        scene_moved = self._motion.update(scene, self.scene_change)
         if n_cand:
             ys, xs = np.asarray(ys, np.int64), np.asarray(xs, np.int64)
             sig = scene[ys, xs].astype(np.float32)

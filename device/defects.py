@@ -47,7 +47,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from .defect_map import frame_candidates
+from .defect_map import SceneMotion, frame_candidates, local_signature
 from .errors import InputError
 from .inference import TFLiteModel, check_classes, check_input, map_outputs, open_model
 from .preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
@@ -56,6 +56,7 @@ from .preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
 log = logging.getLogger(__name__)
 
 LIVE_MAX_TILES = 8     # defect-net tiles per live frame (~0.25 ms each, single thread)
+FRAME_MOTION = 2.0         # grey levels: the live map's default scene_change (SceneMotion)
 SEQUENCE_MIN_SCORE = -3.0  # per-frame bar inside a sequence: persistence does the rest
 _P_EPS = 1e-4              # keeps logit(p) finite (|logit| <= 9.2)
 _NEAR = 2                  # px: a heat-map peak this close to a candidate is its evidence
@@ -281,7 +282,9 @@ class DefectSequence:
     centre blanked so the defect itself does not count). Each time it is seen again
     over a neighbourhood that differs from the last one by more than
     ``scene_change`` grey levels (mean absolute difference), its scene count goes up.
-    A static highlight on a static object never gets past one scene.
+    A static highlight on a static object never gets past one scene, and a scene count
+    also needs the frame as a whole to have moved (``SceneMotion``, at
+    ``FRAME_MOTION`` grey levels), so noise on a still scene never counts.
     """
 
     def __init__(self, detector: DefectDetector, min_scene_changes: int = 3,
@@ -298,6 +301,7 @@ class DefectSequence:
         self.frames = 0
         self.shape: Optional[tuple[int, int]] = None
         self.tracks: list[_Track] = []
+        self._motion = SceneMotion()
 
     def _patch(self, padded: np.ndarray, x: int, y: int) -> np.ndarray:
         """The neighbourhood of (x, y) from a frame padded by ``patch // 2`` on each side."""
@@ -319,6 +323,7 @@ class DefectSequence:
         r = self.patch // 2
         padded = cv2.copyMakeBorder(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), r, r, r, r,
                                     cv2.BORDER_REFLECT)
+        frame_moved = self._motion.update(local_signature(bgr), FRAME_MOTION)
         # Recurring detections get a tile every frame, even when brighter glints compete
         # for the tile budget or the defect is hard to see against this frame's scene.
         dets = self.detector.detect(bgr, [(t.x, t.y) for t in self.tracks if t.hits >= 2],
@@ -331,8 +336,8 @@ class DefectSequence:
             tr.hits += 1
             tr.kinds[d["kind"]] = tr.kinds.get(d["kind"], 0.0) + d["confidence"]
             patch = self._patch(padded, tr.x, tr.y)
-            if tr.last_patch is None or \
-                    float(np.nanmean(np.abs(patch - tr.last_patch))) > self.scene_change:
+            if tr.last_patch is None or (frame_moved and
+                                         float(np.nanmean(np.abs(patch - tr.last_patch))) > self.scene_change):
                 tr.scenes += 1
                 tr.last_patch = patch
         return dets

@@ -128,6 +128,17 @@ def test_static_scene_confirms_nothing(detector):
     assert seq.persistent() == []       # a glint and a defect are indistinguishable here
 
 
+def test_static_scene_with_heavy_sensor_noise_confirms_nothing(detector):
+    """High-gain noise changes a 15x15 patch by more than the patch rule's 6 levels; the
+    frame as a whole did not move, so no scene counts (SceneMotion)."""
+    frame = camera_frame(cv2.resize(load_photo("coffee"), (640, 480)), INJECTED).astype(np.float32)
+    rng = np.random.default_rng(9)
+    seq = DefectSequence(detector, min_scene_changes=3)
+    for _ in range(8):
+        seq.update(np.clip(frame + rng.normal(0.0, 8.0, frame.shape), 0, 255).astype(np.uint8))
+    assert seq.persistent() == []
+
+
 def test_sequence_rejects_a_frame_of_another_size(detector, panning):
     seq = DefectSequence(detector)
     seq.update(panning[0])
