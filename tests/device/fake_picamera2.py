@@ -89,7 +89,9 @@ class Picamera2:
         self.calls.append(("start_preview", a, kw))
 
     def set_overlay(self, overlay):
-        self.overlay = overlay
+        # picamera2's QT, QTGL and DRM previews copy the layer here (np.copy, order C);
+        # the viewfinder relies on that and redraws the same array for the next frame.
+        self.overlay = None if overlay is None else np.copy(overlay, order="C")
 
     def _array(self, name: str) -> np.ndarray:
         cfg = self.config[name]

@@ -49,17 +49,8 @@ def test_backend_choice_follows_the_display():
     assert pick_backend("drm", {"DISPLAY": ":0"}) == "DRM"
 
 
-def copy_like_picamera2(cam):
-    """picamera2's QT, QTGL and DRM previews copy the layer inside ``set_overlay``; the
-    viewfinder relies on that and redraws the same array for the next frame."""
-    def set_overlay(overlay):
-        cam.overlay = None if overlay is None else overlay.copy()
-    cam.set_overlay = set_overlay
-
-
 def test_set_overlay_gets_a_window_sized_rgba_layer(camera):
     vf = Viewfinder(OverlayConfig(peaking_colour="#ff00ff", heatmap=True))
-    copy_like_picamera2(camera.picam2)
     preview = PicameraPreview(camera, vf, "overlay", "drm", size=(1024, 768))
     try:
         cam = camera.picam2
