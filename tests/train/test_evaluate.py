@@ -59,6 +59,23 @@ def test_components_recover_defect_centres():
     assert comps[1][:2] == pytest.approx((20, 20.5)) and comps[1][2] == 2
 
 
+def test_defect_outside_the_tile_is_a_dont_care():
+    from train import degrade
+    m = np.zeros((34, 34, 3), np.uint8)
+    m[0, 10, 0] = 1          # the site is outside the 32x32 tile cut at (1, 1)
+    m[1, 20, 2] = 1          # on the tile's first row: inside
+    t = degrade.defect_heatmap_target(m)[1:33, 1:33][None]
+    comps = sorted(E._components(t)[0])
+    assert [c[3] for c in comps] == [False, True]
+    outside, inside = comps
+    on_outside = np.array([[outside[0], outside[1], 0.9]])
+    assert E.match_detections([on_outside], [comps], 0.5)[:3] == (0, 0, 1)
+    both = np.array([[outside[0], outside[1], 0.9], [inside[0], inside[1], 0.8]])
+    assert E.match_detections([both], [comps], 0.5)[:3] == (1, 0, 0)
+    stray = np.array([[25.0, 25.0, 0.9]])
+    assert E.match_detections([stray], [comps], 0.5)[:3] == (0, 1, 1)
+
+
 class SharpnessModel:
     """A stand-in for focus_net with a physical rule: normalised tiles with strong fine
     detail are 'sharp'. Lets the whole-image path be tested on real photos without training."""
