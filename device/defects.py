@@ -76,6 +76,24 @@ class DefectOptions:
     merge_px: int = 3              # detections closer than this are one defect
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Every point the detector looked at in one image, before any weighting: what the
+    net said (``logit_p``) and the classic terms of the score (see the module doc)."""
+    xs: np.ndarray
+    ys: np.ndarray
+    kinds: tuple
+    logit_p: np.ndarray
+    strength: np.ndarray    # ring-rule strength (1 where the classic rule saw nothing)
+    pixel: np.ndarray       # excess over the 8 immediate neighbours
+    texture: np.ndarray     # mean |Laplacian| around the point
+
+    @classmethod
+    def empty(cls) -> "Evidence":
+        z = np.zeros(0)
+        return cls(z.astype(np.int64), z.astype(np.int64), (), z, z, z, z)
+
+
 def _as_dict(x: int, y: int, kind: str, conf: float) -> dict:
     return {"x": int(x), "y": int(y), "kind": kind, "confidence": round(float(conf), 4)}
 
@@ -164,14 +182,12 @@ class DefectDetector:
         order = np.argsort(-strength, kind="stable")
         return np.stack([ys[order], xs[order], np.round(100 * strength[order])], 1).astype(np.int64)
 
-    def _classic_score(self, bgr: np.ndarray, ys: np.ndarray, xs: np.ndarray,
-                       strength: np.ndarray) -> np.ndarray:
-        """The score's classic terms (everything but ``logit(p)``)."""
+    def score(self, ev: Evidence) -> np.ndarray:
+        """The log-odds score of every point of ``ev`` with this detector's weights."""
         o = self.opts
-        pix = _pixel_strength(bgr, ys, xs, o.ring_threshold, o.spread_gain)
-        return (o.strength_weight * np.log(np.maximum(strength, 1.0))
-                + o.pixel_weight * np.log(np.maximum(pix, 1.0))
-                - o.texture_weight * np.log1p(_texture_at(bgr, ys, xs, o.texture_px)))
+        return (ev.logit_p + o.strength_weight * np.log(np.maximum(ev.strength, 1.0))
+                + o.pixel_weight * np.log(np.maximum(ev.pixel, 1.0))
+                - o.texture_weight * np.log1p(ev.texture))
 
     def _tile_origins(self, cand: np.ndarray, h: int, w: int) -> np.ndarray:
         """Tiles centred on candidates, greedily, so one tile covers its neighbours."""
@@ -195,20 +211,26 @@ class DefectDetector:
         """Defects in one image. ``priority``: (x, y) points that get a tile first
         (a sequence's recurring defects), candidates or not in this frame.
         ``min_score``: the log-odds bar (default ``options.min_score``)."""
+        ev = self.evidence(image, priority)
+        bar = self.opts.min_score if min_score is None else float(min_score)
+        return [_as_dict(ev.xs[i], ev.ys[i], ev.kinds[i], 1.0 / (1.0 + math.exp(-sc)))
+                for i, sc in self.decide(ev, self.score(ev), bar)]
+
+    def evidence(self, image: np.ndarray, priority: Iterable[tuple[int, int]] = ()) -> Evidence:
+        """Classic candidates, the net on tiles around them, and each point's evidence."""
         bgr = to_bgr(image)
         h, w = bgr.shape[:2]
         if h < DEFECT_TILE or w < DEFECT_TILE:
             raise InputError(f"image {w}x{h} is smaller than a {DEFECT_TILE}-px defect tile")
-        bar = self.opts.min_score if min_score is None else float(min_score)
         # Enough candidates to fill the tile budget even when several share a tile.
         cand = self.candidates(bgr, limit=16 * self.opts.max_tiles)
         pri = np.array([(y, x, 0) for x, y in priority], np.int64).reshape(-1, 3)
         if len(cand) + len(pri) == 0:
-            return []
+            return Evidence.empty()
         origins = self._tile_origins(np.concatenate([pri, cand]), h, w)
         tiles = np.stack([bgr[y:y + DEFECT_TILE, x:x + DEFECT_TILE] for y, x in origins])
         heat = self.model.run(normalize_defect_tiles(tiles))[self.outputs["heatmap"]]
-        return self._decide(self._points(bgr, heat, origins, cand), bar)
+        return self._points(bgr, heat, origins, cand)
 
     def _points(self, bgr: np.ndarray, heat: np.ndarray, origins: np.ndarray,
                 cand: np.ndarray) -> list:
@@ -246,20 +268,32 @@ class DefectDetector:
                 xs.append(int(x))
                 kinds.append(DEFECT_KINDS[int(np.argmax(hm[py, px]))])
         if not ps:
-            return []
+            return Evidence.empty()
         ya, xa = np.array(ys, np.int64), np.array(xs, np.int64)
+        o = self.opts
         # Busy texture makes outliers of its own (and fools the net), defects fall anywhere:
         # the same evidence counts for less where the scene is busy.
-        score = _logit(ps) + self._classic_score(bgr, ya, xa, np.asarray(strengths))
-        return list(zip(score.tolist(), xs, ys, kinds))
+        return Evidence(xa, ya, tuple(kinds), _logit(ps), np.asarray(strengths, np.float64),
+                        _pixel_strength(bgr, ya, xa, o.ring_threshold, o.spread_gain),
+                        _texture_at(bgr, ya, xa, o.texture_px))
 
-    def _decide(self, pts: list, bar: float) -> list[dict]:
-        pts = sorted((p for p in pts if p[0] >= bar), key=lambda p: -p[0])
-        out: list[dict] = []
-        r2 = self.opts.merge_px ** 2
-        for score, x, y, kind in pts:
-            if all((x - d["x"]) ** 2 + (y - d["y"]) ** 2 > r2 for d in out):
-                out.append(_as_dict(x, y, kind, 1.0 / (1.0 + math.exp(-score))))
+    def decide(self, ev: Evidence, score: np.ndarray, bar: float = -math.inf) -> list[tuple[int, float]]:
+        """(index, score) of the points at or above ``bar`` that survive merging, best
+        first: a point closer than ``merge_px`` to a better one is the same defect. A
+        point is only ever suppressed by a better one, so applying a bar afterwards gives
+        what applying it first does."""
+        r = max(1, self.opts.merge_px)
+        cells: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        out: list[tuple[int, float]] = []
+        for i in np.argsort(-score, kind="stable").tolist():
+            if score[i] < bar:
+                break
+            x, y = int(ev.xs[i]), int(ev.ys[i])
+            cx, cy = x // r, y // r
+            near = (p for dx in (-1, 0, 1) for dy in (-1, 0, 1) for p in cells.get((cx + dx, cy + dy), ()))
+            if all((x - a) ** 2 + (y - b) ** 2 > r * r for a, b in near):
+                out.append((i, float(score[i])))
+                cells.setdefault((cx, cy), []).append((x, y))
         return out
 
 

@@ -232,3 +232,21 @@ def test_live_detector_feeds_the_map_by_persistence(detector, panning):
     hits = [d for d in REQUIRED if any(_near(f, d[0], d[1]) for f in found)]
     assert len(hits) == len(REQUIRED), (hits, found)     # the single-frame bar misses one
     assert all(any(_near(f, x, y) for x, y, _ in INJECTED) for f in found), found
+
+
+def test_detect_is_evidence_scored_and_merged(detector):
+    """``detect`` = ``evidence`` -> ``score`` -> ``decide`` (what tune_defects.py relies
+    on), and a bar applied after merging keeps exactly what applying it first keeps."""
+    img = camera_frame(load_photo("astronaut"), [(100, 120, "hot"), (300, 260, "dead")])
+    ev = detector.evidence(img)
+    assert len(ev.xs) == len(ev.ys) == len(ev.kinds) == len(ev.logit_p) == len(ev.texture) > 0
+    score = detector.score(ev)
+    for bar in (-3.0, 0.2, 2.0):
+        after = [(i, s) for i, s in detector.decide(ev, score) if s >= bar]
+        assert detector.decide(ev, score, bar) == after
+        got = detector.detect(img, min_score=bar)
+        assert [(d["x"], d["y"]) for d in got] == [(int(ev.xs[i]), int(ev.ys[i])) for i, _ in after]
+    # merged: no two detections closer than merge_px
+    pts = [(d["x"], d["y"]) for d in detector.detect(img, min_score=-9.0)]
+    r2 = detector.opts.merge_px ** 2
+    assert all((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 > r2 for i, a in enumerate(pts) for b in pts[:i])
