@@ -168,10 +168,9 @@ def run_single(n_img: int, det) -> dict:
                 found = [{"y": int(y), "x": int(x)} for y, x in zip(ys, xs)]
             else:
                 ev = det.evidence(img)
+                kept = det.decide(ev, det.score(ev))    # every bar: the whole curve
                 found = [{"x": int(ev.xs[i]), "y": int(ev.ys[i])}
-                         for i, _ in det.decide(ev, det.score(ev), det.opts.min_score)]
-                # The whole curve, for recall at the target's budget whatever the bar.
-                kept = det.decide(ev, det.score(ev))
+                         for i, sc in kept if sc >= det.opts.min_score]
                 tid = nearest_truth(ev, np.array(centres, np.float64).reshape(-1, 2))
                 curve[0].extend(s for _, s in kept)
                 curve[1].extend(int(tid[i]) + n_seen if tid[i] >= 0 else -1 for i, _ in kept)

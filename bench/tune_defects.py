@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from device.defects import DefectDetector, DefectOptions  # noqa: E402
+from device.defects import DefectDetector  # noqa: E402
 from device.scenes import PHOTO_NAMES, load_photo  # noqa: E402
 from train import degrade  # noqa: E402
 
@@ -67,15 +68,12 @@ def best_bar(scores: np.ndarray, truth_id: np.ndarray, n_truth: int, mp: float,
             seen.add(v)
             first[i] = True
     found = np.cumsum(first)
-    ok = np.nonzero(false <= max_fp * mp)[0]
+    # A bar includes every point tied with it, so it can only sit at the end of a tie.
+    end_of_tie = np.r_[s[1:] != s[:-1], True]
+    ok = np.nonzero(end_of_tie & (false <= max_fp * mp))[0]
     if len(ok) == 0:
         return 0.0, 0.0, float("inf")
     k = ok[-1]
-    # A bar between scores: everything down to s[k] is in, so ties below it must be out.
-    while k + 1 < len(s) and s[k + 1] == s[k]:
-        k -= 1
-        if k < 0:
-            return 0.0, 0.0, float("inf")
     return float(found[k] / max(n_truth, 1)), float(false[k] / mp), float(s[k])
 
 
@@ -107,9 +105,8 @@ def main() -> int:
     base = det.opts
     rows = []
     for sw, pw, tw in itertools.product(*grid.values()):
-        opts = DefectOptions(**{**base.__dict__, "strength_weight": sw, "pixel_weight": pw,
-                                "texture_weight": tw})
-        d = DefectDetector(det.model, det.meta, opts)
+        d = DefectDetector(det.model, det.meta, replace(base, strength_weight=sw, pixel_weight=pw,
+                                                        texture_weight=tw))
         scores, truth = [], []
         for ev, tid in zip(evs, ids):
             kept = d.decide(ev, d.score(ev))

@@ -183,7 +183,10 @@ class DefectDetector:
         return np.stack([ys[order], xs[order], np.round(100 * strength[order])], 1).astype(np.int64)
 
     def score(self, ev: Evidence) -> np.ndarray:
-        """The log-odds score of every point of ``ev`` with this detector's weights."""
+        """The log-odds score of every point of ``ev`` with this detector's weights.
+
+        Busy texture makes outliers of its own (and fools the net) while defects fall
+        anywhere, so the same evidence counts for less where the scene is busy."""
         o = self.opts
         return (ev.logit_p + o.strength_weight * np.log(np.maximum(ev.strength, 1.0))
                 + o.pixel_weight * np.log(np.maximum(ev.pixel, 1.0))
@@ -271,8 +274,6 @@ class DefectDetector:
             return Evidence.empty()
         ya, xa = np.array(ys, np.int64), np.array(xs, np.int64)
         o = self.opts
-        # Busy texture makes outliers of its own (and fools the net), defects fall anywhere:
-        # the same evidence counts for less where the scene is busy.
         return Evidence(xa, ya, tuple(kinds), _logit(ps), np.asarray(strengths, np.float64),
                         _pixel_strength(bgr, ya, xa, o.ring_threshold, o.spread_gain),
                         _texture_at(bgr, ya, xa, o.texture_px))
