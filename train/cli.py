@@ -96,6 +96,8 @@ def run(argv: list[str]) -> int:
 def _print_headline(m: dict) -> None:
     keys = ("accuracy_3class", "auc_sharp_vs_blurred", "blur_mae_px", "recall", "precision", "fp_per_mp")
     parts = [f"{k}={m[k]:.4f}" for k in keys if isinstance(m.get(k), (int, float))]
+    if "real_photo_checks" in m:
+        parts.append(f"real-photo checks {m['real_photo_checks']['right']}/{m['real_photo_checks']['n']}")
     if "kaggle" in m:
         k = m["kaggle"]
         parts.append(f"kaggle sharp/blurred {k['right_sharp_vs_blurred']}/{k['n']}, 3-class {k['right_3class']}/{k['n']}")

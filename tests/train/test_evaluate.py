@@ -99,3 +99,20 @@ def test_whole_image_on_real_kaggle_photos(kaggle_dir):
         by_scene.setdefault(p.stem.rsplit("_", 1)[0], {})[p.stem[-1]] = r["probs"][0]
     for scene, d in by_scene.items():
         assert d["S"] > d["F"], scene   # the real defocused shot looks less sharp
+
+
+def test_real_photo_checks_on_real_photos():
+    """The checks' own pipeline, with a physical-rule stand-in for the net: the real shake
+    photo plus three verdicts per blind-test photograph (dead leaves are not photographs)."""
+    pytest.importorskip("skimage.data")
+    from train.data import Source
+
+    rows = E.real_photo_checks(SharpnessModel(), 64, [Source("photo", "coffee"), Source("leaves", "0")])
+    assert [(r["photo"], r["expected"]) for r in rows] == [
+        ("photo:clock", "motion"), ("photo:coffee", "sharp"),
+        ("photo:coffee", "defocus"), ("photo:coffee", "motion")]
+    assert all(r["right"] == (r["label"] == r["expected"]) for r in rows)
+    as_taken, disc, line = rows[1:]
+    assert as_taken["label"] == "sharp"
+    assert disc["label"] != "sharp" and line["label"] != "sharp"
+    assert as_taken["p_sharp"] > 0.4 > 0.2 > max(disc["p_sharp"], line["p_sharp"])
