@@ -236,9 +236,9 @@ class DefectDetector:
         return self._points(bgr, heat, origins, cand)
 
     def _points(self, bgr: np.ndarray, heat: np.ndarray, origins: np.ndarray,
-                cand: np.ndarray) -> list:
-        """(score, x, y, kind) for every candidate inside a tile and every heat-map peak
-        off the candidates."""
+                cand: np.ndarray) -> Evidence:
+        """The evidence at every candidate inside a tile and every heat-map peak off the
+        candidates."""
         o = self.opts
         ps, strengths, xs, ys, kinds = [], [], [], [], []
         seen = np.zeros(len(cand), bool)
@@ -283,7 +283,8 @@ class DefectDetector:
         first: a point closer than ``merge_px`` to a better one is the same defect. A
         point is only ever suppressed by a better one, so applying a bar afterwards gives
         what applying it first does."""
-        r = max(1, self.opts.merge_px)
+        r2 = self.opts.merge_px ** 2
+        r = max(1, self.opts.merge_px)      # cell size: a suppressor is in a neighbouring cell
         cells: dict[tuple[int, int], list[tuple[int, int]]] = {}
         out: list[tuple[int, float]] = []
         for i in np.argsort(-score, kind="stable").tolist():
@@ -292,7 +293,7 @@ class DefectDetector:
             x, y = int(ev.xs[i]), int(ev.ys[i])
             cx, cy = x // r, y // r
             near = (p for dx in (-1, 0, 1) for dy in (-1, 0, 1) for p in cells.get((cx + dx, cy + dy), ()))
-            if all((x - a) ** 2 + (y - b) ** 2 > r * r for a, b in near):
+            if all((x - a) ** 2 + (y - b) ** 2 > r2 for a, b in near):
                 out.append((i, float(score[i])))
                 cells.setdefault((cx, cy), []).append((x, y))
         return out
