@@ -28,7 +28,7 @@ $(BIN)/.test-installed: $(BIN)/.device-installed
 	touch $@
 
 demo: $(BIN)/.device-installed
-	$(BIN)/python -m device.demo --out $(DEMO_OUT)
+	$(BIN)/python -m device.app.demo --out $(DEMO_OUT)
 
 test: $(BIN)/.test-installed
 	$(BIN)/python -m pytest -q

@@ -7,7 +7,7 @@ shot/read noise, focus breathing, a one-frame statistics lag and the sim motor's
 Each strategy runs through the same ``Autofocus`` sink, so the frame accounting is
 identical: frames exposed while the lens moves are dropped, then ``settle_frames``.
 
-* ours: ``device.autofocus.contrast_search`` with the default ``[autofocus]`` config.
+* ours: ``device.lens.autofocus.contrast_search`` with the default ``[autofocus]`` config.
 * sweep: every 1/50 of the range (one depth of field) from the low end, 1 settle frame,
   then the parabola peak of the sweep (``refine_peak``, as ``focus-assist sweep`` does).
 * libcamera: scan from the low end in steps of 1/12 of the range, 5 frames per step,
@@ -30,18 +30,18 @@ import time
 
 import numpy as np
 
-from device.autofocus import FAILED, FOCUSED, Autofocus, Outcome, fit_parabola
+from device.lens.autofocus import FAILED, FOCUSED, Autofocus, Outcome, fit_parabola
 from device.config import AutofocusConfig, MotorConfig, SimConfig
-from device.measures import focus_value, refine_peak
-from device.motor.sim import SimMotor
-from device.scenes import PHOTO_NAMES
+from device.scoring.measures import focus_value, refine_peak
+from device.lens.motor.sim import SimMotor
+from device.common.scenes import PHOTO_NAMES
 from device.sources.sim import SimCamera
 
 FPS = 30.0
 METHODS = ("ours", "sweep", "libcamera")
 
 
-# --- the two baselines, in the search protocol of device.autofocus.contrast_search ----------
+# --- the two baselines, in the search protocol of device.lens.autofocus.contrast_search ----------
 
 def full_sweep(p0, limits, coarse, fine, first):
     lo, hi = limits

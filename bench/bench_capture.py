@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from device.capture import CaptureSink  # noqa: E402
+from device.capture.sink import CaptureSink  # noqa: E402
 from device.config import CaptureConfig, ScoringConfig, SimConfig, load_config  # noqa: E402
-from device.scoring import ClassicScorer  # noqa: E402
+from device.scoring.classic import ClassicScorer  # noqa: E402
 from device.sources.base import Frame  # noqa: E402
 
 SWEEP = ROOT.parent / "shared" / "data" / "pcb_focus_sweep"
@@ -50,7 +50,7 @@ def scorers(roi):
     classic = ClassicScorer(ScoringConfig(roi=roi))
     out = {"classic": classic}
     try:
-        from device.focus_net import scorer_from_config
+        from device.scoring.focus_net import scorer_from_config
 
         c = load_config(overrides={"scoring": {"roi": list(roi)}})
         cnn = scorer_from_config(c, ClassicScorer(c.scoring))
@@ -98,7 +98,7 @@ def pcb(scale: int) -> dict:
 
 
 def save_latency(shape=(1536, 2048), n=5) -> dict:
-    from device.capture import CaptureWriter, encode_image
+    from device.capture.sink import CaptureWriter, encode_image
 
     rng = np.random.default_rng(0)
     img = cv2.resize(rng.integers(0, 255, (shape[0] // 8, shape[1] // 8, 3), dtype=np.uint8),

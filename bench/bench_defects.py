@@ -16,8 +16,8 @@ A defect counts for recall when its photosite differs from the scene there by at
 sequence) or in its frame: an invisible defect cannot be found by anything. A detection
 within 2.5 px of a defect finds it; any other detection is false.
 
-Methods: ``classic`` (``device.defect_map``: ring-extremes candidates + persistence over
-scene changes) and, when ``models/defects.tflite`` loads, ``net`` (``device.defects``:
+Methods: ``classic`` (``device.defects.persistence``: ring-extremes candidates + persistence over
+scene changes) and, when ``models/defects.tflite`` loads, ``net`` (``device.defects.net``:
 DefectDetector per frame, which scores the ring rule's candidates with the net and the
 local texture, DefectSequence for persistence). Single frames also get recall per kind
 (dead, hot, stuck: the same detections matched against that kind's defects alone). The Bayer injection, mosaic,
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from device.defect_map import DefectMap, frame_candidates, match  # noqa: E402
+from device.defects.persistence import DefectMap, frame_candidates, match  # noqa: E402
 from train import degrade  # noqa: E402
 from tune_defects import best_bar, nearest_truth  # noqa: E402
 
@@ -92,7 +92,7 @@ def make_sequence(rng, big, n_defects=60, inject=True, jpeg=0):
 def net_detector(model: str | None = None):
     try:
         from device.config import load_config
-        from device.defects import DefectDetector
+        from device.defects.net import DefectDetector
 
         return DefectDetector.from_config(load_config(), model)
     except Exception as exc:   # no model, no runtime: report the classic rule alone
@@ -120,7 +120,7 @@ def run_sequences(n_seq: int, jpeg: int, det) -> dict:
                         dm.add(f)
                     found = dm.confirmed()
                 else:
-                    from device.defects import DefectSequence
+                    from device.defects.net import DefectSequence
                     ds = DefectSequence(det)
                     for f in seq:
                         ds.update(f)
@@ -197,7 +197,7 @@ def run_single(n_img: int, det) -> dict:
 def run_timing(det, repeats: int = 3) -> dict:
     """ms per frame (best of ``repeats``) at the live size and at the HQ camera's full size,
     for the classic rule and the net with the single-frame and the live tile budgets."""
-    from device.defects import LIVE_MAX_TILES, DefectDetector, DefectOptions
+    from device.defects.net import LIVE_MAX_TILES, DefectDetector, DefectOptions
 
     big = photos()[0]
     out = {}

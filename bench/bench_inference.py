@@ -41,12 +41,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from device import defects as _defects, focus_net as _focus_net  # noqa: E402
-from device.defects import DefectDetector, DefectOptions  # noqa: E402
-from device.focus_net import FocusNetOptions, FocusScorer  # noqa: E402
-from device.inference import TFLiteModel  # noqa: E402
-from device.measures import score_frame  # noqa: E402
-from device.preprocess import (DEFECT_TILE, FOCUS_TILE, extract_tiles,  # noqa: E402
+from device.defects import net as _defects  # noqa: E402
+from device.scoring import focus_net as _focus_net  # noqa: E402
+from device.defects.net import DefectDetector, DefectOptions  # noqa: E402
+from device.scoring.focus_net import FocusNetOptions, FocusScorer  # noqa: E402
+from device.scoring.inference import TFLiteModel  # noqa: E402
+from device.scoring.measures import score_frame  # noqa: E402
+from device.common.preprocess import (DEFECT_TILE, FOCUS_TILE, extract_tiles,  # noqa: E402
                                normalize_defect_tiles, normalize_focus_tiles, tile_origins,
                                to_bgr, to_grey)
 
@@ -159,14 +160,14 @@ def _frames(n: int) -> list[np.ndarray]:
 
 def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
           focus_all: FocusScorer | None = None) -> dict:
-    from device.scoring import ClassicScorer
+    from device.scoring.classic import ClassicScorer
     from device.sources.base import Frame
 
     try:
         frames = _frames(n)
     except Exception as exc:   # the sim's scene names are the loop owner's; fall back to photos
         print(f"sim frames unavailable ({exc}); using a scikit-image photo", file=sys.stderr)
-        from device.scenes import load_photo
+        from device.common.scenes import load_photo
         frames = [cv2.resize(load_photo("astronaut"), (640, 480))] * n
     greys = [to_grey(f) for f in frames]
     classic = ClassicScorer()
@@ -242,7 +243,7 @@ def int8_vs_float32(nets: dict, n: int, repeats: int, float32_dir: Path | None =
     them as ``focus.tflite`` / ``defects.tflite`` (``focus-convert --preset float32``),
     which is how to measure on a Pi, where TensorFlow is not installed.
     """
-    from device.scenes import load_photo
+    from device.common.scenes import load_photo
 
     grey = to_grey(cv2.resize(load_photo("astronaut"), (640, 480)))
     bgr = cv2.resize(load_photo("astronaut"), (640, 480))
@@ -359,7 +360,7 @@ def model_comparison(focus: FocusScorer, defects: DefectDetector, n: int, repeat
             return {"skipped": msg}
         return {"int8_vs_float32": int8_vs_float32(nets, n, repeats, float32_dir),
                 "seed": f"skipped: {msg}"}
-    from device.scenes import load_photo
+    from device.common.scenes import load_photo
 
     grey = to_grey(cv2.resize(load_photo("astronaut"), (640, 480)))
     out: dict = {"int8_vs_float32": int8_vs_float32(nets, n, repeats, float32_dir)}

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 
 from device.config import OverlayConfig, ServiceConfig, SimConfig  # noqa: E402
-from device.loop import Loop  # noqa: E402
-from device.scoring import ClassicScorer  # noqa: E402
+from device.loop.frame_loop import Loop  # noqa: E402
+from device.scoring.classic import ClassicScorer  # noqa: E402
 from device.sources.sim import SimCamera  # noqa: E402
-from device.viewfinder import Viewfinder  # noqa: E402
-from device.web.server import BOUNDARY, WebViewfinder  # noqa: E402
+from device.viewfinder.state import Viewfinder  # noqa: E402
+from device.viewfinder.web.server import BOUNDARY, WebViewfinder  # noqa: E402
 
 
 def overlay_run(cfg: OverlayConfig, frames: list, results: list, mode: str) -> dict:

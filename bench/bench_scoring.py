@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from device.config import SimConfig
-from device.measures import focus_value, score_frame
+from device.scoring.measures import focus_value, score_frame
 from device.sources.sim import SimCamera
 
 

@@ -2,7 +2,7 @@
 
     python bench/tune_defects.py [--model models/defects.tflite] [--reps 3] [--max-fp 2]
 
-``device.defects.DefectDetector`` scores each point as ``logit(p) + strength_weight *
+``device.defects.net.DefectDetector`` scores each point as ``logit(p) + strength_weight *
 log(strength) + pixel_weight * log(pixel) - texture_weight * log(1 + texture)`` and
 calls it a defect from ``min_score`` up. This script injects defects into scikit-image's
 bundled photos (Bayer mosaic, OpenCV demosaic, JPEG q90, as ``bench_defects.py`` does
@@ -26,12 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from device.defects import DefectDetector  # noqa: E402
-from device.scenes import PHOTO_NAMES, load_photo  # noqa: E402
+from device.defects.net import DefectDetector  # noqa: E402
+from device.common.scenes import PHOTO_NAMES, load_photo  # noqa: E402
 from train import degrade  # noqa: E402
 
 DEFECTS_PER_MP = 80        # bench_defects.py: 60 in a 0.75 MP frame
-TOL = 2.5                  # px, as device.defect_map.match
+TOL = 2.5                  # px, as device.defects.persistence.match
 
 
 def frames(reps: int, seed: int = 11):

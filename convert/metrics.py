@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from device.preprocess import DEFECT_KINDS, FOCUS_CLASSES
+from device.common.preprocess import DEFECT_KINDS, FOCUS_CLASSES
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:

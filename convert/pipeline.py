@@ -1,7 +1,7 @@
 """MODEL_DIR (from focus-train) -> .tflite + metadata JSON, gated by a parity check.
 
 The converted model is always scored again on the blind evaluation split, through the
-same runtime class the device uses (``device.inference.TFLiteModel``), and compared with
+same runtime class the device uses (``device.scoring.inference.TFLiteModel``), and compared with
 the Keras model it came from. A conversion that loses more than 1 accuracy point or
 0.01 AUC is rejected; for int8 the most error-prone layers are first kept in float.
 """
@@ -20,8 +20,8 @@ from typing import Optional
 import numpy as np
 
 from device.errors import FocusAssistError, ModelError
-from device.inference import TFLiteModel, metadata_path
-from device.preprocess import (DEFECT_KINDS, DEFECT_TILE, FLAT_STD, FOCUS_CLASSES,
+from device.scoring.inference import TFLiteModel, metadata_path
+from device.common.preprocess import (DEFECT_KINDS, DEFECT_TILE, FLAT_STD, FOCUS_CLASSES,
                                FOCUS_MAX_BLUR_PX, FOCUS_TILE, MIN_NORM_STD, NORM_CLIP)
 
 from . import quantize
@@ -49,12 +49,12 @@ OUTPUTS = {
     ],
 }
 NORMALISATION = {
-    "focus": {"function": "device.preprocess.normalize_focus_tiles",
+    "focus": {"function": "device.common.preprocess.normalize_focus_tiles",
               "input": "grey uint8 tile of the working (lores, ~640x480) frame",
               "formula": "clip((t - mean(t)) / max(std(t), MIN_NORM_STD), -NORM_CLIP, NORM_CLIP)",
               "MIN_NORM_STD": MIN_NORM_STD, "NORM_CLIP": NORM_CLIP, "FLAT_STD": FLAT_STD,
               "FOCUS_MAX_BLUR_PX": FOCUS_MAX_BLUR_PX},
-    "defects": {"function": "device.preprocess.normalize_defect_tiles",
+    "defects": {"function": "device.common.preprocess.normalize_defect_tiles",
                 "input": "BGR uint8 tile of the analysed image", "formula": "t / 255"},
 }
 

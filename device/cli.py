@@ -11,9 +11,9 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from .cli_types import positive_int
-from .config import ConfigError, parse_roi
-from .errors import FocusAssistError, InputError, SourceError
+from device.common.cli_types import positive_int
+from device.config import ConfigError, parse_roi
+from device.errors import FocusAssistError, InputError, SourceError
 
 log = logging.getLogger("focus-assist")
 
@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extension_parsers():
     """Subcommands that live with their feature."""
-    from . import defects_cli
-    from .motor import cli as motor_cli
+    from device.defects import cli as defects_cli
+    from device.lens.motor import cli as motor_cli
 
     return [defects_cli.add_parser, motor_cli.add_parser]
 
@@ -130,7 +130,7 @@ def run_overrides(args) -> dict:
 
 
 def cmd_run(args) -> int:
-    from .runner import RunOptions, Runner
+    from device.app.runner import RunOptions, Runner
 
     opts = RunOptions(config_path=args.config, overrides=run_overrides(args), frames=args.frames,
                       stats=args.stats, headless=args.headless, extra=vars(args))
@@ -144,15 +144,15 @@ def _wants_json(args) -> bool:
 
 
 def _load_grey(path: str):
-    from .preprocess import to_grey
-    from .sources.files import read_image
+    from device.common.preprocess import to_grey
+    from device.sources.files import read_image
 
     img = read_image(path)
     return img, to_grey(img)
 
 
 def cmd_score(args) -> int:
-    from .measures import check_roi, score_frame
+    from device.scoring.measures import check_roi, score_frame
 
     cnn = _cnn_scorer(getattr(args, "model", None))
     status = EXIT_OK
@@ -180,13 +180,13 @@ def cmd_score(args) -> int:
 
 def _cnn_scorer(model_path=None):
     """The CNN's per-image verdict (None when the focus net is disabled in the config)."""
-    from .focus_net import image_verdict_fn
+    from device.scoring.focus_net import image_verdict_fn
 
     return image_verdict_fn(model_path=model_path)
 
 
 def cmd_sweep(args) -> int:
-    from .measures import check_roi, focus_value, refine_peak
+    from device.scoring.measures import check_roi, focus_value, refine_peak
 
     status, paths, curve = EXIT_OK, [], []
     for path in args.images:
@@ -219,7 +219,7 @@ def _error(exc: BaseException) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .logs import setup_logging
+    from device.service.logs import setup_logging
 
     # One-shot commands stay quiet unless asked: their stderr is for errors.
     setup_logging(args.log_level or ("info" if args.command == "run" else "warning"))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from device.measures import tenengrad, variance_of_laplacian
+from device.scoring.measures import tenengrad, variance_of_laplacian
 
 
 FOCUS_BASELINES = {"tenengrad": tenengrad, "variance_of_laplacian": variance_of_laplacian}

@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 
-from device.cli_types import nonneg_int, positive_float, positive_int
+from device.common.cli_types import nonneg_int, positive_float, positive_int
 from device.errors import FocusAssistError
 
 PROG = "focus-train"

@@ -27,10 +27,10 @@ import cv2
 import numpy as np
 
 from device.errors import InputError
-from device.preprocess import (DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE,
+from device.common.preprocess import (DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE,
                                extract_tiles, normalize_defect_tiles, normalize_focus_tiles,
                                textured_mask, tile_origins, to_bgr, to_grey)
-from device.scenes import PHOTO_NAMES, dead_leaves, load_photo
+from device.common.scenes import PHOTO_NAMES, dead_leaves, load_photo
 
 from . import degrade
 

@@ -4,7 +4,7 @@ The camera model, in order (what a Pi frame goes through):
 
 1. exposure: scale in linear light (how much light reached the sensor);
 2. blur in linear light: defocus (soft, mildly aberrated pillbox), linear motion, or a
-   short random camera-shake trajectory (``device.optics`` PSFs);
+   short random camera-shake trajectory (``device.common.optics`` PSFs);
 3. sensor noise on the blurred linear signal: Poisson-like shot noise (variance ∝ signal)
    plus Gaussian read noise;
 4. sRGB encoding, a contrast/tone tweak, optional ISP-style sharpening;
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from device.optics import convolve, disc_psf, line_psf, linear_to_srgb, quantise_u8, srgb_to_linear
-from device.preprocess import DEFECT_KINDS, FOCUS_CLASSES, FOCUS_MAX_BLUR_PX
+from device.common.optics import convolve, disc_psf, line_psf, linear_to_srgb, quantise_u8, srgb_to_linear
+from device.common.preprocess import DEFECT_KINDS, FOCUS_CLASSES, FOCUS_MAX_BLUR_PX
 
 # Class boundaries in blur pixels. Sharp images get a sub-pixel residual blur at most;
 # blurred ones at least MIN_BLUR_PX, so the classes are separable by construction and

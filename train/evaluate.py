@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from device.errors import InputError, ModelError
-from device.preprocess import (DEFECT_KINDS, DEFECT_TOLERANCE_PX, FOCUS_CLASSES, WORK_SIZE,
+from device.common.preprocess import (DEFECT_KINDS, DEFECT_TOLERANCE_PX, FOCUS_CLASSES, WORK_SIZE,
                                extract_tiles, normalize_focus_tiles, textured_mask, tile_origins,
                                to_grey, working_scale)
 
@@ -209,7 +209,7 @@ def score_photo(model, bgr: np.ndarray, tile: int) -> dict:
             "size": [int(grey.shape[1]), int(grey.shape[0])]}
 
 
-# A real hand-held photograph with camera shake, never a base image (device.scenes).
+# A real hand-held photograph with camera shake, never a base image (device.common.scenes).
 REAL_SHAKE_PHOTO = "clock"
 CHECK_DEFOCUS_PX = 4.0          # disc radius, working-resolution px
 CHECK_MOTION_PX = 14.0          # line length, working-resolution px
@@ -223,8 +223,8 @@ def real_photo_checks(model, tile: int, test_sources, seed: int = 0) -> list[dic
     4-px disc and motion under a 14-px line (both at the working resolution). Variants
     that won on the synthetic split failed exactly these; the device's golden tests ask
     the same of the shipped model."""
-    from device.optics import convolve, disc_psf, line_psf
-    from device.scenes import load_photo
+    from device.common.optics import convolve, disc_psf, line_psf
+    from device.common.scenes import load_photo
 
     cases = [(f"photo:{REAL_SHAKE_PHOTO}", "as taken", _to_working(load_photo(REAL_SHAKE_PHOTO)), "motion")]
     for src in test_sources:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import InputError
-from device.preprocess import DEFECT_KINDS, FOCUS_CLASSES
+from device.common.preprocess import DEFECT_KINDS, FOCUS_CLASSES
 
 from . import data as D
 
@@ -166,9 +166,9 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
     if cfg.kind == "focus":
         io = {
             "input": {"name": "tile", "shape": [tile, tile, 1], "dtype": "float32",
-                      "normalisation": "device.preprocess.normalize_focus_tiles",
-                      "source": "grey uint8 tiles from device.preprocess.tile_origins/extract_tiles; "
-                                "flat tiles (device.preprocess.textured_mask False) are skipped"},
+                      "normalisation": "device.common.preprocess.normalize_focus_tiles",
+                      "source": "grey uint8 tiles from device.common.preprocess.tile_origins/extract_tiles; "
+                                "flat tiles (device.common.preprocess.textured_mask False) are skipped"},
             "outputs": [
                 {"name": "probs", "shape": [len(FOCUS_CLASSES)], "activation": "softmax",
                  "meaning": "class probabilities", "classes": list(FOCUS_CLASSES)},
@@ -183,8 +183,8 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
     else:
         io = {
             "input": {"name": "tile", "shape": [tile, tile, 3], "dtype": "float32",
-                      "normalisation": "device.preprocess.normalize_defect_tiles",
-                      "source": "BGR uint8 tiles from device.preprocess.tile_origins/extract_tiles"},
+                      "normalisation": "device.common.preprocess.normalize_defect_tiles",
+                      "source": "BGR uint8 tiles from device.common.preprocess.tile_origins/extract_tiles"},
             "outputs": [
                 {"name": "heatmap", "shape": [tile, tile, len(DEFECT_KINDS)], "activation": "sigmoid",
                  "meaning": "per-pixel probability of a defect of each kind; a detection is a local "

@@ -4,7 +4,7 @@ The names and shapes here are a contract with ``convert/`` and the device runtim
 
 focus_net
     input  ``tile``    (FOCUS_TILE, FOCUS_TILE, 1) float32, from
-           ``device.preprocess.normalize_focus_tiles`` (per-tile zero mean, unit std).
+           ``device.common.preprocess.normalize_focus_tiles`` (per-tile zero mean, unit std).
     output ``probs``   (3,) softmax over ``FOCUS_CLASSES`` = (sharp, defocus, motion).
     output ``blur_px`` (1,) linear: blur size in pixels of the working (lores) frame.
            Defocus: the disc (pillbox) radius. Motion: half the length of the blur
@@ -12,7 +12,7 @@ focus_net
 
 defect_net
     input  ``tile``    (DEFECT_TILE, DEFECT_TILE, 3) float32 BGR in [0, 1], from
-           ``device.preprocess.normalize_defect_tiles``.
+           ``device.common.preprocess.normalize_defect_tiles``.
     output ``heatmap`` (DEFECT_TILE, DEFECT_TILE, len(DEFECT_KINDS)) sigmoid; channel k is the
            probability that a defect of kind ``DEFECT_KINDS[k]`` (dead, hot, stuck) sits at
            that pixel. Fully convolutional, full resolution: no pooling, so peaks localise.
@@ -25,7 +25,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from device.preprocess import DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE
+from device.common.preprocess import DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE
 
 # Batch-norm running statistics must keep up with the weights during short CPU runs at a
 # high learning rate; with Keras' default 0.99 they lag so far that inference-mode

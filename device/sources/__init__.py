@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 
-from ..config import Config
-from ..errors import InputError
-from .base import Frame, FrameSource
+from device.config import Config
+from device.errors import InputError
+from device.sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def open_source(spec: str, cfg: Config = Config()) -> FrameSource:
     """Open the source ``spec`` names; InputError (one clear line) if it cannot."""
     kind, _, rest = spec.partition(":")
     if kind == "auto" and not rest:
-        from .picam import camera_available
+        from device.sources.picam import camera_available
 
         ok, why = camera_available()
         if ok:
@@ -41,23 +41,23 @@ def open_source(spec: str, cfg: Config = Config()) -> FrameSource:
         log.info("source auto: %s -> built-in simulated camera (sim)", why)
         return open_source("sim", cfg)
     if kind == "sim":
-        from .sim import open_sim
+        from device.sources.sim import open_sim
 
         return open_sim(_options(rest), cfg.sim)
     if kind == "video":
         if not rest:
             raise InputError("video: needs a path, device or URL, e.g. video:clip.mp4")
-        from .files import VideoSource
+        from device.sources.files import VideoSource
 
         return VideoSource(rest, timeout_s=cfg.source.timeout_s)
     if kind == "images":
         if not rest:
             raise InputError("images: needs a glob, e.g. images:'sweep/*.jpg'")
-        from .files import ImageSource
+        from device.sources.files import ImageSource
 
         return ImageSource(rest)
     if kind == "picamera2" and not rest:
-        from .picam import Picamera2Source, camera_available
+        from device.sources.picam import Picamera2Source, camera_available
 
         ok, why = camera_available()
         if not ok:

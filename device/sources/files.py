@@ -10,9 +10,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..errors import InputError, SourceError
-from ..preprocess import to_bgr, to_grey
-from .base import Frame, FrameSource, now
+from device.errors import InputError, SourceError
+from device.common.preprocess import to_bgr, to_grey
+from device.sources.base import Frame, FrameSource, now
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import logging
 import threading
 from typing import Optional
 
-from ..config import PicameraConfig
-from ..errors import SourceError
-from .base import Frame, FrameSource
+from device.config import PicameraConfig
+from device.errors import SourceError
+from device.sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
 

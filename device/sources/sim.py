@@ -20,10 +20,10 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..config import SimConfig
-from ..errors import InputError, SourceError
-from ..optics import convolve, disc_psf, linear_to_srgb, srgb_to_linear
-from .base import Frame, FrameSource, now
+from device.config import SimConfig
+from device.errors import InputError, SourceError
+from device.common.optics import convolve, disc_psf, linear_to_srgb, srgb_to_linear
+from device.sources.base import Frame, FrameSource, now
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def load_scene(scene: str, width: int, height: int, seed: int) -> np.ndarray:
     texture; a bundled photo name; ``dead_leaves``; or a path to an image file. Without
     scikit-image, photo scenes fall back to dead leaves with one log line.
     """
-    from .. import scenes
+    from device.common import scenes
 
     if scene == "dead_leaves":
         return scenes.dead_leaves(height, width, seed)
@@ -59,8 +59,8 @@ def load_scene(scene: str, width: int, height: int, seed: int) -> np.ndarray:
         return np.full((height, width, 3), 118, np.uint8)
     p = Path(scene)
     if p.suffix and p.exists():
-        from .files import read_image
-        from ..preprocess import to_bgr
+        from device.sources.files import read_image
+        from device.common.preprocess import to_bgr
 
         return _fit(to_bgr(read_image(p)), width, height)
     try:
@@ -244,7 +244,7 @@ _SIM_TEST_HOOKS = ("hang_after", "fail_after")
 
 def open_sim(options: dict, cfg: SimConfig) -> SimCamera:
     """``sim:key=value,...`` options override the ``[sim]`` config section."""
-    from ..config import build
+    from device.config import build
     import dataclasses
 
     hooks = {k: options.pop(k) for k in list(options) if k in _SIM_TEST_HOOKS}

@@ -1,6 +1,6 @@
 """Tiny trained models and a stand-in for ``train.data`` so conversion tests run in seconds.
 
-The stand-in builds its tiles with the shared preprocessing (``device.preprocess``) from
+The stand-in builds its tiles with the shared preprocessing (``device.common.preprocess``) from
 a dead-leaves texture, blurred or not, so the tiny nets learn something real and a
 broken conversion shows up as a drop in accuracy.
 """
@@ -16,9 +16,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from device.preprocess import (DEFECT_TILE, FOCUS_TILE, normalize_defect_tiles,
+from device.common.preprocess import (DEFECT_TILE, FOCUS_TILE, normalize_defect_tiles,
                                normalize_focus_tiles)
-from device.scenes import dead_leaves
+from device.common.scenes import dead_leaves
 
 
 def _focus_set(n, seed):

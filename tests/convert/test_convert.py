@@ -14,8 +14,8 @@ pytest.importorskip("sklearn")
 from convert import pipeline  # noqa: E402
 from convert.cli import main  # noqa: E402
 from convert.metrics import auc  # noqa: E402
-from device.inference import TFLiteModel, map_outputs  # noqa: E402
-from device.preprocess import FOCUS_CLASSES  # noqa: E402
+from device.scoring.inference import TFLiteModel, map_outputs  # noqa: E402
+from device.common.preprocess import FOCUS_CLASSES  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +51,7 @@ def test_int8_is_full_integer_with_metadata(converted):
     assert meta["kind"] == "focus" and meta["classes"] == list(FOCUS_CLASSES)
     assert meta["bytes"] == path.stat().st_size
     assert meta["input"]["shape"] == [64, 64, 1]
-    assert meta["input"]["normalisation"]["function"] == "device.preprocess.normalize_focus_tiles"
+    assert meta["input"]["normalisation"]["function"] == "device.common.preprocess.normalize_focus_tiles"
     assert [o["name"] for o in meta["outputs"]] == ["probs", "blur_px"]
     assert {o["tensor"] for o in meta["outputs"]} == set(m.output_names)
     assert meta["training"] == {"metrics": {"accuracy": 0.5}}     # copied from the card

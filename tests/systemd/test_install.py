@@ -16,8 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tests.conftest import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 SCRIPT = ROOT / "systemd" / "install.sh"
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from device.config import ServiceConfig, SourceConfig, load_config
+from tests.conftest import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 UNIT = ROOT / "systemd" / "focus-assist.service"
 VERIFY = ROOT / "systemd" / "verify-unit.sh"
 

@@ -5,14 +5,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 @pytest.fixture(scope="session")
 def camera_grey() -> np.ndarray:
     """scikit-image's 'camera' photo (a real photograph), grey uint8."""
-    from device.scenes import load_photo
+    from device.common.scenes import load_photo
 
     return load_photo("camera")[:, :, 0].copy()
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from device.preprocess import DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE, FLAT_STD, MIN_NORM_STD
+from device.common.preprocess import DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE, FLAT_STD, MIN_NORM_STD
 from train import data as D
 
 SMALL = D.DataConfig(dead_leaves=6)

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.optics import disc_psf, line_psf
+from device.common.optics import disc_psf, line_psf
 from train import degrade
 from train.baselines import tenengrad
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from device.errors import InputError
-from device.scenes import PHOTO_NAMES, dead_leaves, load_photo
+from device.common.scenes import PHOTO_NAMES, dead_leaves, load_photo
 
 
 def test_dead_leaves_is_seeded_bgr_uint8():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.preprocess import DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE
+from device.common.preprocess import DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, FOCUS_TILE
 from train.cli import main
 
 TINY = ["--dead-leaves", "6", "--steps", "8", "--batch", "16", "--val-tiles", "48", "--quiet", "--seed", "1"]
@@ -29,7 +29,7 @@ def test_focus_run_writes_a_complete_model_dir(focus_run):
     assert hist["loss"][-1] < hist["loss"][0]          # it learns
     card = json.loads((focus_run / "model_card.json").read_text())
     assert card["input"]["shape"] == [FOCUS_TILE, FOCUS_TILE, 1]
-    assert card["input"]["normalisation"] == "device.preprocess.normalize_focus_tiles"
+    assert card["input"]["normalisation"] == "device.common.preprocess.normalize_focus_tiles"
     assert card["class_names"] == list(FOCUS_CLASSES)
     assert [o["name"] for o in card["outputs"]] == ["probs", "blur_px"]
     assert card["training"]["seed"] == 1 and card["command"].startswith("focus-train focus")

@@ -1,0 +1,204 @@
+"""The frame loop: ``source -> scorer -> sinks``.
+
+The body (``Loop.step``) is small and testable without a camera. Sinks are objects with
+``on_frame(frame, result)`` and optionally ``stats() -> dict`` and ``close()``; slow work
+(JPEG encoding, file writes, motor motion) runs on the sinks' own threads so it never
+holds up the next frame. Camera faults are retried with backoff; after
+``service.max_source_failures`` consecutive faults ``SourceError`` propagates so the process exits
+non-zero and systemd restarts it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from device.config import ServiceConfig
+from device.errors import FocusAssistError, SourceError
+from device.scoring.classic import Scorer, jsonable
+from device.sources.base import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopStats:
+    """Counters and timing of the loop, in constant memory however long the service runs.
+
+    Per-frame times go into a fixed-size uniform reservoir (Vitter's algorithm R), so the
+    p50/p95 of a 50,000-frame run describe the whole run, not its first or last part.
+    """
+    frames: int = 0
+    started: float = field(default_factory=time.monotonic)
+    ended: Optional[float] = None
+    faults: int = 0
+    consecutive_faults: int = 0
+    last_fault: Optional[str] = None
+    proc_ms: np.ndarray = field(default_factory=lambda: np.zeros(LoopStats.MAX_SAMPLES))
+    samples: int = 0                   # filled slots of proc_ms
+    _window: deque = field(default_factory=lambda: deque(maxlen=30))  # recent frame times
+    _rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    MAX_SAMPLES = 4096
+
+    def add(self, ms: float, t: float) -> None:
+        self.frames += 1
+        if self.samples < len(self.proc_ms):
+            self.proc_ms[self.samples] = ms
+            self.samples += 1
+        else:
+            slot = self._rng.randrange(self.frames)
+            if slot < len(self.proc_ms):
+                self.proc_ms[slot] = ms
+        self._window.append(t)
+
+    @property
+    def fps(self) -> float:
+        w = self._window
+        if len(w) >= 2 and w[-1] > w[0]:
+            return (len(w) - 1) / (w[-1] - w[0])
+        return 0.0
+
+    def summary(self) -> dict:
+        end = self.ended or time.monotonic()
+        wall = max(end - self.started, 1e-9)
+        ms = self.proc_ms[:self.samples] if self.samples else np.zeros(1)
+        return {
+            "frames": self.frames,
+            "fps": round(self.frames / wall, 2),
+            "ms_per_frame_p50": round(float(np.percentile(ms, 50)), 3),
+            "ms_per_frame_p95": round(float(np.percentile(ms, 95)), 3),
+            "wall_s": round(wall, 3),
+            "faults": self.faults,
+        }
+
+
+class JsonlSink:
+    """One JSON object per frame (the per-frame log)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fh = open(path, "w", encoding="utf-8")
+
+    def on_frame(self, frame: Frame, result: dict) -> None:
+        self._fh.write(json.dumps(jsonable(result)) + "\n")
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+class Loop:
+    def __init__(self, source: FrameSource, scorer: Scorer, sinks=(), *,
+                 max_frames: Optional[int] = None, faults: ServiceConfig = ServiceConfig(),
+                 on_reload: Optional[Callable[[], None]] = None):
+        self.source = source
+        self.scorer = scorer
+        self.sinks = list(sinks)
+        self.max_frames = max_frames
+        self.faults = faults
+        self.stats = LoopStats()
+        self.stop_event = threading.Event()
+        self.reload_requested = threading.Event()
+        self.on_reload = on_reload
+        self.last_result: Optional[dict] = None
+        self.last_frame: Optional[Frame] = None
+        self._closed = False
+
+    # --- one frame -------------------------------------------------------------------
+    def step(self, frame: Frame) -> dict:
+        t0 = time.perf_counter()
+        result = self.scorer.score(frame)
+        for sink in self.sinks:
+            sink.on_frame(frame, result)
+        self.stats.add((time.perf_counter() - t0) * 1e3, time.monotonic())
+        self.last_result, self.last_frame = result, frame
+        return result
+
+    def _read(self) -> Optional[Frame]:
+        """The next frame; faults are retried with backoff, then raised."""
+        while not self.stop_event.is_set():
+            try:
+                frame = self.source.read()
+            except FocusAssistError as exc:
+                if isinstance(exc, SourceError) or self.source.live:
+                    frame, err = None, str(exc)
+                else:
+                    raise
+            except Exception as exc:  # a driver fault must not kill the service
+                if not self.source.live:
+                    raise SourceError(f"{self.source.name}: {exc}") from exc
+                frame, err = None, f"{exc.__class__.__name__}: {exc}"
+            else:
+                if frame is not None or not self.source.live or self.source.closed:
+                    self.stats.consecutive_faults = 0
+                    return frame
+                err = "camera returned no frame"
+            self.stats.faults += 1
+            self.stats.consecutive_faults += 1
+            self.stats.last_fault = err
+            for sink in self.sinks:
+                hook = getattr(sink, "on_fault", None)
+                if hook is not None:
+                    hook(err)
+            n, limit = self.stats.consecutive_faults, self.faults.max_source_failures
+            if n >= limit:
+                raise SourceError(f"{self.source.name}: giving up after {n} consecutive faults ({err})")
+            delay = self.faults.backoff(n)
+            log.warning("source fault %d/%d: %s; retrying in %.1f s", n, limit, err, delay)
+            self.stop_event.wait(delay)
+        return None
+
+    def run(self) -> LoopStats:
+        """Run until max_frames, the end of input, or ``stop()``."""
+        try:
+            while not self.stop_event.is_set():
+                if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                    break
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    if self.on_reload:
+                        self.on_reload()
+                frame = self._read()
+                if frame is None:
+                    break
+                self.step(frame)
+        finally:
+            self.stats.ended = time.monotonic()
+        return self.stats
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def sink_stats(self) -> dict:
+        out: dict = {}
+        for sink in self.sinks:
+            fn = getattr(sink, "stats", None)
+            if fn is not None:
+                out.update(fn())
+        return out
+
+    def close(self) -> None:
+        """Close sinks (motor de-energised, captures finished) and the source. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for sink in reversed(self.sinks):
+            fn = getattr(sink, "close", None)
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception:
+                log.exception("closing %s failed", sink.__class__.__name__)
+        try:
+            self.source.close()
+        except Exception:
+            log.exception("closing the source failed")

@@ -1,0 +1,197 @@
+"""Classic focus measures: pure, vectorised functions on grey frames.
+
+Every measure here is computed on a *working image*: the frame reduced by one Gaussian
+pyramid step. The reduction is what makes the measures noise-robust: on real Pi camera
+sweeps a plain 3x3 Laplacian on full-resolution pixels is dominated by sensor noise and
+its curve is nearly flat (see docs: anchors.md).
+
+Frames larger than the lores stream (short side ``REF_SHORT_SIDE``) are first resampled
+down to it, so the frame-level ``focus`` value is comparable across resolutions, which the
+ISP's FocusFoM is not; it is also a per-pixel mean, not a sum, and divided by the frame's
+brightness squared so exposure does not move it. Smaller frames are not upsampled; their
+value is corrected by the resampling factor squared, which is approximate. ``native=True``
+skips the resampling: for ranking the stills of one sweep, where the finer scale
+separates neighbouring lens positions better (it does on the real PCB sweep).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import cv2
+import numpy as np
+
+from device.errors import InputError
+from device.common.preprocess import WORK_SIZE
+
+REF_SHORT_SIDE = WORK_SIZE[1]   # the lores stream
+# Gradient energy is divided by (frame mean^2 + BRIGHTNESS_FLOOR) so that exposure changes
+# do not move the value, while a black frame does not divide by zero.
+BRIGHTNESS_FLOOR = 16.0
+FOCUS_GAIN = 1000.0  # puts typical values in a readable 1..1000 range
+
+MEASURE_NAMES = ("tenengrad", "laplacian_var", "modified_laplacian", "brenner")
+
+Roi = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class FocusMeasures:
+    """Everything the classic scorer says about one frame."""
+    focus: float                 # normalised Tenengrad of the ROI (or whole frame)
+    measures: dict               # the four classic measures of the ROI, at working scale
+    tile_map: np.ndarray         # (rows, cols) float32, normalised Tenengrad per tile
+    roi: Optional[Roi]           # in frame pixels, as given
+
+    def as_dict(self) -> dict:
+        return {
+            "focus": self.focus,
+            "measures": dict(self.measures),
+            "tile_map": self.tile_map.round(3).tolist(),
+            "roi": list(self.roi) if self.roi else None,
+        }
+
+
+def check_roi(roi: Optional[Sequence[int]], shape: tuple[int, ...]) -> Optional[Roi]:
+    """Validate an ROI against a frame shape; raises InputError naming the problem."""
+    if roi is None:
+        return None
+    x, y, w, h = (int(v) for v in roi)
+    height, width = shape[:2]
+    if w <= 0 or h <= 0:
+        raise InputError(f"ROI {x},{y},{w},{h} is empty")
+    if x < 0 or y < 0 or x + w > width or y + h > height:
+        raise InputError(f"ROI {x},{y},{w},{h} lies outside the {width}x{height} image")
+    return (x, y, w, h)
+
+
+def working_image(grey: np.ndarray, native: bool = False,
+                  as_float: bool = True) -> tuple[np.ndarray, float]:
+    """Frame -> (float32 working image, gain that makes its energy resolution-independent).
+
+    ``as_float=False`` keeps an 8-bit frame's working image in 8 bits (the same integers
+    the float one holds), for OpenCV paths that are faster on uint8 (peaking)."""
+    if grey.ndim != 2:
+        raise InputError(f"expected a grey 2-D frame, got shape {grey.shape}")
+    short = min(grey.shape)
+    if short < 8:
+        raise InputError(f"image {grey.shape[1]}x{grey.shape[0]} is too small to judge focus")
+    img = grey
+    if not native and short > REF_SHORT_SIDE:
+        s = REF_SHORT_SIDE / short
+        size = (max(8, round(grey.shape[1] * s)), max(8, round(grey.shape[0] * s)))
+        img = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        short = min(img.shape)
+    gain = (short / float(REF_SHORT_SIDE)) ** 2
+    # Reduce in 8 bits (4x less data to filter), then work in float.
+    if img.dtype == np.uint8:
+        work = cv2.pyrDown(img)
+        return (work.astype(np.float32) if as_float else work), gain
+    return cv2.pyrDown(img.astype(np.float32, copy=False)), gain
+
+
+def _roi_slice(roi: Optional[Roi], frame_shape, work_shape) -> tuple[slice, slice]:
+    if roi is None:
+        return slice(None), slice(None)
+    fy = work_shape[0] / frame_shape[0]
+    fx = work_shape[1] / frame_shape[1]
+    x, y, w, h = roi
+    x0, y0 = int(np.floor(x * fx)), int(np.floor(y * fy))
+    x1 = max(x0 + 3, int(np.ceil((x + w) * fx)))
+    y1 = max(y0 + 3, int(np.ceil((y + h) * fy)))
+    return slice(y0, min(y1, work_shape[0])), slice(x0, min(x1, work_shape[1]))
+
+
+def _normalise(energy: np.ndarray | float, mean: np.ndarray | float, gain: float):
+    return (FOCUS_GAIN * gain) * energy / (np.square(mean) + BRIGHTNESS_FLOOR)
+
+
+def gradient_magnitude(work: np.ndarray) -> np.ndarray:
+    """Per-pixel 3x3 Sobel gradient magnitude of a working image (also what peaking lights)."""
+    gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, ksize=3)
+    return cv2.magnitude(gx, gy)
+
+
+def gradient_energy(work: np.ndarray) -> np.ndarray:
+    """Per-pixel Tenengrad (squared Sobel gradient magnitude) of a working image."""
+    return gradient_magnitude(work) ** 2
+
+
+def _classic(work: np.ndarray, energy: np.ndarray) -> dict:
+    lap = cv2.Laplacian(work, cv2.CV_32F, ksize=1)
+    dxx = cv2.sepFilter2D(work, cv2.CV_32F, np.float32([1, -2, 1]), np.float32([1]))
+    dyy = cv2.sepFilter2D(work, cv2.CV_32F, np.float32([1]), np.float32([1, -2, 1]))
+    bx = work[:, 2:] - work[:, :-2]
+    return {
+        "tenengrad": float(energy.mean()),
+        "laplacian_var": float(lap.var()),
+        "modified_laplacian": float(np.abs(dxx).mean() + np.abs(dyy).mean()),
+        "brenner": float(np.square(bx).mean()),
+    }
+
+
+def tile_means(values: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Mean of ``values`` over a rows x cols grid (the edge remainder is dropped)."""
+    rows, cols = grid
+    h, w = values.shape
+    th, tw = max(1, h // rows), max(1, w // cols)
+    rows, cols = min(rows, h), min(cols, w)
+    v = values[: rows * th, : cols * tw]
+    return v.reshape(rows, th, cols, tw).mean(axis=(1, 3), dtype=np.float32)
+
+
+def score_frame(grey: np.ndarray, roi: Optional[Sequence[int]] = None,
+                grid: tuple[int, int] = (6, 8), native: bool = False) -> FocusMeasures:
+    """All classic measures for one grey frame: ROI focus value, measures and tile map."""
+    roi = check_roi(roi, grey.shape)
+    work, gain = working_image(grey, native)
+    energy = gradient_energy(work)
+    # The frame's mean brightness normalises everything: a per-tile mean would make dark
+    # tiles (noise over a tiny mean) look sharpest.
+    mean = float(work.mean())
+    tiles = _normalise(tile_means(energy, grid), mean, gain).astype(np.float32)
+    sy, sx = _roi_slice(roi, grey.shape, work.shape)
+    measures = _classic(work[sy, sx], energy[sy, sx])
+    focus = float(_normalise(measures["tenengrad"], mean, gain))
+    return FocusMeasures(focus=focus, measures=measures, tile_map=tiles, roi=roi)
+
+
+def focus_value(grey: np.ndarray, roi: Optional[Sequence[int]] = None,
+                native: bool = False) -> float:
+    """The normalised, noise-robust focus value of the ROI (what AF and trap focus use)."""
+    roi = check_roi(roi, grey.shape)
+    work, gain = working_image(grey, native)
+    sy, sx = _roi_slice(roi, grey.shape, work.shape)
+    return float(_normalise(gradient_energy(work[sy, sx]).mean(), float(work.mean()), gain))
+
+
+def tenengrad(grey: np.ndarray) -> float:
+    """Textbook Tenengrad on raw pixels (mean squared 3x3 Sobel magnitude): no noise
+    reduction, no normalisation. The classic baseline the CNN is compared against."""
+    g = grey.astype(np.float32, copy=False)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
+    return float(np.mean(gx * gx + gy * gy))
+
+
+def variance_of_laplacian(grey: np.ndarray) -> float:
+    """Textbook variance of the 3x3 Laplacian on raw pixels (the folk "blur detector")."""
+    return float(cv2.Laplacian(grey.astype(np.float32, copy=False), cv2.CV_32F, ksize=1).var())
+
+
+def refine_peak(values: Sequence[float]) -> tuple[int, float]:
+    """Index of the maximum and its sub-sample position from a parabola through it and its
+    two neighbours (the vertex is clamped to within half a step of the best sample)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        raise ValueError("no values")
+    i = int(np.argmax(v))
+    if i == 0 or i == v.size - 1:
+        return i, float(i)
+    a, b, c = v[i - 1], v[i], v[i + 1]
+    denom = a - 2 * b + c
+    if denom >= 0:
+        return i, float(i)
+    offset = 0.5 * (a - c) / denom
+    return i, float(i + np.clip(offset, -0.5, 0.5))

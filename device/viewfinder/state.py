@@ -1,0 +1,280 @@
+"""The viewfinder's shared state: one object per run, a loop sink, drawn from by the web
+viewfinder and the Pi preview.
+
+``on_frame`` (the loop thread) only does cheap bookkeeping: peak hold, the focus history
+for the sparkline, fps, and handing the newest frame to whoever waits for it. Analysis
+(peaking) and drawing happen on the consumers' own threads through ``layers`` /
+``compose`` / ``overlay_rgba``; the peaking analysis is memoised per frame so several
+consumers share it and the running threshold advances once per frame.
+
+Captures stay clean: nothing here ever writes into ``frame.color`` or ``frame.grey``;
+``compose`` draws on a copy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from device.config import OverlayConfig
+from device.overlay import (ELEMENTS, HudInfo, Layers, PeakHold, PeakingParams, PeakingState,
+                      RgbaLayer, RunningPeak, Style, compose_bgr, draw_all, heat_values,
+                      parse_colour, peaking_mask)
+
+log = logging.getLogger(__name__)
+
+
+def describe_state(obj) -> Optional[str]:
+    """A short text for an autofocus/motor state of unknown type (enum, str, dataclass...)."""
+    if obj is None:
+        return None
+    for attr in ("value", "name"):
+        v = getattr(obj, attr, None)
+        if isinstance(v, str):
+            return v
+    return str(obj)[:40]
+
+
+def capture_count(capture) -> Optional[int]:
+    """The number of captures from the capture feature, whatever it calls it."""
+    if capture is None:
+        return None
+    n = getattr(capture, "count", None)
+    if isinstance(n, int):
+        return n
+    stats = getattr(capture, "stats", None)
+    if callable(stats):
+        try:
+            s = stats() or {}
+        except Exception:
+            return None
+        for k in ("captures", "capture_count", "capture_captures", "count"):
+            if isinstance(s.get(k), int):
+                return s[k]
+        for k, v in s.items():
+            if "capture" in k and isinstance(v, int) and not isinstance(v, bool):
+                return v
+    return None
+
+
+class Viewfinder:
+    def __init__(self, cfg: OverlayConfig = OverlayConfig(), runtime: Optional[dict] = None,
+                 history_s: float = 10.0):
+        self.runtime = runtime if runtime is not None else {}
+        self.history_s = history_s
+        self.peak = PeakHold()
+        self.history: deque = deque()        # (monotonic t, focus)
+        self.frames = 0
+        self._times: deque = deque(maxlen=31)
+        self._cond = threading.Condition()
+        self._latest: Optional[tuple] = None  # (frame, result)
+        self.seq = 0
+        self._closed = False
+        self._analysis_lock = threading.Lock()
+        self._memo: tuple = (None, None)
+        self._rgba_lock = threading.Lock()
+        self._rgba: Optional[RgbaLayer] = None
+        self.toggles: dict = {}
+        self.configure(cfg)
+
+    # --- configuration and controls -------------------------------------------------
+    def configure(self, cfg: OverlayConfig) -> None:
+        self.cfg = cfg
+        self.toggles = {name: bool(getattr(cfg, name)) for name in ELEMENTS}
+        self.style = Style(parse_colour(cfg.peaking_colour), cfg.heatmap_alpha,
+                           cfg.zoom_factor, cfg.zoom_size)
+        self.params = PeakingParams(cfg.peaking_share, cfg.peaking_floor, cfg.peaking_noise_k)
+        self._peaking = PeakingState(level=RunningPeak(cfg.peaking_memory_s))
+        self._heat_level = RunningPeak(cfg.peaking_memory_s)
+
+    def reconfigure(self, cfg) -> None:
+        """SIGHUP: the config's overlay section wins over runtime toggles."""
+        self.configure(cfg.overlay)
+
+    def set_toggles(self, changes: dict) -> dict:
+        """Switch elements on or off; unknown names raise KeyError, non-bools TypeError."""
+        for name, on in changes.items():
+            if name not in ELEMENTS:
+                raise KeyError(name)
+            if not isinstance(on, bool):
+                raise TypeError(f"{name} must be true or false")
+        self.toggles = {**self.toggles, **changes}   # one assignment: readers see old or new
+        return dict(self.toggles)
+
+    def reset_peak(self) -> None:
+        """Forget the held peak (and the peaking and heat map running peaks with it)."""
+        self.peak.reset()
+        with self._analysis_lock:
+            self._peaking.level.reset()
+            self._heat_level.reset()
+
+    # --- the sink ---------------------------------------------------------------------
+    def on_frame(self, frame, result: dict) -> None:
+        t = time.monotonic()
+        focus = result.get("focus")
+        if isinstance(focus, (int, float)):
+            self.peak.update(focus)
+            self.history.append((t, float(focus)))
+        while self.history and t - self.history[0][0] > self.history_s:
+            self.history.popleft()
+        self._times.append(t)
+        self.frames += 1
+        with self._cond:
+            self._latest = (frame, result)
+            self.seq += 1
+            self._cond.notify_all()
+
+    @property
+    def fps(self) -> float:
+        ts = list(self._times)
+        if len(ts) >= 2 and ts[-1] > ts[0]:
+            return (len(ts) - 1) / (ts[-1] - ts[0])
+        return 0.0
+
+    def latest(self) -> tuple:
+        """(frame, result, seq) of the newest frame, or (None, None, seq)."""
+        with self._cond:
+            fr = self._latest or (None, None)
+            return fr[0], fr[1], self.seq
+
+    def wait_newer(self, seq: int, timeout: float = 0.5) -> tuple:
+        """Block until a frame newer than ``seq`` arrives (or timeout / close)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.seq != seq or self._closed, timeout)
+            fr = self._latest or (None, None)
+            return fr[0], fr[1], self.seq
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- what to draw ---------------------------------------------------------------
+    def hud_info(self, result: dict) -> HudInfo:
+        af = self.runtime.get("autofocus")
+        motor = self.runtime.get("motor")
+        pos = getattr(motor, "position", None) if motor is not None else None
+        prob = result.get("sharp_prob")
+        return HudInfo(
+            focus=result.get("focus"),
+            peak=self.peak.peak or None,
+            label=result.get("label"),
+            sharp_prob=float(prob) if isinstance(prob, (int, float, np.floating)) else None,
+            autofocus=describe_state(getattr(af, "state", None)) if af is not None else None,
+            motor=str(pos) if isinstance(pos, (int, float)) else None,
+            captures=capture_count(self.runtime.get("capture")),
+            fps=self.fps,
+        )
+
+    def layers(self, frame, result: dict) -> Layers:
+        """The overlay layers for one frame (peaking analysed once per frame, memoised)."""
+        on = self.toggles
+        with self._analysis_lock:
+            key, memo = self._memo
+            if key is not frame:
+                memo = {}
+                self._memo = (frame, memo)
+            t = float(frame.timestamp) if frame.timestamp else time.monotonic()
+            if on["peaking"] and "peaking" not in memo:
+                memo["peaking"] = peaking_mask(frame.grey, self._peaking, t, self.params)
+            if on["heatmap"] and "heat" not in memo:
+                memo["heat"] = heat_values(result, self._heat_level, t, self.cfg.heatmap_source)
+        return Layers(
+            src_shape=frame.grey.shape[:2],
+            peaking=memo.get("peaking") if on["peaking"] else None,
+            heat=memo.get("heat") if on["heatmap"] else None,
+            roi=result.get("roi") if on["roi"] else None,
+            defects=result.get("defects") if on["defects"] else None,
+            zoom=on["zoom"],
+            hud=self.hud_info(result) if on["hud"] else None,
+        )
+
+    def compose(self, frame, result: dict, max_width: Optional[int] = None) -> np.ndarray:
+        """A new BGR picture: the display frame (scaled to ``max_width``) with the overlay."""
+        picture = frame.display
+        if max_width and picture.shape[1] > max_width:
+            h = max(1, round(picture.shape[0] * max_width / picture.shape[1]))
+            picture = cv2.resize(picture, (max_width, h), interpolation=cv2.INTER_AREA)
+        # Never draw into the frame: captures stay clean.
+        return compose_bgr(picture, self.layers(frame, result), self.style)
+
+    def overlay_rgba(self, frame, result: dict, size: tuple[int, int]) -> np.ndarray:
+        """A transparent RGBA layer of ``size`` = (w, h) for ``Picamera2.set_overlay``.
+
+        The layer is kept and reused by the next call (see ``RgbaLayer``): hand it to
+        ``set_overlay``, which copies it, or copy it before calling again."""
+        layers = self.layers(frame, result)
+        # A grey-only source: the inset converts its small crop, not the whole frame.
+        picture = (frame.grey if frame.color is None else frame.color) if layers.zoom else None
+        size = (int(size[0]), int(size[1]))
+        with self._rgba_lock:
+            if self._rgba is None or self._rgba.size != size:
+                self._rgba = RgbaLayer(size)
+            return self._rgba.render(layers, picture, self.style)
+
+    def draw_into(self, array: np.ndarray, frame, result: dict) -> None:
+        """Draw the overlay into a 3-channel BGR buffer in place (``post_callback``)."""
+        draw_all(array, self.layers(frame, result), None, self.style)
+
+    def history_points(self, max_points: int = 300) -> list:
+        """[[seconds ago, focus], ...] oldest first, thinned to ``max_points``."""
+        pts = list(self.history)
+        if not pts:
+            return []
+        step = max(1, len(pts) // max_points)
+        now = pts[-1][0]
+        return [[round(t - now, 3), round(v, 4)] for t, v in pts[::step]]
+
+    def snapshot_state(self) -> dict:
+        return {"overlay": dict(self.toggles), "peak": self.peak.peak,
+                "style": dataclasses.asdict(self.style)}
+
+
+def build_viewfinder_sinks(cfg, opts, source, runtime: dict) -> list:
+    """The shared Viewfinder plus the Pi preview and the web server, as configured.
+
+    Nothing is built when neither is wanted (``make demo`` and the service without
+    ``--web`` pay nothing). The preview needs a picamera2 source and no ``--headless``.
+    """
+    import os
+
+    want_web = cfg.web.listen is not None
+    want_preview = (cfg.overlay.preview != "none" and not getattr(opts, "headless", False)
+                    and getattr(source, "picam2", None) is not None)
+    if not (want_web or want_preview):
+        return []
+    vf = Viewfinder(cfg.overlay, runtime, cfg.web.history_s)
+    runtime["viewfinder"] = vf
+    sinks: list = [vf]
+    try:
+        if want_preview:
+            from device.viewfinder.preview import PicameraPreview
+
+            preview = PicameraPreview(source, vf, cfg.overlay.preview, cfg.overlay.preview_backend,
+                                      cfg.overlay.preview_size)
+            runtime["preview"] = preview
+            sinks.append(preview)
+        if want_web:
+            from device.viewfinder.web.access import TOKEN_ENV
+            from device.viewfinder.web.server import WebViewfinder
+
+            token = cfg.web.token or os.environ.get(TOKEN_ENV) or None
+            web = WebViewfinder(cfg.web.listen, vf, source=source, runtime=runtime, token=token,
+                                quality=cfg.web.jpeg_quality, max_width=cfg.web.max_width)
+            runtime["web"] = web
+            sinks.append(web)
+    except BaseException:
+        for sink in reversed(sinks):
+            sink.close()
+        raise
+    return sinks

@@ -1,0 +1,428 @@
+"""The web viewfinder server: page, MJPEG stream, status JSON and control endpoints.
+
+Routes (all behind the token when one is set):
+
+* ``GET /``: the page. ``/?token=T`` sets a cookie and redirects to ``/`` so the token
+  leaves the address bar and the history.
+* ``GET /stream.mjpg``: ``multipart/x-mixed-replace`` JPEGs, newest frame first.
+* ``GET /snapshot.jpg``: one JPEG.
+* ``GET /api/status``: scores, fps, source, frame count, history, feature flags.
+* ``POST /api/overlay`` ``{"peaking": true, ...}``; ``POST /api/peak/reset``;
+  ``POST /api/roi`` ``{"roi": [x, y, w, h] | null}`` (scored-frame pixels);
+  ``POST /api/autofocus``; ``POST /api/capture``.
+
+Bad requests get a 4xx with ``{"error": ...}``. Nothing a client sends reaches the frame
+loop except through the scorer's ``set_roi`` and the features' own trigger methods, each
+called with validated values; handler threads are daemons.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Optional
+from urllib.parse import parse_qs, urlsplit
+
+from device.errors import ConfigError, FocusAssistError
+from device.scoring.measures import check_roi
+from device.scoring.classic import jsonable
+from device.viewfinder.web.access import COOKIE, cookie_token, parse_listen, require_token, token_ok
+from device.viewfinder.state import capture_count, describe_state
+from device.viewfinder.web.stream import MjpegStream
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 4096
+BOUNDARY = "focusassistframe"
+PAGE = Path(__file__).with_name("index.html")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True           # a stuck client never holds up shutdown
+    allow_reuse_address = True
+    request_queue_size = 16
+    app: "WebViewfinder"
+
+    def handle_error(self, request, client_address):  # quiet: clients vanish all the time
+        log.debug("web: connection from %s ended with an error", client_address, exc_info=True)
+
+
+def _server_for(host: str, port: int) -> _Server:
+    cls = _Server
+    if ":" in host:
+        cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+    return cls((host, port), _Handler)
+
+
+class WebViewfinder:
+    """A loop sink that serves the viewfinder over HTTP on its own threads."""
+
+    def __init__(self, listen: str, viewfinder, *, source=None, runtime: Optional[dict] = None,
+                 token: Optional[str] = None, quality: int = 75, max_width: int = 1280):
+        host, port = parse_listen(listen)
+        require_token(host, token)
+        self.viewfinder = viewfinder
+        self.source = source
+        self.runtime = runtime if runtime is not None else {}
+        self.token = token or None
+        try:
+            self.server = _server_for(host, port)
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the web viewfinder on {listen}: {exc.strerror or exc}") from None
+        self.server.app = self
+        self.stream = MjpegStream(viewfinder, quality, max_width)
+        self.host, self.port = host, self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="web-viewfinder", daemon=True)
+        self._thread.start()
+        self._closed = False
+        log.info("web viewfinder on %s", self.url)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    # --- sink -------------------------------------------------------------------------
+    def on_frame(self, frame, result) -> None:
+        pass    # frames reach the stream through the shared Viewfinder
+
+    def stats(self) -> dict:
+        return {"web_clients": self.stream.clients, "web_frames_encoded": self.stream.encoded}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.stream.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=2.0)
+
+    # --- features ---------------------------------------------------------------------
+    def features(self) -> dict:
+        rt = self.runtime
+        scorer = rt.get("scorer")
+        _, result, _ = self.viewfinder.latest()
+        result = result or {}
+        return {
+            "autofocus": rt.get("autofocus") is not None,
+            "capture": rt.get("capture") is not None,
+            "roi": scorer is not None and hasattr(scorer, "set_roi"),
+            "cnn": "label" in result,
+            "defects": "defects" in result,
+            "heatmap_cnn": "cnn_tile_map" in result,
+        }
+
+    def status(self) -> dict:
+        vf = self.viewfinder
+        frame, result, _ = vf.latest()
+        result = result or {}
+        focus = {"value": result.get("focus"), "peak": vf.peak.peak or None,
+                 "measures": result.get("measures")}
+        for k in ("label", "sharp_prob", "probs", "blur_px"):
+            if k in result:
+                focus[k] = result[k]
+        out = {
+            "source": self.source.info() if self.source is not None else None,
+            "frames": vf.frames,
+            "frame": result.get("frame"),
+            "fps": round(vf.fps, 2),
+            "focus": focus,
+            "roi": result.get("roi"),
+            "frame_size": [int(frame.grey.shape[1]), int(frame.grey.shape[0])] if frame is not None else None,
+            "history": vf.history_points(),
+            "overlay": dict(vf.toggles),
+            "features": self.features(),
+            "stream": {"clients": self.stream.clients, "fps": round(self.stream.fps, 2)},
+        }
+        af = self.runtime.get("autofocus")
+        if af is not None:
+            out["autofocus"] = _describe(af)
+        cap = self.runtime.get("capture")
+        if cap is not None:
+            out["capture"] = {**_stats_of(cap), "count": capture_count(cap)}
+        if "defects" in result:
+            out["defects"] = result["defects"]
+        return jsonable(out)
+
+    # --- controls (called from handler threads with parsed JSON) -----------------------
+    def control(self, path: str, body: dict) -> dict:
+        vf = self.viewfinder
+        if path == "/api/overlay":
+            if not body:
+                raise ApiError(400, "send at least one of: " + ", ".join(vf.toggles))
+            try:
+                toggles = vf.set_toggles(body)
+            except KeyError as exc:
+                raise ApiError(400, f"unknown overlay element {exc.args[0]!r} "
+                                    f"(known: {', '.join(vf.toggles)})") from None
+            except TypeError as exc:
+                raise ApiError(400, str(exc)) from None
+            return {"overlay": toggles}
+        if path == "/api/peak/reset":
+            _only(body, ())
+            vf.reset_peak()
+            return {"peak": None}
+        if path == "/api/roi":
+            return self._set_roi(body)
+        if path == "/api/autofocus":
+            _only(body, ())
+            af = self._feature("autofocus")
+            af.trigger()
+            return {"autofocus": _describe(af)}
+        if path == "/api/capture":
+            _only(body, ())
+            cap = self._feature("capture")
+            got = cap.capture_now()
+            return {"capture": jsonable({"r": got})["r"] if _plain(got) else str(got)}
+        raise ApiError(404, f"no such control: {path}")
+
+    def _feature(self, name: str):
+        obj = self.runtime.get(name)
+        if obj is None:
+            raise ApiError(404, f"{name} is not available in this build or run")
+        return obj
+
+    def _set_roi(self, body: dict) -> dict:
+        _only(body, ("roi",))
+        if "roi" not in body:
+            raise ApiError(400, 'send {"roi": [x, y, w, h]} in scored-frame pixels, or {"roi": null}')
+        scorer = self.runtime.get("scorer")
+        if scorer is None or not hasattr(scorer, "set_roi"):
+            raise ApiError(404, "ROI selection is not available")
+        roi = body["roi"]
+        if roi is not None:
+            if (not isinstance(roi, list) or len(roi) != 4
+                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in roi)):
+                raise ApiError(400, "roi must be four integers [x, y, w, h] or null")
+            frame, _, _ = self.viewfinder.latest()
+            if frame is None:
+                raise ApiError(409, "no frame yet to check the ROI against")
+            try:
+                roi = check_roi(roi, frame.grey.shape)
+            except FocusAssistError as exc:
+                raise ApiError(422, str(exc)) from None
+        scorer.set_roi(tuple(roi) if roi is not None else None)
+        self.viewfinder.reset_peak()      # focus values of another region are not comparable
+        return {"roi": list(roi) if roi is not None else None}
+
+
+def _json_default(v):
+    """numpy values nested where ``jsonable`` does not reach (defect lists...), else text."""
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return str(v)
+
+
+def _only(body: dict, allowed: tuple) -> None:
+    extra = [k for k in body if k not in allowed]
+    if extra:
+        raise ApiError(400, f"unexpected field(s): {', '.join(map(str, extra[:5]))}")
+
+
+def _plain(v) -> bool:
+    return isinstance(v, (str, int, float, bool, list, dict)) or v is None
+
+
+def _describe(af) -> dict:
+    out: dict = {}
+    state = describe_state(getattr(af, "state", None))
+    if state is not None:
+        out["state"] = state
+    stats = getattr(af, "stats", None)
+    if callable(stats):
+        try:
+            out.update(jsonable(stats() or {}))
+        except Exception:
+            pass
+    return out
+
+
+def _stats_of(obj) -> dict:
+    stats = getattr(obj, "stats", None)
+    if callable(stats):
+        try:
+            return jsonable(stats() or {})
+        except Exception:
+            return {}
+    return {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = 10                   # a client that stops reading is dropped, not waited for
+    server_version = "focus-assist"
+    sys_version = ""
+
+    def log_message(self, fmt, *args):  # the journal does not want one line per request
+        log.debug("web %s: " + fmt, self.address_string(), *args)
+
+    @property
+    def app(self) -> WebViewfinder:
+        return self.server.app
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, ctype: str, headers: Optional[dict] = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, obj) -> None:
+        self._send(status, json.dumps(obj, default=_json_default).encode(), "application/json")
+
+    def _error(self, status: int, message: str) -> None:
+        self._json(status, {"error": message, "status": status})
+
+    def _token_given(self, query: dict) -> Optional[str]:
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            return auth[7:].strip()
+        if "token" in query:
+            return query["token"][0]
+        return cookie_token(self.headers.get("Cookie"))
+
+    def _authorised(self, query: dict) -> bool:
+        return token_ok(self.app.token, self._token_given(query))
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except ApiError as exc:
+            self._safe_error(exc.status, exc.message)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True
+        except Exception as exc:  # a handler bug is a 500, never a dead server
+            log.exception("web: %s %s failed", self.command, self.path)
+            self._safe_error(500, f"internal error: {exc.__class__.__name__}")
+
+    def _safe_error(self, status: int, message: str) -> None:
+        try:
+            self._error(status, message)
+        except OSError:
+            self.close_connection = True
+
+    # --- verbs ------------------------------------------------------------------------
+    def do_GET(self):
+        self._guard(self._get)
+
+    def do_HEAD(self):
+        self._guard(self._get)
+
+    def do_POST(self):
+        self._guard(self._post)
+
+    def do_PUT(self):
+        self._guard(self._not_allowed)
+
+    do_DELETE = do_PATCH = do_PUT
+
+    def _not_allowed(self):
+        raise ApiError(405, f"{self.command} is not allowed here")
+
+    def _get(self) -> None:
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        path = url.path
+        if not self._authorised(query):
+            raise ApiError(401, "missing or wrong token: open the page as /?token=...")
+        if path == "/" and "token" in query and self.app.token:
+            # Take the token from the URL once: a cookie carries it from now on.
+            cookie = f"{COOKIE}={query['token'][0]}; Path=/; HttpOnly; SameSite=Strict"
+            self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
+            return
+        if path in ("/", "/index.html"):
+            self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+        elif path == "/api/status":
+            self._json(200, self.app.status())
+        elif path == "/snapshot.jpg":
+            jpeg = self.app.stream.snapshot()
+            if jpeg is None:
+                raise ApiError(503, "no frame yet")
+            self._send(200, jpeg, "image/jpeg")
+        elif path == "/stream.mjpg":
+            self._stream()
+        elif path.startswith("/api/") and path != "/api/status":
+            raise ApiError(405, f"use POST for {path}")
+        else:
+            raise ApiError(404, f"not found: {path}")
+
+    def _post(self) -> None:
+        url = urlsplit(self.path)
+        if not self._authorised(parse_qs(url.query)):
+            raise ApiError(401, "missing or wrong token")
+        if not url.path.startswith("/api/") or url.path == "/api/status":
+            raise ApiError(405 if url.path in ("/", "/api/status", "/stream.mjpg", "/snapshot.jpg") else 404,
+                           f"cannot POST to {url.path}")
+        body = self._read_json()
+        self._json(200, self.app.control(url.path, body))
+
+    def _read_json(self) -> dict:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            if self.headers.get("Transfer-Encoding"):
+                self.close_connection = True
+                raise ApiError(411, "send a Content-Length")
+            return {}
+        try:
+            n = int(length)
+        except ValueError:
+            self.close_connection = True
+            raise ApiError(400, "bad Content-Length") from None
+        if n < 0 or n > MAX_BODY:
+            self.close_connection = True
+            raise ApiError(413, f"request body over {MAX_BODY} bytes")
+        raw = self.rfile.read(n) if n else b""
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise ApiError(400, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        return body
+
+    def _stream(self) -> None:
+        stream = self.app.stream
+        self.send_response(200)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        stream.add_client()
+        try:
+            seq = stream.seq        # wait for a fresh frame rather than send a stale one
+            while not stream.stopped:
+                seq, jpeg = stream.next_jpeg(seq, timeout=1.0)
+                if jpeg is None:
+                    continue
+                self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                 f"Content-Length: {len(jpeg)}\r\n\r\n".encode())
+                self.wfile.write(jpeg)
+                self.wfile.write(b"\r\n")
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+            pass        # the client went away: only this thread notices
+        finally:
+            stream.remove_client()

@@ -1,0 +1,265 @@
+"""Closed-loop autofocus on the simulated lens (real photos, noise, backlash, breathing,
+one frame of statistics lag) and on a real focus sweep played back as a lens.
+
+Every closed-loop test asserts where the lens ENDS: within the depth of field of the
+simulator's hidden best position (or on the frame an ROI's truth names)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.lens.autofocus import (Autofocus, fit_hyperbola, fit_parabola, fit_v)
+from device.config import AutofocusConfig, MotorConfig, SimConfig
+from device.scoring.measures import focus_value
+from device.lens.motor import open_motor
+from device.lens.motor.sim import SimMotor
+from device.sources.base import Frame
+from device.sources.sim import SimCamera
+from tests.conftest import SHARED_DATA
+
+DATA = SHARED_DATA
+
+
+def rig(scene="mosaic", best=700.0, start=50.0, seed=0, slack=0, mode="once", start_af=True,
+        threaded=False, pin_factory=None, **af):
+    cam = SimCamera(SimConfig(scene=scene, width=320, height=240, seed=seed,
+                              best_position=best, start_position=start))
+    mc = MotorConfig(driver="sim")
+    if slack:
+        motor = SimMotor(cam, backlash=mc.sim_backlash, initial_slack=slack, threaded=threaded,
+                         limits=(0, 1000), speed=mc.sim_speed, acceleration=mc.sim_acceleration,
+                         overshoot=mc.backlash_overshoot)
+    else:
+        motor = open_motor(mc, sim_camera=cam, threaded=threaded)
+    a = Autofocus(motor, AutofocusConfig(mode=mode, **af), start=start_af, owns_motor=True,
+                  pin_factory=pin_factory)
+    return cam, motor, a
+
+
+def drive(cam, af, frames=300, until_done=True, extra=None):
+    for _ in range(frames):
+        f = cam.read()
+        result = {"frame": f.index, "focus": focus_value(f.grey)}
+        if extra:
+            result.update(extra(cam))
+        af.on_frame(f, result)
+        if until_done and af.state in ("focused", "failed") and not af.motor.busy:
+            return
+
+
+@pytest.mark.parametrize("scene,best,start", [
+    ("mosaic", 780.0, 30.0),     # far, on the near side: a long scan up
+    ("camera", 200.0, 990.0),    # far, on the far side: a long scan down
+    ("grass", 420.0, 600.0),     # the first step goes the wrong way
+    ("text", 655.0, 560.0),      # close below the peak
+    ("coffee", 500.0, 503.0),    # already in focus
+])
+def test_ends_in_focus(scene, best, start):
+    cam, motor, af = rig(scene, best, start)
+    drive(cam, af)
+    assert af.state == "focused", af.reason
+    assert cam.in_focus(), (cam.lens_position, cam.best_position)
+    s = af.stats()["af"]
+    assert s["state"] == "focused" and s["position"] == motor.position
+    assert 0 < s["frames"] < af.cfg.timeout_frames and s["moves"] >= 1
+    assert s["best_position"] == best and s["in_focus"]
+    af.close()
+
+
+@pytest.mark.parametrize("slack", [0, 6, 12])
+def test_gear_play_in_any_state_at_the_start(slack):
+    cam, motor, af = rig("astronaut", 333.0, 620.0, slack=slack)
+    drive(cam, af)
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    assert motor.approached     # the final approach took the play up on the usual side
+
+
+def test_threaded_motor_with_a_live_camera():
+    """A motor on its own thread (as on a Pi): frames exposed mid-move are still dropped."""
+    cam, motor, af = rig("coffee", 640.0, 350.0, threaded=True)
+    drive(cam, af, frames=400)
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    af.close()
+    assert motor.closed
+
+
+def test_featureless_scene_fails_and_returns_without_wandering():
+    cam, motor, af = rig("flat", 500.0, 345.0, mode="continuous")
+    drive(cam, af)
+    assert af.state == "failed"
+    assert "flat" in af.reason
+    assert motor.position == 345 and abs(cam.lens_position - 345) < 1e-9
+    drive(cam, af, frames=60, until_done=False)      # continuous mode: stays put
+    assert af.state == "failed" and af.runs == 1 and motor.position == 345
+
+
+def test_timeout_fails_and_returns_to_start():
+    cam, motor, af = rig("mosaic", 800.0, 100.0, timeout_frames=12)
+    drive(cam, af, frames=60)
+    assert af.state == "failed" and "timed out" in af.reason
+    drive(cam, af, frames=30, until_done=False)
+    assert motor.position == 100
+
+
+def test_continuous_refocuses_after_the_scene_changes_and_settles():
+    cam, motor, af = rig("mosaic", 400.0, 380.0, mode="continuous")
+    drive(cam, af)
+    assert af.state == "focused" and cam.in_focus()
+    drive(cam, af, frames=20, until_done=False)
+    assert af.runs == 1                              # a still scene does not retrigger
+    cam.best_position = 610.0                        # the subject moved
+    for _ in range(300):
+        drive(cam, af, frames=1, until_done=False)
+        if af.runs == 2 and af.state == "focused" and not motor.busy:
+            break
+    assert af.runs == 2 and af.reason.startswith("peak")
+    assert cam.in_focus(), (cam.lens_position, cam.best_position)
+
+
+def test_button_triggers_one_shot():
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    pf = MockFactory(pin_class=MockPWMPin)
+    try:
+        cam, motor, af = rig("coffee", 560.0, 250.0, start_af=False, button_pin=4,
+                             pin_factory=pf)
+        drive(cam, af, frames=5, until_done=False)
+        assert af.state == "idle" and motor.position == 250
+        pf.pin(4).drive_low()                        # pressed (pull-up, active low)
+        pf.pin(4).drive_high()
+        drive(cam, af)
+        assert af.state == "focused" and af.reason.startswith("peak") and cam.in_focus()
+        af.close()
+    finally:
+        pf.reset()
+        pf.close()
+
+
+def test_cnn_blur_hint_sizes_the_first_step():
+    """result["blur_px"] picks the first step; the contrast measure still decides."""
+    cam, motor, af = rig("mosaic", 540.0, 500.0, blur_steps_per_px=10.0)
+    drive(cam, af, extra=lambda c: {"blur_px": c.blur_radius()})
+    assert af.state == "focused" and cam.in_focus()
+    cam2, motor2, af2 = rig("mosaic", 540.0, 500.0)
+    drive(cam2, af2)
+    assert af.frames < af2.frames       # a 4 px blur says "near": fine steps find it sooner
+
+
+# --- peak fits -------------------------------------------------------------------------------
+
+def test_fits_recover_a_known_vertex():
+    v = 37.3
+    xs = (0.0, 30.0, 100.0)
+    assert fit_v(xs, tuple(5 - 0.02 * abs(x - v) for x in xs)) == pytest.approx(v)
+    assert fit_parabola(xs, tuple(5 - 0.01 * (x - v) ** 2 for x in xs)) == pytest.approx(v)
+    hx = [-60.0, -20.0, 10.0, 30.0, 90.0]
+    hy = [4 - 0.03 * math.sqrt((x - 12) ** 2 + 15 ** 2) for x in hx]
+    assert fit_hyperbola(hx, hy, -60, 90, widths=(5, 15, 30)) == pytest.approx(12.0)
+
+
+# --- a real focus sweep played back as a lens ---------------------------------------------------
+
+class PlaybackLens:
+    """A "camera" whose lens positions are the frames of a recorded focus sweep.
+
+    Position i shows image i; like the simulator (and a real camera) the frame returned by
+    ``read()`` was exposed at the position in force at the previous read.
+    """
+
+    def __init__(self, greys, start: int, truth: int):
+        self.greys = greys
+        self.lens_range = len(greys) - 1
+        self._pos = float(start)
+        self._exposed = float(start)
+        self._index = 0
+        self.truth_index = truth
+
+    @property
+    def lens_position(self) -> float:
+        return self._pos
+
+    @lens_position.setter
+    def lens_position(self, value: float) -> None:
+        self._pos = float(min(max(value, 0), self.lens_range))
+
+    def read(self) -> Frame:
+        exposed, self._exposed = self._exposed, self._pos
+        self._index += 1
+        return Frame(grey=self.greys[int(round(exposed))], timestamp=float(self._index),
+                     index=self._index)
+
+    def in_focus(self) -> bool:
+        return abs(self._pos - self.truth_index) <= 1
+
+    def truth(self) -> dict:
+        return {"lens_position": self._pos, "best_position": self.truth_index,
+                "depth_of_field": 2}
+
+
+@pytest.fixture(scope="module")
+def pcb_sweep():
+    folder = DATA / "pcb_focus_sweep"
+    paths = [folder / f"pcb_{i:03d}.JPG" for i in range(10)]
+    if not all(p.exists() for p in paths):
+        pytest.skip(f"real PCB focus sweep not found in {folder}: skipping the playback test")
+    import cv2
+
+    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
+
+
+@pytest.mark.parametrize("roi,truth", [((750, 500, 550, 500), 6), ((700, 150, 500, 250), 3)],
+                         ids=["switch-top", "board-text"])
+@pytest.mark.parametrize("start", [0, 9])
+def test_real_sweep_playback_ends_on_the_roi_truth(pcb_sweep, roi, truth, start):
+    lens = PlaybackLens(pcb_sweep, start, truth)
+    motor = SimMotor(lens, backlash=0, limits=(0, 9), speed=30.0, acceleration=0.0,
+                     overshoot=1, threaded=False)
+    cache: dict[int, float] = {}
+
+    def value(frame):
+        # The measure of each image is computed once: the ROI of a 2048x1536 frame costs ms.
+        key = id(frame.grey)
+        if key not in cache:
+            cache[key] = focus_value(frame.grey, roi)
+        return cache[key]
+
+    af = Autofocus(motor, AutofocusConfig(), roi=None, start=True, frame_period=1 / 30)
+    for _ in range(200):
+        f = lens.read()
+        af.on_frame(f, {"frame": f.index, "focus": value(f), "roi": list(roi)})
+        if af.state in ("focused", "failed") and not motor.busy:
+            break
+    assert af.state == "focused", af.reason
+    assert abs(motor.position - truth) <= 1, (motor.position, truth)
+    assert lens.lens_position == motor.position
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+def test_run_sim_motor_autofocus_stats(capsys):
+    import json
+
+    from device.cli import main
+
+    code = main(["run", "--source", "sim:width=320,height=240,seed=5", "--motor", "sim",
+                 "--autofocus", "--stats", "--frames", "45", "--headless"])
+    assert code == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    af = stats["af"]
+    assert af["state"] == "focused" and 0 < af["frames"] <= 45 and af["moves"] >= 1
+    assert af["in_focus"] and abs(af["lens_position"] - af["best_position"]) <= \
+        af["depth_of_field"] / 2
+    assert af["position"] == round(af["position"])
+
+
+def test_run_sim_motor_needs_the_sim_source(capsys, tmp_path):
+    from device.cli import main
+
+    import cv2
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((64, 64), 128, np.uint8))
+    assert main(["run", "--source", f"images:{tmp_path}/*.png", "--motor", "sim",
+                 "--headless", "--frames", "1"]) == 2
+    assert "sim motor" in capsys.readouterr().err

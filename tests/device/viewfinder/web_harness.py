@@ -1,0 +1,69 @@
+"""A live loop on the simulated camera with the web viewfinder, for the web tests.
+
+Binds 127.0.0.1 on an ephemeral port; every request has a timeout; ``stop()`` ends the
+loop thread and the server.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from typing import Optional
+
+from device.config import OverlayConfig, ServiceConfig, SimConfig
+from device.loop.frame_loop import Loop
+from device.scoring.classic import ClassicScorer
+from device.sources.sim import SimCamera
+from device.viewfinder.state import Viewfinder
+from device.viewfinder.web.server import WebViewfinder
+
+TIMEOUT = 5.0
+
+
+class LiveViewfinder:
+    def __init__(self, *, token: Optional[str] = None, runtime: Optional[dict] = None,
+                 fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig()):
+        self.source = SimCamera(SimConfig(scene=scene, fps=fps, seed=2))
+        self.scorer = ClassicScorer()
+        self.runtime = {"scorer": self.scorer, **(runtime or {})}
+        self.viewfinder = Viewfinder(overlay, self.runtime, history_s=10.0)
+        self.web = WebViewfinder("127.0.0.1:0", self.viewfinder, source=self.source,
+                                 runtime=self.runtime, token=token)
+        self.loop = Loop(self.source, self.scorer, [self.viewfinder, self.web],
+                         faults=ServiceConfig())
+        self._thread = threading.Thread(target=self.loop.run, name="test-loop", daemon=True)
+        self._thread.start()
+        self.port = self.web.port
+
+    def wait_frames(self, n: int, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while self.loop.stats.frames < n:
+            if time.monotonic() > end:
+                raise AssertionError(f"only {self.loop.stats.frames} frames in {timeout} s")
+            time.sleep(0.02)
+
+    def conn(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+
+    def request(self, method: str, path: str, body=None, headers: Optional[dict] = None):
+        """(status, headers, parsed JSON or raw bytes)."""
+        c = self.conn()
+        try:
+            data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+            h = dict(headers or {})
+            if data is not None and "Content-Type" not in h:
+                h["Content-Type"] = "application/json"
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            raw = r.read()
+            ctype = r.getheader("Content-Type", "")
+            payload = json.loads(raw) if ctype.startswith("application/json") else raw
+            return r.status, dict(r.getheaders()), payload
+        finally:
+            c.close()
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self._thread.join(timeout=5.0)
+        self.loop.close()
