@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from device.common.jsonio import to_jsonable
+
 
 def _fsync_dir(folder: Path) -> None:
     try:
@@ -38,8 +40,10 @@ def atomic_write_text(path: str | os.PathLike, text: str, **kw) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), **kw)
 
 
-def atomic_write_json(path: str | os.PathLike, obj, **kw) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", **kw)
+def atomic_write_json(path: str | os.PathLike, obj, *, sort_keys: bool = True, **kw) -> Path:
+    """``obj`` through ``device.common.jsonio.to_jsonable`` (numpy, dataclasses, paths), indented."""
+    text = json.dumps(to_jsonable(obj), indent=2, sort_keys=sort_keys, allow_nan=False)
+    return atomic_write_text(path, text + "\n", **kw)
 
 
 def atomic_write_via(path: str | os.PathLike, writer, *, overwrite: bool = True) -> Path:

@@ -27,3 +27,10 @@ def number(kind: type = int, lo: Optional[float] = None, hi: Optional[float] = N
 positive_int = number(int, 0, above=True)
 nonneg_int = number(int, 0)
 positive_float = number(float, 0, above=True)
+
+
+def print_error(prog: str, message, kind: str = "error") -> None:
+    """The one line every command prints for bad input (then exits 2): ``prog: error: ...``."""
+    import sys
+
+    print(f"{prog}: {kind}: {message}", file=sys.stderr, flush=True)
