@@ -1,7 +1,7 @@
 """The frame loop: ``source -> scorer -> sinks``.
 
-The body (``Loop.step``) is small and testable without a camera. Sinks are objects with
-``on_frame(frame, result)`` and optionally ``stats() -> dict`` and ``close()``; slow work
+The body (``Loop.step``) is small and testable without a camera. The scorer turns a frame
+into a ``FrameResult``; sinks (``device.loop.sink.Sink``) see it in order; slow work
 (JPEG encoding, file writes, motor motion) runs on the sinks' own threads so it never
 holds up the next frame. Camera faults are retried with backoff; after
 ``service.max_source_failures`` consecutive faults ``SourceError`` propagates so the process exits
@@ -9,12 +9,10 @@ non-zero and systemd restarts it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -22,7 +20,11 @@ import numpy as np
 
 from device.config import ServiceConfig
 from device.errors import FocusAssistError, SourceError
-from device.scoring.classic import Scorer, jsonable
+from device.common.jsonio import dumps
+from device.common.rate import RateMeter
+from device.loop.result import FrameResult
+from device.loop.sink import Sink, close_all
+from device.scoring.classic import Scorer
 from device.sources.base import Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class LoopStats:
     last_fault: Optional[str] = None
     proc_ms: np.ndarray = field(default_factory=lambda: np.zeros(LoopStats.MAX_SAMPLES))
     samples: int = 0                   # filled slots of proc_ms
-    _window: deque = field(default_factory=lambda: deque(maxlen=30))  # recent frame times
+    rate: RateMeter = field(default_factory=lambda: RateMeter(30))   # recent frame times
     _rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     MAX_SAMPLES = 4096
@@ -57,14 +59,11 @@ class LoopStats:
             slot = self._rng.randrange(self.frames)
             if slot < len(self.proc_ms):
                 self.proc_ms[slot] = ms
-        self._window.append(t)
+        self.rate.tick(t)
 
     @property
     def fps(self) -> float:
-        w = self._window
-        if len(w) >= 2 and w[-1] > w[0]:
-            return (len(w) - 1) / (w[-1] - w[0])
-        return 0.0
+        return self.rate.fps
 
     def summary(self) -> dict:
         end = self.ended or time.monotonic()
@@ -80,23 +79,22 @@ class LoopStats:
         }
 
 
-class JsonlSink:
-    """One JSON object per frame (the per-frame log)."""
+class JsonlSink(Sink):
+    """One JSON object per frame (the per-frame log): ``FrameResult.to_json``."""
 
     def __init__(self, path: str):
         self.path = path
         self._fh = open(path, "w", encoding="utf-8")
 
-    def on_frame(self, frame: Frame, result: dict) -> None:
-        self._fh.write(json.dumps(jsonable(result)) + "\n")
+    def on_frame(self, frame: Frame, result: FrameResult) -> None:
+        self._fh.write(dumps(result) + "\n")
 
-    def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+    def _close(self) -> None:
+        self._fh.close()
 
 
 class Loop:
-    def __init__(self, source: FrameSource, scorer: Scorer, sinks=(), *,
+    def __init__(self, source: FrameSource, scorer: Scorer, sinks: "list[Sink]" = (), *,
                  max_frames: Optional[int] = None, faults: ServiceConfig = ServiceConfig(),
                  on_reload: Optional[Callable[[], None]] = None):
         self.source = source
@@ -108,12 +106,12 @@ class Loop:
         self.stop_event = threading.Event()
         self.reload_requested = threading.Event()
         self.on_reload = on_reload
-        self.last_result: Optional[dict] = None
+        self.last_result: Optional[FrameResult] = None
         self.last_frame: Optional[Frame] = None
         self._closed = False
 
     # --- one frame -------------------------------------------------------------------
-    def step(self, frame: Frame) -> dict:
+    def step(self, frame: Frame) -> FrameResult:
         t0 = time.perf_counter()
         result = self.scorer.score(frame)
         for sink in self.sinks:
@@ -145,9 +143,7 @@ class Loop:
             self.stats.consecutive_faults += 1
             self.stats.last_fault = err
             for sink in self.sinks:
-                hook = getattr(sink, "on_fault", None)
-                if hook is not None:
-                    hook(err)
+                sink.on_fault(err)
             n, limit = self.stats.consecutive_faults, self.faults.max_source_failures
             if n >= limit:
                 raise SourceError(f"{self.source.name}: giving up after {n} consecutive faults ({err})")
@@ -180,9 +176,7 @@ class Loop:
     def sink_stats(self) -> dict:
         out: dict = {}
         for sink in self.sinks:
-            fn = getattr(sink, "stats", None)
-            if fn is not None:
-                out.update(fn())
+            out.update(sink.stats())
         return out
 
     def close(self) -> None:
@@ -190,14 +184,7 @@ class Loop:
         if self._closed:
             return
         self._closed = True
-        for sink in reversed(self.sinks):
-            fn = getattr(sink, "close", None)
-            if fn is None:
-                continue
-            try:
-                fn()
-            except Exception:
-                log.exception("closing %s failed", sink.__class__.__name__)
+        close_all(self.sinks)
         try:
             self.source.close()
         except Exception:

@@ -3,7 +3,7 @@
 Every measure here is computed on a *working image*: the frame reduced by one Gaussian
 pyramid step. The reduction is what makes the measures noise-robust: on real Pi camera
 sweeps a plain 3x3 Laplacian on full-resolution pixels is dominated by sensor noise and
-its curve is nearly flat (see docs: anchors.md).
+its curve is nearly flat.
 
 Frames larger than the lores stream (short side ``REF_SHORT_SIDE``) are first resampled
 down to it, so the frame-level ``focus`` value is comparable across resolutions, which the
@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from device.common.roi import Roi, check_roi
 from device.errors import InputError
 from device.common.preprocess import WORK_SIZE
 
@@ -32,7 +33,6 @@ FOCUS_GAIN = 1000.0  # puts typical values in a readable 1..1000 range
 
 MEASURE_NAMES = ("tenengrad", "laplacian_var", "modified_laplacian", "brenner")
 
-Roi = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -43,26 +43,6 @@ class FocusMeasures:
     tile_map: np.ndarray         # (rows, cols) float32, normalised Tenengrad per tile
     roi: Optional[Roi]           # in frame pixels, as given
 
-    def as_dict(self) -> dict:
-        return {
-            "focus": self.focus,
-            "measures": dict(self.measures),
-            "tile_map": self.tile_map.round(3).tolist(),
-            "roi": list(self.roi) if self.roi else None,
-        }
-
-
-def check_roi(roi: Optional[Sequence[int]], shape: tuple[int, ...]) -> Optional[Roi]:
-    """Validate an ROI against a frame shape; raises InputError naming the problem."""
-    if roi is None:
-        return None
-    x, y, w, h = (int(v) for v in roi)
-    height, width = shape[:2]
-    if w <= 0 or h <= 0:
-        raise InputError(f"ROI {x},{y},{w},{h} is empty")
-    if x < 0 or y < 0 or x + w > width or y + h > height:
-        raise InputError(f"ROI {x},{y},{w},{h} lies outside the {width}x{height} image")
-    return (x, y, w, h)
 
 
 def working_image(grey: np.ndarray, native: bool = False,

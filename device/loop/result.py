@@ -1,0 +1,79 @@
+"""What the scorer says about one frame, as the sinks read it.
+
+``FrameResult`` is produced by the scorer and read by every sink (frame log, overlay,
+capture, autofocus, web viewfinder, service status). The defect map, which runs first
+among the sinks, attaches its confirmed list as ``defects``; nothing else writes to it.
+
+``to_json`` is the one place the frame log, ``score`` and ``/api/status`` get their keys
+from. The keys are a public contract (README, "Command line"): add keys, never rename.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from device.common.roi import Roi
+
+
+@dataclass(frozen=True)
+class CnnVerdict:
+    """The focus net's verdict on a frame (or its ROI), pooled from tiles."""
+    label: str                        # "sharp" | "defocus" | "motion" | "flat"
+    sharp_prob: float
+    probs: dict                       # class -> pooled probability
+    blur_px: Optional[float]          # in the input image's pixels; None when flat
+    certainty: float                  # mean 1 - H(p)/log K of the pooled tiles
+    tiles: int                        # tiles the net scored
+    tile_map: Optional[np.ndarray] = field(default=None, compare=False)  # p(sharp) per tile, -1 unscored
+
+    def to_json(self, with_map: bool = True) -> dict:
+        out = {"label": self.label, "sharp_prob": self.sharp_prob, "probs": dict(self.probs),
+               "blur_px": self.blur_px, "certainty": self.certainty, "cnn_tiles": self.tiles}
+        if with_map:
+            out["cnn_map"] = self.tile_map
+        return out
+
+
+@dataclass
+class FrameResult:
+    frame: int                        # the frame's index in its source
+    timestamp: float
+    focus: float                      # normalised Tenengrad of the ROI (or whole frame)
+    measures: dict                    # the four classic measures
+    tile_map: np.ndarray              # (rows, cols) classic focus per tile
+    roi: Optional[Roi] = None         # (x, y, w, h) in frame pixels, checked against the frame
+    cnn: Optional[CnnVerdict] = None
+    defects: Optional[list] = None    # confirmed defects, attached by the live defect map
+
+    @property
+    def sharp_prob(self) -> Optional[float]:
+        return self.cnn.sharp_prob if self.cnn is not None else None
+
+    @property
+    def label(self) -> Optional[str]:
+        return self.cnn.label if self.cnn is not None else None
+
+    @property
+    def blur_px(self) -> Optional[float]:
+        return self.cnn.blur_px if self.cnn is not None else None
+
+    def scores(self) -> dict:
+        """The scores alone (capture sidecars): focus, measures, tile map, the CNN's fields."""
+        out = {"focus": self.focus, "measures": dict(self.measures), "tile_map": self.tile_map}
+        if self.cnn is not None:
+            out.update(self.cnn.to_json(with_map=False))
+        return out
+
+    def to_json(self) -> dict:
+        """The frame-log record (one JSON line per frame); arrays stay arrays until
+        ``device.common.jsonio.to_jsonable`` writes them."""
+        out = {"frame": self.frame, "timestamp": self.timestamp, "focus": self.focus,
+               "measures": dict(self.measures), "tile_map": self.tile_map,
+               "roi": list(self.roi) if self.roi else None}
+        if self.cnn is not None:
+            out.update(self.cnn.to_json())
+        if self.defects is not None:
+            out["defects"] = self.defects
+        return out
