@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 
+from device.common.cli_types import print_error
 from device.errors import FocusAssistError, ModelError
 
 
@@ -50,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
                                      rep_n=args.representative, eval_n=args.eval_n,
                                      seed=args.seed)
     except ParityError as exc:
-        print(f"focus-convert: {exc}", file=sys.stderr)
+        print_error("focus-convert", exc)
         return 1
     except (FocusAssistError, ModelError) as exc:
-        print(f"focus-convert: {exc}", file=sys.stderr)
+        print_error("focus-convert", exc)
         return 2
     par = meta["parity"]
     print(json.dumps({"kind": meta["kind"], "preset": meta["preset"], "bytes": meta["bytes"],

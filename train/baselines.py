@@ -5,8 +5,8 @@ pixels, with a sharp/blurred threshold and a blur-size mapping fitted on the tra
 split. They give one number per tile, so they cannot tell defocus from motion; in the
 3-class table a "blurred" baseline answer counts as "defocus".
 
-Defects: the single-frame cosmetic-correction rule (Siril / PixInsight, see
-docs/anchors.md): a pixel is suspect when it departs from its local median by more than
+Defects: the single-frame cosmetic-correction rule (as in Siril and
+PixInsight): a pixel is suspect when it departs from its local median by more than
 k times the average absolute deviation (avgDev) and its neighbourhood does not (so a
 star or an edge is not flagged).
 """

@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 
-from device.common.cli_types import nonneg_int, positive_float, positive_int
+from device.common.cli_types import nonneg_int, positive_float, positive_int, print_error
 from device.errors import FocusAssistError
 
 PROG = "focus-train"
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(argv)
     except FocusAssistError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print_error(PROG, exc)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (resume with --resume)", file=sys.stderr)

@@ -11,12 +11,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.common.atomic import atomic_write_json
 from device.errors import InputError, ModelError
-from device.common.preprocess import (DEFECT_KINDS, DEFECT_TOLERANCE_PX, FOCUS_CLASSES, WORK_SIZE,
-                               extract_tiles, normalize_focus_tiles, textured_mask, tile_origins,
+from device.scoring.pooling import FocusNetOptions, judge
+from device.common.preprocess import (DEFECT_KINDS, DEFECT_TOLERANCE_PX, FOCUS_CLASSES, FOCUS_TILE, WORK_SIZE,
+                               extract_tiles, textured_mask, tile_origins,
                                to_grey, working_scale)
 
 from . import baselines as B
+from . import plots as P
 from . import data as D
 
 WORKING_WIDTH = WORK_SIZE[0]   # the lores frame the device scores
@@ -63,104 +66,6 @@ def pr_curve(scores: np.ndarray, positive: np.ndarray):
     return rec[::-1], prec[::-1], float(metrics.average_precision_score(y, s))
 
 
-def certainty(probs: np.ndarray) -> np.ndarray:
-    """1 - entropy / log(classes), per row (Yang et al. 2018)."""
-    p = np.clip(probs, 1e-7, 1.0)
-    return 1.0 - (-(p * np.log(p)).sum(-1)) / np.log(probs.shape[-1])
-
-
-def whole_image(probs: np.ndarray) -> np.ndarray:
-    """Certainty-weighted mean of tile probabilities (flat tiles already removed)."""
-    w = certainty(probs)
-    if w.sum() <= 1e-9:
-        return probs.mean(0)
-    return (probs * w[:, None]).sum(0) / w.sum()
-
-
-# ----------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_confusion(cm: np.ndarray, labels, title: str, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(3.8, 3.4))
-    ax.imshow(cm, cmap="Blues")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_curves(curves: dict, kind: str, title: str, path: Path) -> None:
-    """``curves`` maps a label to (x, y); kind 'roc' or 'pr' sets the axes."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.4, 3.8))
-    for label, (x, y) in curves.items():
-        ax.plot(x, y, label=label, lw=1.4)
-    if kind == "roc":
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-    else:
-        ax.set_xlabel("recall")
-        ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, loc="lower right" if kind == "roc" else "lower left")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_learning(history: dict, path: Path) -> bool:
-    keys = [k for k in history if k != "epoch" and not k.startswith("val_") and k != "learning_rate"]
-    if not keys:
-        return False
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.0), squeeze=False)
-    for ax, k in zip(axes[0], keys):
-        ep = np.arange(1, len(history[k]) + 1)
-        ax.plot(ep, history[k], label="train")
-        if f"val_{k}" in history:
-            ax.plot(ep[:len(history[f'val_{k}'])], history[f"val_{k}"], label="val")
-        ax.set_title(k, fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def plot_blur(true: np.ndarray, pred: np.ndarray, cls: np.ndarray, path: Path) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.2, 3.8))
-    for k, name in enumerate(FOCUS_CLASSES):
-        m = cls == k
-        ax.scatter(true[m], pred[m], s=3, alpha=0.4, label=name)
-    hi = max(float(true.max(initial=1)), float(pred.max(initial=1)))
-    ax.plot([0, hi], [0, hi], "k:", lw=0.8)
-    ax.set_xlabel("true blur (px)")
-    ax.set_ylabel("predicted blur (px)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 # ----------------------------------------------------------------------------- focus
 def _predict_focus(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = model.predict(x, batch_size=256, verbose=0)
@@ -194,18 +99,17 @@ def _to_working(bgr: np.ndarray) -> np.ndarray:
 
 
 def score_photo(model, bgr: np.ndarray, tile: int) -> dict:
-    """Whole-image focus answer for one photo, downscaled to the 640-px working width."""
-    grey = to_grey(_to_working(bgr))
+    """Whole-image focus answer for one photo, pooled exactly as the device pools it
+    (``device.scoring.pooling.judge``: the most detailed textured tiles, certainty-weighted)."""
+    if tile != FOCUS_TILE:
+        raise ModelError(f"the focus net judges {FOCUS_TILE}-px tiles, not {tile}")
+    work = _to_working(bgr)
+    grey = to_grey(work)
     tiles = extract_tiles(grey, tile_origins(*grey.shape, tile), tile)
-    keep = textured_mask(tiles)
-    tiles = tiles[keep]
-    if len(tiles) == 0:
-        return {"n_tiles": 0, "probs": [np.nan] * 3, "label": "flat", "blur_px": np.nan}
-    probs, blur = _predict_focus(model, normalize_focus_tiles(tiles))
-    p = whole_image(probs)
-    w = certainty(probs)
-    return {"n_tiles": int(len(tiles)), "probs": p.tolist(), "label": FOCUS_CLASSES[int(np.argmax(p))],
-            "blur_px": float((blur * w).sum() / max(w.sum(), 1e-9)), "raw_tiles": tiles,
+    textured = tiles[textured_mask(tiles)]      # what the classic baselines see
+    v = judge(grey, None, lambda x: _predict_focus(model, x), FocusNetOptions(max_tiles=10 ** 6))
+    return {"n_tiles": v.tiles, "probs": [v.probs[k] for k in FOCUS_CLASSES], "label": v.label,
+            "blur_px": np.nan if v.blur_px is None else v.blur_px, "raw_tiles": textured,
             "size": [int(grey.shape[1]), int(grey.shape[0])]}
 
 
@@ -303,12 +207,12 @@ def evaluate_focus(model, card: dict, out_dir: Path, n: int | None, kaggle: str 
                       "precision": bprec.tolist(), "recall": brec.tolist(), "_bl": bl}
 
     rep = out_dir / "report"
-    plot_confusion(cm, FOCUS_CLASSES, f"focus_net, blind test ({len(yc)} tiles)", rep / "confusion.png")
+    P.plot_confusion(cm, FOCUS_CLASSES, f"focus_net, blind test ({len(yc)} tiles)", rep / "confusion.png")
     for name, b in base.items():
-        plot_confusion(np.array(b["confusion"]), FOCUS_CLASSES, f"{name} baseline", rep / f"confusion_{name}.png")
-    plot_curves(roc_plot, "roc", "ROC, blind test tiles", rep / "roc.png")
-    plot_curves(pr_plot, "pr", "Precision-recall, blind test tiles", rep / "pr.png")
-    plot_blur(y["blur_px"], blur, yc, rep / "blur.png")
+        P.plot_confusion(np.array(b["confusion"]), FOCUS_CLASSES, f"{name} baseline", rep / f"confusion_{name}.png")
+    P.plot_curves(roc_plot, "roc", "ROC, blind test tiles", rep / "roc.png")
+    P.plot_curves(pr_plot, "pr", "Precision-recall, blind test tiles", rep / "pr.png")
+    P.plot_blur(y["blur_px"], blur, yc, rep / "blur.png")
 
     by_kind = {}
     for name, m in (("photographs", is_photo), ("dead_leaves", ~is_photo)):
@@ -410,9 +314,9 @@ def evaluate_focus(model, card: dict, out_dir: Path, n: int | None, kaggle: str 
         md += ["## Real photographs: Kaggle blur-dataset samples (never trained on)\n",
                f"Each photo (about 2048 px wide) is first downscaled to the {WORKING_WIDTH}-px working "
                "width (INTER_AREA) — the device scores a 640-px lores frame — then cut into "
-               f"{tile}-px tiles; flat tiles are skipped and the whole-image answer is the "
-               "certainty-weighted mean of tile probabilities (certainty = 1 − entropy/log 3, "
-               "Yang et al. 2018).\n",
+               f"{tile}-px tiles; flat tiles are skipped and the whole-image answer is pooled as the "
+               "device pools it (device.scoring.pooling): the certainty-weighted mean over the most "
+               "detailed 15 % of textured tiles (certainty = 1 − entropy/log 3, Yang et al. 2018).\n",
                f"**Sharp vs blurred: {right2}/{len(rows)} right; 3 classes: {right3}/{len(rows)} right** "
                "(targets 9/9 and ≥ 8/9). Baselines (majority of tiles over the training-split "
                "threshold), sharp vs blurred: " + ", ".join(f"{k_} {v}/{len(rows)}" for k_, v in base_right.items()) + ".\n",
@@ -593,11 +497,11 @@ def evaluate_defects(model, card: dict, out_dir: Path, n: int | None, progress: 
         pr_plot[f"avgDev rule, {cname}"] = ([r["recall"] for r in bsweep], [r["precision"] for r in bsweep])
         roc_plot[f"defect_net {cname} (AUC {tauc:.3f})"] = (f_, t_)
         roc_plot[f"avgDev rule {cname} (AUC {bauc:.3f})"] = (bf_, bt_)
-        plot_confusion(kcm, DEFECT_KINDS, f"kind of matched detections, {cname}", rep / f"kinds_{cname}.png")
-        plot_confusion(tcm, ("clean", "defect"), f"tile has a defect, {cname}", rep / f"tiles_{cname}.png")
-        _plot_froc(sweep, bsweep, rep / f"froc_{cname}.png", cname)
-    plot_curves(pr_plot, "pr", "Localised detections (2 px), precision-recall", rep / "pr.png")
-    plot_curves(roc_plot, "roc", "Tile has a defect: ROC", rep / "roc.png")
+        P.plot_confusion(kcm, DEFECT_KINDS, f"kind of matched detections, {cname}", rep / f"kinds_{cname}.png")
+        P.plot_confusion(tcm, ("clean", "defect"), f"tile has a defect, {cname}", rep / f"tiles_{cname}.png")
+        P.plot_froc(sweep, bsweep, rep / f"froc_{cname}.png", cname, TARGET_FP_PER_MP)
+    P.plot_curves(pr_plot, "pr", "Localised detections (2 px), precision-recall", rep / "pr.png")
+    P.plot_curves(roc_plot, "roc", "Tile has a defect: ROC", rep / "roc.png")
     main = metrics["conditions"]["bayer_jpeg90"]
     metrics.update({"recall": main["recall"], "precision": main["precision"], "fp_per_mp": main["fp_per_mp"]})
     md += ["", f"Target: recall ≥ 0.95 at ≤ 1 false detection per megapixel on demosaiced + JPEG q90 "
@@ -613,24 +517,6 @@ def evaluate_defects(model, card: dict, out_dir: Path, n: int | None, progress: 
            "![pr](pr.png) ![roc](roc.png) ![froc](froc_bayer_jpeg90.png) ![froc rgb](froc_rgb_single_pixel.png)\n",
            "![kinds](kinds_bayer_jpeg90.png) ![tiles](tiles_bayer_jpeg90.png)\n"]
     return metrics, "\n".join(md)
-
-
-def _plot_froc(sweep, bsweep, path: Path, title: str) -> None:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4.4, 3.6))
-    ax.plot([r["fp_per_mp"] for r in sweep], [r["recall"] for r in sweep], "o-", ms=2, label="defect_net")
-    ax.plot([r["fp_per_mp"] for r in bsweep], [r["recall"] for r in bsweep], "s-", ms=2, label="avgDev rule")
-    ax.axvline(TARGET_FP_PER_MP, color="k", ls=":", lw=0.8)
-    ax.axhline(0.95, color="k", ls=":", lw=0.8)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("false detections per megapixel")
-    ax.set_ylabel("recall")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7)
-    ax.set_title(f"FROC, {title}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -664,7 +550,7 @@ def evaluate_model_dir(out_dir: str | Path, model=None, n: int | None = None,
     hist = {}
     if (out / "history.json").is_file():
         hist = json.loads((out / "history.json").read_text())
-    has_lc = plot_learning(hist, out / "report" / "learning_curves.png")
+    has_lc = P.plot_learning(hist, out / "report" / "learning_curves.png")
     if card["kind"] == "focus":
         kaggle = str(kaggle or default_kaggle_dir())
         metrics, body = evaluate_focus(model, card, out, n, kaggle, progress)
@@ -679,6 +565,5 @@ def evaluate_model_dir(out_dir: str | Path, model=None, n: int | None = None,
             "## Learning curves\n", "![learning curves](learning_curves.png)\n" if has_lc else "(no history)\n"]
     (out / "report" / "report.md").write_text("\n".join(head) + "\n" + body + "\n")
     card["metrics"] = metrics
-    from .fit import write_json
-    write_json(card_path, card)
+    atomic_write_json(card_path, card, sort_keys=False)
     return metrics

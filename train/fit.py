@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.common.atomic import atomic_write_json
 from device.errors import InputError
 from device.common.preprocess import DEFECT_KINDS, FOCUS_CLASSES
 
@@ -141,20 +141,9 @@ def _read_log(path: Path) -> dict[str, list[float]]:
     return hist
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(type(o))
-
-
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    """Atomically, in the key order given (numpy values and paths converted)."""
+    atomic_write_json(path, obj, sort_keys=False)
 
 
 def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s: float,
@@ -177,8 +166,9 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
                             "for defocus, half the trajectory length for motion, ~0 for sharp"},
             ],
             "class_names": list(FOCUS_CLASSES),
-            "whole_image": "skip flat tiles; certainty-weighted mean of tile probs, "
-                           "certainty = 1 - entropy/log(3) (Yang et al. 2018)",
+            "whole_image": "device.scoring.pooling.judge: skip flat tiles; certainty-weighted "
+                           "mean of tile probs over the most detailed 15% of textured tiles "
+                           "(or the ROI's tiles), certainty = 1 - entropy/log(3) (Yang et al. 2018)",
         }
     else:
         io = {
@@ -221,7 +211,6 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
 def train(cfg: TrainConfig) -> dict:
     """Run one training job end to end and return the model card."""
     import keras
-    import tensorflow as tf
 
     t0 = time.time()
     out = Path(cfg.out)
