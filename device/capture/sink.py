@@ -18,6 +18,7 @@ the sidecar last, so a sidecar always describes a complete image.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 import datetime as _dt
 import hashlib
 import logging
@@ -36,11 +37,13 @@ from device.common.atomic import atomic_write_bytes, atomic_write_json, atomic_w
 from device.config import CaptureConfig, Config
 from device.errors import InputError
 from device.capture.trap import PeakEvent, TrapFocus
+from device.common.jsonio import to_jsonable
+from device.loop.result import FrameResult
+from device.loop.sink import Sink
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "dng": ".dng"}
-SCORE_KEYS = ("focus", "measures", "label", "sharp_prob", "probs", "blur_px", "tile_map")
 DISK_CHECK_S = 2.0
 MAX_NAME_TRIES = 1000
 STALE_TEMP_S = 120.0
@@ -106,18 +109,6 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _plain(v):
-    if isinstance(v, np.ndarray):
-        return np.round(v.astype(float), 4).tolist()
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
-
-
 class CaptureWriter:
     """Writes one capture (image + sidecar) under a fresh name; never overwrites."""
 
@@ -159,16 +150,51 @@ class CaptureWriter:
         return img_path
 
 
-class CaptureSink:
-    """Loop sink: trap-focus captures, plus ``capture_now()`` for a manual shutter."""
+@dataclass(frozen=True)
+class CaptureStatus:
+    """What ``/api/status`` shows under ``capture`` and ``run --stats`` under ``capture``."""
+    enabled: bool
+    dir: str
+    state: str                     # the trap's state, or "off"
+    captures: int                  # images saved this run
+    last: Optional[str]            # path of the newest one
+    low_disk: bool
+    free_mb: Optional[float]
+    cnn: Optional[bool]            # whether the CNN's verdict gates captures (None: no frame yet)
+    skipped: dict                  # peaks and frames not saved, by reason
 
-    def __init__(self, cfg: CaptureConfig, directory: str | os.PathLike, *, source=None,
-                 runtime: Optional[dict] = None, roi=None,
+    @property
+    def count(self) -> int:
+        return self.captures
+
+    def to_json(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["count"] = self.captures      # the web page's name for it
+        return out
+
+
+# (path, format, jpeg quality) -> None: a full-resolution still from the camera itself
+StillCapture = Callable[[Path, str, int], None]
+
+
+class CaptureSink(Sink):
+    """Loop sink: trap-focus captures, plus ``capture_now()`` for a manual shutter.
+
+    ``lens_position()`` is read with each frame for the sidecar (the motor's or the
+    simulated lens's position); ``still`` takes full-resolution stills and DNGs on a Pi
+    camera (``capture.pi_mode``); without it the displayed frame is saved.
+    """
+
+    def __init__(self, cfg: CaptureConfig, directory: str | os.PathLike, *,
+                 source_name: Optional[str] = None,
+                 lens_position: Optional[Callable[[], Optional[float]]] = None,
+                 still: Optional[StillCapture] = None, roi=None,
                  free_bytes: Optional[Callable[[Path], int]] = None, queue_size: int = 16):
         self.cfg = cfg
         self.dir = Path(directory).expanduser()
-        self.source = source
-        self.runtime = runtime if runtime is not None else {}
+        self.source_name = source_name
+        self._lens = lens_position
+        self._still = still
         self.roi = roi
         self._free_bytes = free_bytes or (lambda p: shutil.disk_usage(p).free)
         self._dir_ready = False
@@ -189,7 +215,6 @@ class CaptureSink:
         self.free_mb: Optional[float] = None
         self.last_path: Optional[str] = None
         self.cnn: Optional[bool] = None
-        self._closed = False
         self._worker = threading.Thread(target=self._work, name="capture-writer", daemon=True)
         self._worker.start()
         if cfg.enabled:
@@ -227,20 +252,18 @@ class CaptureSink:
         return not low
 
     # --- the loop side -------------------------------------------------------------------
-    def on_frame(self, frame, result: dict) -> None:
+    def on_frame(self, frame, result: FrameResult) -> None:
         self._latest = (frame, result)
         if not self.cfg.enabled:
             return
         self._check_disk()
-        prob = result.get("sharp_prob")
+        prob = result.sharp_prob
         if self.cnn is None:
             self.cnn = prob is not None
             if not self.cnn:
                 log.info("capture: no focus CNN loaded; capturing on the classic focus peak alone")
         eligible = prob is None or float(prob) >= self.cfg.min_sharp_prob
-        value = result.get("focus")
-        if value is None:
-            return
+        value = result.focus
         # The lens position is read now, with its frame, not when the peak is confirmed.
         payload = (frame, result, self._lens_position())
         event = self.trap.update(float(value), eligible=eligible, payload=payload)
@@ -291,7 +314,7 @@ class CaptureSink:
 
     _refusal: Optional[str] = None
 
-    def _enqueue(self, frame, result: dict, trigger: str, peak: Optional[dict], lens) -> bool:
+    def _enqueue(self, frame, result: FrameResult, trigger: str, peak: Optional[dict], lens) -> bool:
         with self._lock:
             if self.queued >= self.cfg.max_files:
                 self.counts["cap"] += 1
@@ -312,23 +335,14 @@ class CaptureSink:
             self.queued += 1
             return True
 
-    @property
-    def count(self) -> int:
-        """Images saved this run (what the web viewfinder shows)."""
-        return self.counts["captures"]
-
-    def _lens_position(self):
-        motor = self.runtime.get("motor")
-        if motor is None:    # the autofocus sink owns the motor when one is fitted
-            motor = getattr(self.runtime.get("autofocus"), "motor", None)
+    def _lens_position(self) -> Optional[float]:
+        if self._lens is None:
+            return None
         try:
-            if motor is not None:
-                return float(motor.position)
-            if self.source is not None and hasattr(self.source, "lens_position"):
-                return round(float(self.source.lens_position), 3)
+            pos = self._lens()
         except Exception:   # a motor fault must not cost the capture
             return None
-        return None
+        return None if pos is None else round(float(pos), 3)
 
     # --- the worker side -----------------------------------------------------------------
     def _work(self) -> None:
@@ -345,7 +359,7 @@ class CaptureSink:
                 log.error("capture: saving frame %d failed: %s", job["frame"].index, exc)
 
     def _pi_mode(self) -> Optional[str]:
-        if self.cfg.pi_mode != "frame" and self.source is not None and hasattr(self.source, "picam2"):
+        if self.cfg.pi_mode != "frame" and self._still is not None:
             return self.cfg.pi_mode
         return None
 
@@ -362,7 +376,7 @@ class CaptureSink:
             sidecar["format"] = fmt
             sidecar["what"] = "raw sensor data (DNG)" if fmt == "dng" else "full-resolution still"
             path = self.writer.write(ext=EXTENSIONS[fmt], frame_index=frame.index, sidecar=sidecar,
-                                     writer=lambda tmp: self._pi_capture(tmp, fmt), when=job["when"], tag=tag)
+                                     writer=lambda tmp: self._still(tmp, fmt, self.cfg.jpeg_quality), when=job["when"], tag=tag)
         else:
             img = frame.display
             sidecar.update(format=self.cfg.format, what="frame", width=int(img.shape[1]),
@@ -373,52 +387,42 @@ class CaptureSink:
         self.counts["captures"] += 1
         self.last_path = str(path)
         log.info("capture: saved %s (frame %d, focus %.3g%s)", path.name, frame.index,
-                 float(result.get("focus", float("nan"))),
-                 f", p(sharp) {result['sharp_prob']:.2f}" if result.get("sharp_prob") is not None else "")
-
-    def _pi_capture(self, tmp: Path, fmt: str) -> None:
-        """A full-resolution still (or DNG) through picamera2, into ``tmp``."""
-        picam2, lock = self.source.picam2, self.source.lock
-        with lock:
-            if fmt == "dng":
-                still = picam2.create_still_configuration(raw={})
-                picam2.switch_mode_and_capture_file(still, str(tmp), name="raw")
-            else:
-                options = getattr(picam2, "options", None)
-                if isinstance(options, dict):
-                    options["quality"] = int(self.cfg.jpeg_quality)
-                still = picam2.create_still_configuration()
-                picam2.switch_mode_and_capture_file(still, str(tmp), name="main")
+                 result.focus,
+                 f", p(sharp) {result.sharp_prob:.2f}" if result.sharp_prob is not None else "")
 
     def _sidecar(self, job: dict) -> dict:
         frame, result = job["frame"], job["result"]
-        roi = result.get("roi", self.roi)
+        roi = result.roi or self.roi
         return {
             "frame_index": int(frame.index),
             "timestamp": float(frame.timestamp),
             "trigger": job["trigger"],
-            "scores": {k: _plain(result[k]) for k in SCORE_KEYS if k in result},
-            "cnn": result.get("sharp_prob") is not None,
+            "scores": to_jsonable(result.scores()),
+            "cnn": result.cnn is not None,
             "peak": job["peak"],
             "lens_position": job["lens_position"],
             "roi": list(roi) if roi else None,
-            "source": getattr(self.source, "name", None),
+            "source": self.source_name,
             "settings": dataclasses.asdict(self.cfg),
         }
 
     # --- sink API --------------------------------------------------------------------------
+    def status(self) -> CaptureStatus:
+        return CaptureStatus(
+            enabled=self.cfg.enabled, dir=str(self.dir),
+            state=self.trap.state if self.cfg.enabled else "off",
+            captures=self.counts["captures"], last=self.last_path, low_disk=self.low_disk,
+            free_mb=None if self.free_mb is None else round(self.free_mb, 1), cnn=self.cnn,
+            skipped={k: v for k, v in self.counts.items() if k != "captures"})
+
+    @property
+    def count(self) -> int:
+        """Images saved this run."""
+        return self.counts["captures"]
+
     def stats(self) -> dict:
-        return {"capture": {
-            "enabled": self.cfg.enabled,
-            "dir": str(self.dir),
-            "state": self.trap.state if self.cfg.enabled else "off",
-            "captures": self.counts["captures"],
-            "last": self.last_path,
-            "low_disk": self.low_disk,
-            "free_mb": None if self.free_mb is None else round(self.free_mb, 1),
-            "cnn": self.cnn,
-            "skipped": {k: v for k, v in self.counts.items() if k not in ("captures",)},
-        }}
+        status = dataclasses.asdict(self.status())
+        return {"capture": status}
 
     def reconfigure(self, cfg: Config) -> None:
         """SIGHUP: new trap rule and file settings; the folder stays (it was checked)."""
@@ -451,23 +455,5 @@ class CaptureSink:
             log.error("capture: writer still busy after %.0f s; unfinished captures stay as "
                       "hidden .tmp files", timeout)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
 def capture_dir(cfg: Config) -> Path:
     return Path(cfg.capture.dir).expanduser() if cfg.capture.dir else cfg.service.resolved_state_dir() / "captures"
-
-
-def build_capture_sink(cfg: Config, source, runtime: dict) -> CaptureSink:
-    """The runner's entry point: one sink, registered as ``runtime["capture"]``."""
-    sink = CaptureSink(cfg.capture, capture_dir(cfg), source=source, runtime=runtime,
-                       roi=cfg.scoring.roi)
-    runtime["capture"] = sink
-    if cfg.capture.enabled:
-        log.info("capture-when-sharp: saving to %s", sink.dir)
-    return sink

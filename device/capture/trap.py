@@ -1,7 +1,7 @@
 """Trap focus: find the moment a subject passes through focus, once per pass.
 
 A pure detector fed one focus value per frame (no I/O, no clocks), so it is tested on
-plain number sequences. The rule starts from Magic Lantern's (see docs: anchors.md):
+plain number sequences. The rule starts from Magic Lantern's trap focus:
 values are judged against the maximum of the recent history, and a peak needs a dip
 below ``rearm_ratio`` of that maximum followed by a rise above ``fire_ratio`` of it.
 Three refinements make it fire exactly once per pass:

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from device.common.cli_types import number
+from device.common.cli_types import number, print_error
 from device.errors import InputError
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".h264", ".mjpeg", ".mjpg", ".webm", ".m4v"}
@@ -38,30 +38,14 @@ def add_parser(sub) -> None:
 def iter_frames(path: str) -> Iterator[tuple[Optional[int], np.ndarray]]:
     """(frame index or None for a still, BGR image) for an image or every frame of a video."""
     from device.common.preprocess import to_bgr
-    from device.sources.files import read_image
+    from device.sources.files import VideoFile, read_image
 
     if Path(path).suffix.lower() not in VIDEO_EXTS:
         yield None, to_bgr(read_image(path))
         return
-    import cv2
-
-    if not Path(path).is_file():
-        raise InputError(f"{path}: no such file")
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise InputError(f"{path}: cannot be opened as a video")
-        i = 0
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            yield i, to_bgr(img)
-            i += 1
-        if i == 0:
-            raise InputError(f"{path}: video has no readable frames")
-    finally:
-        cap.release()
+    with VideoFile(path) as video:
+        for i, _t, bgr in video:
+            yield i, bgr
 
 
 def _print(obj: dict, as_json: bool) -> None:
@@ -106,7 +90,7 @@ def cmd_defects(args) -> int:
                 obj["defects"] = det.detect(img)
                 _print(obj, as_json)
         except InputError as exc:
-            print(f"focus-assist: error: {exc}", file=sys.stderr, flush=True)
+            print_error("focus-assist", exc)
             status = 2
     return status
 
@@ -167,7 +151,7 @@ def cmd_check(args) -> int:
     import time as _time
 
     from device.config import load_config
-    from device.defects.persistence import sensor_check, write_check
+    from device.defects.sensor_check import sensor_check, write_check
 
     cfg = load_config(getattr(args, "config", None))
     if args.report:
@@ -178,7 +162,7 @@ def cmd_check(args) -> int:
     darks, name, _ = _grab(spec, args.dark, cfg, "dark")
     warn = _dpc_warning(name)
     if warn:
-        print(f"focus-assist: warning: {warn}", file=sys.stderr, flush=True)
+        print_error("focus-assist", warn, "warning")
     flats = None
     if args.flat:
         flat_spec = args.flat_source
@@ -213,7 +197,8 @@ def cmd_check(args) -> int:
 
 
 def _cmd_report(args, cfg) -> int:
-    from device.config import ConfigError, parse_roi
+    from device.common.roi import parse_roi
+    from device.config import ConfigError
     from device.defects.persistence import DefectMap, load_detector
     from device.defects.video_report import scan_video, write_report
 
@@ -234,7 +219,7 @@ def _cmd_report(args, cfg) -> int:
                                  progress=not args.no_progress and sys.stderr.isatty())
             md = write_report(summary, out)
         except InputError as exc:
-            print(f"focus-assist: error: {exc}", file=sys.stderr, flush=True)
+            print_error("focus-assist", exc)
             status = 2
             continue
         line = {"path": path, "report": str(md), "frames": summary["frames"],

@@ -2,7 +2,7 @@
 
 Per frame (``DefectDetector.detect``), two kinds of evidence are combined:
 
-1. classic candidates (``device.defects.persistence.frame_candidates``, the ISP rule): in one
+1. classic candidates (``device.defects.candidates.frame_candidates``, the ISP rule): in one
    colour channel a pixel lies beyond the extremes of the 16-pixel ring at distance 2
    around it by a margin that grows with the ring's own spread, and is the strongest
    such pixel in its 3x3. A photosite defect, demosaiced and JPEG'd, is a ~3x3 blob in
@@ -47,7 +47,7 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
-from device.defects.persistence import SceneMotion, frame_candidates, local_signature
+from device.defects.candidates import SceneMotion, frame_candidates, local_signature
 from device.errors import InputError
 from device.scoring.inference import TFLiteModel, check_classes, check_input, map_outputs, open_model
 from device.common.preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,

@@ -1,14 +1,4 @@
-"""Pixel defects without a model: the single-frame rule, the live persistent map, and the
-lens-capped sensor check (dark and flat frames).
-
-Single frame (``frame_candidates``): the rule ISPs use for dynamic defect correction,
-made scene-aware. A pixel is a candidate when, in one colour channel, it lies above
-the maximum (or below the minimum) of the 16-pixel ring at distance 2 around it by
-``threshold + spread_gain * ring range``, and is the strongest such pixel in its 3x3.
-The ring skips the 3x3 core because a demosaiced photosite defect is a ~3x3 blob; the
-range term keeps busy texture from qualifying. On its own this still flags hundreds of
-texture points per megapixel in real photographs (see bench/bench_defects.py): a single
-frame cannot tell a stuck photosite from a glint. Persistence can.
+"""The persistent defect map: defects stay on one sensor pixel while the scene moves.
 
 Persistence (``DefectMap``): a defect stays on one sensor pixel, in one colour channel,
 while the scene moves; texture does not. A candidate counts as a *hit* for its
@@ -23,38 +13,22 @@ have moved: the median change of the local mean over the frame (every 4th pixel)
 the previous analysed frame must reach ``scene_change``. A still scene measures 0.8 grey
 levels, a focus pull 0.9-1.1, a pan 7-49.
 
-Sensor check (``sensor_check``): with the lens capped, N dark frames are averaged and
-each pixel is compared with the local median of the stack, in units of a noise sigma
-found by iterative sigma-clipping; optional flat frames (an evenly lit surface) reveal
-dead pixels and tell stuck pixels (which do not respond to light) from hot ones.
+The single-frame rule is ``device.defects.candidates``; the loop sink ``device.defects.live``;
+the lens-capped sensor check ``device.defects.sensor_check``.
 """
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
-import threading
 import time
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
-import cv2
 import numpy as np
 
-from device.common.atomic import atomic_write_bytes, atomic_write_json
-from device.common.preprocess import DEFECT_KINDS, to_bgr
+from device.defects.net import DefectDetector
+from device.defects.candidates import CODES, SceneMotion, _kind, frame_candidates, local_signature
 
 log = logging.getLogger(__name__)
 
-# The 16-pixel ring at distance 2 (a 5x5 square minus its 3x3 core).
-RING = np.ones((5, 5), np.uint8)
-RING[1:4, 1:4] = 0
-MARGIN = 2          # demosaicers leave garbage on the outermost rows and columns
-LOCAL_MEAN = 7      # window of the local-scene signature
-SCENE_STEP = 4      # subsampling of the frame-wide scene-motion measure
-SATURATED = 230.0   # 0..255: a pixel stuck at full scale is reported as hot
-CODES = ("+b", "+g", "+r", "-b", "-g", "-r")   # sign and channel of a candidate
 # The live map reports at most this many defects, strongest first: far more than a usable
 # sensor has, and it keeps the map, its file and the overlay's work bounded on a scene
 # that fools the persistence rule.
@@ -62,72 +36,6 @@ MAX_DEFECTS = 1000
 # Candidates with some evidence kept in the saved map (to resume after a restart): the
 # file and the memory a save takes stay the same size on a long run.
 MAX_SAVED_TRACKS = 5000
-
-
-def frame_candidates(image: np.ndarray, threshold: float = 16.0, spread_gain: float = 0.3):
-    """Candidates of one frame: ``(ys, xs, codes, strength, values)`` arrays.
-
-    ``codes`` index ``CODES`` (0-2 brighter than the ring in B, G, R; 3-5 darker);
-    ``strength`` is the excess over the ring in units of the local limit (> 1);
-    ``values`` the pixel's level in that channel.
-    """
-    bgr = to_bgr(image)
-    ring_max = cv2.dilate(bgr, RING)
-    ring_min = cv2.erode(bgr, RING)
-    # Saturating uint8 arithmetic in OpenCV: a channel is either above its ring's maximum
-    # (up) or below its minimum (down), never both, so their sum is the excess.
-    up = cv2.subtract(bgr, ring_max)
-    down = cv2.subtract(ring_min, bgr)
-    excess = cv2.add(up, down)
-    e0, e1, e2 = cv2.split(excess)
-    # The limit is at least ``threshold``, so only pixels beyond it can qualify: a small
-    # share of a frame, and the float work below is done for those alone.
-    ys, xs = np.nonzero(cv2.max(cv2.max(e0, e1), e2) > threshold)
-    spread = (ring_max[ys, xs].astype(np.float32) - ring_min[ys, xs])
-    ratio = excess[ys, xs] / (np.float32(threshold) + np.float32(spread_gain) * spread)
-    strength = ratio.max(axis=1)
-    keep = (strength > 1.0) & (ys >= MARGIN) & (xs >= MARGIN) & \
-        (ys < bgr.shape[0] - MARGIN) & (xs < bgr.shape[1] - MARGIN)
-    ys, xs, ratio, strength = ys[keep], xs[keep], ratio[keep], strength[keep]
-    best = np.zeros(bgr.shape[:2], np.float32)
-    best[ys, xs] = strength
-    peak = strength >= cv2.dilate(best, np.ones((3, 3), np.uint8))[ys, xs]   # strongest in its 3x3
-    ys, xs, ratio, strength = ys[peak], xs[peak], ratio[peak], strength[peak]
-    ch = ratio.argmax(axis=1)
-    codes = np.where(up[ys, xs, ch] > 0, ch, ch + 3)
-    values = bgr[ys, xs, ch]
-    return ys, xs, codes, strength, values
-
-
-def local_signature(image: np.ndarray) -> np.ndarray:
-    """7x7 mean grey level: what 'the scene around a pixel' is, for scene changes."""
-    bgr = to_bgr(image)
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    return cv2.blur(grey.astype(np.float32), (LOCAL_MEAN, LOCAL_MEAN))
-
-
-class SceneMotion:
-    """Did the frame as a whole move since the previous one? The median change of the
-    local means (``local_signature``, every ``SCENE_STEP``-th pixel) must reach the
-    threshold: a still scene measures 0.8 grey levels from sensor noise, a focus pull
-    0.9-1.1, a pan 7-49. Persistence rules use it so that noise or refocusing on a
-    tripod is never taken for the scene moving under a defect."""
-
-    def __init__(self):
-        self._prev: Optional[np.ndarray] = None
-
-    def update(self, scene: np.ndarray, threshold: float) -> bool:
-        coarse = scene[::SCENE_STEP, ::SCENE_STEP]
-        moved = self._prev is not None and self._prev.shape == coarse.shape and \
-            float(np.median(np.abs(coarse - self._prev))) >= threshold
-        self._prev = coarse.copy()
-        return moved
-
-
-def _kind(sign_hot: bool, mean_value: float) -> str:
-    if sign_hot:
-        return "hot" if mean_value >= 160 else "stuck"
-    return "dead" if mean_value <= 60 else "stuck"
 
 
 # Track keys pack (y, x, code) into one int64 so the tracks live in a few flat arrays,
@@ -347,249 +255,7 @@ def load_detector(cfg, live: bool = False):
     """
     if cfg.defects.detector != "net":
         return None
-    from device.defects.net import DefectDetector
-
     # ModelError (one clear line) if it cannot load
     return DefectDetector.from_config(cfg, live=live, sequence=True)
 
 
-# --- the live sink --------------------------------------------------------------------------
-
-class DefectMapSink:
-    """Loop sink: analyses one frame in N on its own thread; puts the confirmed map into
-    every result as ``result["defects"]`` (the overlay draws it) and saves it atomically."""
-
-    def __init__(self, defect_map: DefectMap, *, every_n: int = 5, map_file: Optional[Path] = None,
-                 save_interval_s: float = 30.0, detector=None):
-        self.map = defect_map
-        self.every_n = max(1, int(every_n))
-        self.map_file = Path(map_file) if map_file else None
-        self.save_interval_s = save_interval_s
-        self.detector = detector          # optional DefectDetector (the defect net)
-        self._confirmed: list = []
-        self._pending = None
-        self._cond = threading.Condition()
-        self._stop = False
-        self._last_save = time.monotonic()
-        self._saved_count = -1
-        self.errors = 0
-        if self.map_file is not None and self.map_file.exists():
-            self._resume()
-        self._thread = threading.Thread(target=self._work, name="defect-map", daemon=True)
-        self._thread.start()
-
-    def _resume(self) -> None:
-        import json
-
-        try:
-            data = json.loads(self.map_file.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("defect map: cannot read %s (%s); starting a new map", self.map_file, exc)
-            return
-        if self.map.load_json(data):
-            self._confirmed = self.map.confirmed()
-            log.info("defect map: resumed %d confirmed defect(s) from %s", len(self._confirmed), self.map_file)
-
-    def on_frame(self, frame, result: dict) -> None:
-        result["defects"] = self._confirmed
-        if frame.index % self.every_n:
-            return
-        with self._cond:
-            self._pending = frame     # only the newest frame waits; older ones are skipped
-            self._cond.notify()
-
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._stop)
-                if self._stop:
-                    return
-                frame, self._pending = self._pending, None
-            try:
-                self._analyse(frame.display)
-                self._confirmed = self.map.confirmed()
-                if time.monotonic() - self._last_save >= self.save_interval_s:
-                    self.save()
-            except Exception as exc:   # never take the loop down over a map
-                self.errors += 1
-                log.error("defect map: analysis failed: %s", exc)
-
-    def _analyse(self, bgr: np.ndarray) -> None:
-        add_frame(self.map, bgr, self.detector)
-
-    def save(self) -> None:
-        self._last_save = time.monotonic()
-        if self.map_file is None:
-            return
-        try:
-            self.map_file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.map_file, self.map.to_json())
-        except OSError as exc:
-            log.warning("defect map: cannot save %s: %s", self.map_file, exc.strerror or exc)
-
-    def stats(self) -> dict:
-        return {"defects": {"confirmed": len(self._confirmed), "frames_analysed": self.map.frames,
-                            "tracked": self.map.tracked, "map_file": str(self.map_file) if self.map_file else None,
-                            "method": "net" if self.detector is not None else "classic",
-                            "list": self._confirmed[:100]}}
-
-    def reconfigure(self, cfg) -> None:
-        d = cfg.defects
-        self.every_n = d.every_n_frames
-        self.save_interval_s = d.save_interval_s
-        self.map.threshold, self.map.spread_gain = d.threshold, d.spread_gain
-        self.map.min_hits, self.map.scene_change = d.min_hits, d.scene_change
-
-    def close(self) -> None:
-        with self._cond:
-            if self._stop:
-                return
-            self._stop = True
-            self._cond.notify()
-        self._thread.join(10)
-        self.save()
-
-
-def build_defect_sink(cfg, runtime: dict) -> Optional[DefectMapSink]:
-    """The live map when ``[defects] live = true``; registered as ``runtime["defect_map"]``."""
-    d = cfg.defects
-    if not d.live:
-        return None
-    map_file = Path(d.map_file).expanduser() if d.map_file else cfg.service.resolved_state_dir() / "defects.json"
-    sink = DefectMapSink(DefectMap.from_config(d), every_n=d.every_n_frames, map_file=map_file,
-                         save_interval_s=d.save_interval_s, detector=load_detector(cfg, live=True))
-    runtime["defect_map"] = sink
-    log.info("defect map: live (%s), one frame in %d, saved to %s", d.detector, d.every_n_frames, map_file)
-    return sink
-
-
-# --- the lens-capped sensor check ---------------------------------------------------------------
-
-def clipped_sigma(values: np.ndarray, k: float = 3.0, iters: int = 10) -> tuple[float, float]:
-    """(mean, sigma) of ``values`` after iterative k-sigma clipping (outliers are the point
-    of this check, so they must not inflate the noise estimate)."""
-    v = np.asarray(values, np.float64).ravel()
-    keep = np.ones(v.size, bool)
-    mean, sd = float(v.mean()), float(v.std())
-    for _ in range(iters):
-        new = np.abs(v - mean) <= k * max(sd, 1e-9)
-        if new.sum() < 10 or np.array_equal(new, keep):
-            break
-        keep = new
-        mean, sd = float(v[keep].mean()), float(v[keep].std())
-    return mean, max(sd, 1e-3)
-
-
-def stack_frames(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean of N frames, float32 (H, W, C): averaging divides temporal noise by sqrt(N)."""
-    acc = None
-    for f in frames:
-        img = to_bgr(f).astype(np.float32)
-        if acc is None:
-            acc = img
-        elif img.shape != acc.shape:
-            raise ValueError(f"frame size changed during the check: {img.shape} vs {acc.shape}")
-        else:
-            acc += img
-    if acc is None:
-        raise ValueError("no frames")
-    return acc / len(frames)
-
-
-def _deviation(stack: np.ndarray, clip_k: float = 3.0):
-    """Per pixel: the channel deviating most from its local (5x5) median, the signed
-    deviation in clipped-sigma units, and the level; plus the sigmas."""
-    med = np.stack([cv2.medianBlur(stack[..., c], 5) for c in range(stack.shape[2])], axis=2)
-    resid = stack - med
-    sigmas = [clipped_sigma(resid[MARGIN:-MARGIN, MARGIN:-MARGIN, c], clip_k)[1] for c in range(stack.shape[2])]
-    z = resid / np.array(sigmas, np.float32)
-    ch = np.abs(z).argmax(axis=2)
-    zz = np.take_along_axis(z, ch[..., None], 2)[..., 0]
-    rr = np.take_along_axis(resid, ch[..., None], 2)[..., 0]
-    level = np.take_along_axis(stack, ch[..., None], 2)[..., 0]
-    return zz, rr, level, sigmas
-
-
-def sensor_check(darks: Sequence[np.ndarray], flats: Optional[Sequence[np.ndarray]] = None, *,
-                 k: float = 6.0, min_abs: float = 6.0) -> dict:
-    """Hot/dead/stuck map from lens-capped dark frames (and optional flat frames).
-
-    * hot: brighter than its dark-stack neighbourhood by ``k`` sigma and ``min_abs`` levels;
-    * stuck: abnormal in the darks or the flats, not saturated, and it does not respond to
-      light: its flat level minus its dark level is under half of what its neighbours gain;
-    * dead: darker than its flat-stack neighbourhood by ``k`` sigma and ``min_abs``.
-    Without flats, dead pixels are invisible (a dead pixel in the dark is just dark) and
-    stuck ones are reported as hot.
-    """
-    dark = stack_frames(darks)
-    dz, dr, dlevel, dsig = _deviation(dark)
-    h, w = dz.shape
-    inner = np.zeros((h, w), bool)
-    inner[MARGIN:h - MARGIN, MARGIN:w - MARGIN] = True
-    hot = inner & (dz > k) & (dr > min_abs)
-    meta = {"dark_frames": len(darks), "flat_frames": len(flats) if flats else 0, "k_sigma": k,
-            "min_abs": min_abs, "dark_sigma": [round(s, 4) for s in dsig],
-            "dark_level": round(float(np.median(dark)), 3), "width": int(w), "height": int(h)}
-    kinds = np.zeros((h, w), np.int8)      # 0 none, then 1 + index in DEFECT_KINDS
-    code = {kd: 1 + i for i, kd in enumerate(DEFECT_KINDS)}
-    kinds[hot] = code["hot"]
-    z_out, level_out = dz.copy(), dlevel.copy()
-    if flats:
-        flat = stack_frames(flats)
-        if flat.shape != dark.shape:
-            raise ValueError("flat and dark frames differ in size")
-        fz, fr, flevel, fsig = _deviation(flat)
-        gain = (flat - dark).mean(axis=2)
-        gain_med = cv2.medianBlur(gain.astype(np.float32), 5)
-        unresponsive = gain < 0.5 * np.maximum(gain_med, 1.0)
-        abnormal_flat = inner & (np.abs(fz) > k) & (np.abs(fr) > min_abs)
-        # A hot pixel saturates and so also looks unresponsive: stuck means stuck mid-scale.
-        saturated = dlevel >= SATURATED
-        # Stuck reads a fixed level above black: brighter than its neighbours in the darks
-        # or in the flats. Dead reads black: darker in the flats, not brighter in the darks.
-        stuck = inner & unresponsive & ~saturated & (hot | (abnormal_flat & ((fr > 0) | (dr > min_abs))))
-        dead = inner & abnormal_flat & (fr < 0) & ~stuck & ~hot
-        kinds[stuck] = code["stuck"]
-        kinds[dead] = code["dead"]
-        use_flat = (dead | (stuck & ~hot))
-        z_out[use_flat] = fz[use_flat]
-        level_out[use_flat] = flevel[use_flat]
-        meta.update(flat_sigma=[round(s, 4) for s in fsig], flat_level=round(float(np.median(flat)), 3),
-                    median_response=round(float(np.median(gain)), 3))
-    ys, xs = np.nonzero(kinds)
-    rows = [{"x": int(x), "y": int(y), "kind": DEFECT_KINDS[kinds[y, x] - 1], "value": round(float(level_out[y, x]), 2),
-             "sigma": round(float(z_out[y, x]), 2)} for y, x in zip(ys, xs)]
-    rows.sort(key=lambda r: -abs(r["sigma"]))
-    meta["counts"] = {kd: sum(r["kind"] == kd for r in rows) for kd in DEFECT_KINDS}
-    return {"meta": meta, "defects": rows}
-
-
-def write_check(out_dir: Path, check: dict, *, overwrite: bool = False) -> tuple[Path, Path]:
-    """``defects.json`` and ``defects.csv`` (x, y, kind, value, sigma), atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    wr = csv.writer(buf, lineterminator="\n")
-    wr.writerow(["x", "y", "kind", "value", "sigma"])
-    for r in check["defects"]:
-        wr.writerow([r["x"], r["y"], r["kind"], r["value"], r["sigma"]])
-    j = atomic_write_json(out_dir / "defects.json", check, overwrite=overwrite)
-    c = atomic_write_bytes(out_dir / "defects.csv", buf.getvalue().encode(), overwrite=overwrite)
-    return j, c
-
-
-def match(found: Sequence[dict], truth: Sequence[tuple[float, float]], tol: float = 2.5) -> tuple[int, int]:
-    """(true defects found, false detections): each detection within ``tol`` px of a true
-    defect centre (y, x) finds it; detections near no true defect are false."""
-    hit = [False] * len(truth)
-    false = 0
-    for d in found:
-        best, bd = None, tol
-        for i, (ty, tx) in enumerate(truth):
-            dist = math.hypot(ty - d["y"], tx - d["x"])
-            if dist <= bd:
-                best, bd = i, dist
-        if best is None:
-            false += 1
-        else:
-            hit[best] = True
-    return sum(hit), false

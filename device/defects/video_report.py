@@ -26,10 +26,13 @@ import cv2
 import numpy as np
 
 from device.common.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from device.defects.persistence import CODES, DefectMap, add_frame, frame_candidates
+from device.defects.candidates import CODES, frame_candidates
+from device.defects.persistence import DefectMap, add_frame
 from device.errors import InputError
-from device.scoring.measures import check_roi, focus_value
-from device.common.preprocess import to_bgr, to_grey
+from device.common.roi import check_roi
+from device.sources.files import VideoFile
+from device.scoring.measures import focus_value
+from device.common.preprocess import to_grey
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +55,21 @@ def _progress(total: Optional[int], enabled: bool):
 def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None, detector=None,
                progress: bool = True, max_frames: Optional[int] = None) -> dict:
     """Scan a video file; returns everything the report needs (no files written)."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
-    cap = cv2.VideoCapture(str(p))
-    try:
-        if not cap.isOpened():
-            raise InputError(f"{path}: cannot be opened as a video (unknown format or damaged header)")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        expected = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    with VideoFile(path) as video:
+        fps, expected = video.fps, video.frame_count
         dmap = defect_map or DefectMap()
         focus, times, transients = [], [], []
         last = None
         bar = _progress(expected if expected > 0 else None, progress)
         t0 = time.perf_counter()
         i = 0
-        while max_frames is None or i < max_frames:
-            ok, img = cap.read()
-            if not ok:
+        for index, t, bgr in video:
+            if max_frames is not None and index >= max_frames:
                 break
-            bgr = to_bgr(img)
             grey = to_grey(bgr)
-            if i == 0:
+            if index == 0:
                 roi = check_roi(roi, grey.shape)
-            pos = cap.get(cv2.CAP_PROP_POS_MSEC)
-            times.append(pos / 1000.0 if pos and pos > 0 else (i / fps if fps > 0 else float(i)))
+            times.append(t)
             focus.append(focus_value(grey, roi))
             add_frame(dmap, bgr, detector)
             ys, xs, codes, strength, values = frame_candidates(bgr, TRANSIENT_THRESHOLD, dmap.spread_gain)
@@ -85,18 +78,14 @@ def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None, d
                           "value": int(v)}
                          for y, x, c, s, v in zip(ys[:MAX_PER_FRAME], xs[:MAX_PER_FRAME], codes[:MAX_PER_FRAME],
                                                   strength[:MAX_PER_FRAME], values[:MAX_PER_FRAME])]
-                transients.append({"frame": i, "time_s": round(times[-1], 3), "count": int(len(ys)),
+                transients.append({"frame": index, "time_s": round(t, 3), "count": int(len(ys)),
                                    "errors": items})
             last = bgr
-            i += 1
+            i = index + 1
             if bar is not None:
                 bar.update(1)
         if bar is not None:
             bar.close()
-        if i == 0:
-            raise InputError(f"{path}: video has no readable frames")
-    finally:
-        cap.release()
     persistent = dmap.confirmed()
     # A frame's outliers on a persistent defect are that defect, not a transient error.
     kept = []

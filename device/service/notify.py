@@ -19,6 +19,9 @@ import socket
 import time
 from typing import Any, Callable, Mapping, Optional
 
+from device.loop.result import FrameResult
+from device.loop.sink import Sink
+
 log = logging.getLogger(__name__)
 
 
@@ -192,24 +195,7 @@ class Watchdog:
         return True
 
 
-def _focus_of(result: Any) -> Optional[float]:
-    """The headline focus figure from a scorer result, whatever shape it has.
-
-    The sink sits at the end of the loop and must not care which scorer ran, so it looks
-    for the common names on an object or in a mapping and gives up quietly.
-    """
-    if result is None:
-        return None
-    if isinstance(result, (int, float)) and not isinstance(result, bool):
-        return float(result)
-    for name in ("focus", "score", "sharpness", "p_sharp", "value"):
-        v = result.get(name) if isinstance(result, Mapping) else getattr(result, name, None)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-            return float(v)
-    return None
-
-
-class ServiceNotifierSink:
+class ServiceNotifierSink(Sink):
     """A frame-loop sink that feeds systemd's watchdog and keeps STATUS= current.
 
     ``on_frame`` pings the watchdog (at half its interval) and, at most once per
@@ -219,11 +205,9 @@ class ServiceNotifierSink:
     """
 
     def __init__(self, notifier: Notifier, *, status_interval_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic,
-                 focus: Callable[[Any], Optional[float]] = _focus_of):
+                 clock: Callable[[], float] = time.monotonic):
         self.notifier = notifier
         self.clock = clock
-        self.focus_fn = focus
         self.watchdog = notifier.watchdog(clock=clock)
         self.status_interval_s = float(status_interval_s)
         self.frames = 0
@@ -236,20 +220,16 @@ class ServiceNotifierSink:
         self.status_updates = 0
         self._window_start: Optional[float] = None
         self._window_frames = 0
-        self._closed = False
 
-    def on_frame(self, frame: Any, result: Any) -> None:
+    def on_frame(self, frame: Any, result: FrameResult) -> None:
         now = self.clock()
         self.frames += 1
         if self.watchdog is not None:
             self.watchdog.maybe_ping(now)
-        f = self.focus_fn(result)
-        if f is not None:
-            self.focus = f
-        if isinstance(result, Mapping):
-            label, p = result.get("label"), result.get("sharp_prob")
-            if isinstance(label, str) and isinstance(p, (int, float)):
-                self.verdict = (label, float(p))
+        if math.isfinite(result.focus):
+            self.focus = float(result.focus)
+        if result.cnn is not None:
+            self.verdict = (result.cnn.label, float(result.cnn.sharp_prob))
         if self._window_start is None:
             self._window_start = now
             self._window_frames = 0
@@ -262,11 +242,10 @@ class ServiceNotifierSink:
             self._window_frames = 0
             self._send_status()
 
-    def on_fault(self, exc: BaseException | str | None = None) -> None:
+    def on_fault(self, error: str) -> None:
         """A camera fault (the source raised or gave nothing); reported at once."""
         self.faults += 1
-        if exc is not None:
-            self.last_fault = str(exc) or type(exc).__name__
+        self.last_fault = error
         self._send_status()
 
     def format_status(self) -> str:
@@ -297,16 +276,7 @@ class ServiceNotifierSink:
             "notify_errors": self.notifier.errors,
         }
 
-    def close(self) -> None:
-        """Shutdown: STOPPING=1 (once) and release the socket. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
+        """Shutdown: STOPPING=1 (once) and release the socket."""
         self.notifier.stopping()
         self.notifier.close()
-
-    def __enter__(self) -> "ServiceNotifierSink":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -61,6 +61,47 @@ class ImageSource(FrameSource):
         return {**super().info(), "files": len(self.paths)}
 
 
+class VideoFile:
+    """Every frame of a video file, in order: ``for index, time_s, bgr in VideoFile(path)``.
+
+    The one reader of recorded video outside the live loop (the defect scan and the video
+    report); a file that is missing, unreadable or has no frame is an ``InputError``.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if not Path(self.path).is_file():
+            raise InputError(f"{self.path}: no such file")
+        self._cap = cv2.VideoCapture(self.path)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise InputError(f"{self.path}: cannot be opened as a video (unknown format or damaged header)")
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)   # 0: unknown
+
+    def __iter__(self):
+        i = 0
+        while True:
+            ok, img = self._cap.read()
+            if not ok:
+                break
+            pos = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+            t = pos / 1000.0 if pos and pos > 0 else (i / self.fps if self.fps > 0 else float(i))
+            yield i, t, to_bgr(img)
+            i += 1
+        if i == 0:
+            raise InputError(f"{self.path}: video has no readable frames")
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> "VideoFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def _is_live_video(path: str) -> bool:
     return path.startswith("/dev/video") or "://" in path or path.isdigit()
 

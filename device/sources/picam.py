@@ -74,6 +74,44 @@ class Picamera2Source(FrameSource):
         color = main[:, :, :3] if main is not None and main.ndim == 3 else None
         return Frame(grey=grey, color=color, timestamp=t, index=self._next_index())
 
+    def capture_still(self, path, fmt: str, jpeg_quality: int = 90) -> None:
+        """A full-resolution still (``fmt`` "jpeg"/"png") or the raw sensor data ("dng")
+        into ``path``; the stream is paused for the mode switch and resumes after."""
+        with self.lock:
+            if fmt == "dng":
+                still = self.picam2.create_still_configuration(raw={})
+                self.picam2.switch_mode_and_capture_file(still, str(path), name="raw")
+            else:
+                self.picam2.options["quality"] = int(jpeg_quality)
+                still = self.picam2.create_still_configuration()
+                self.picam2.switch_mode_and_capture_file(still, str(path), name="main")
+
+    # The Pi preview's hooks (device.viewfinder.preview): drawn into, or layered over, the
+    # camera's own preview window.
+    def start_preview(self, backend: str, width: int, height: int) -> None:
+        """A preview window (``backend`` QTGL, QT or DRM) in place of the null preview."""
+        from picamera2 import Preview
+
+        with self.lock:
+            if getattr(self.picam2, "_preview", None):
+                self.picam2.stop_preview()
+            self.picam2.start_preview(getattr(Preview, backend), width=width, height=height)
+
+    def set_post_callback(self, draw) -> None:
+        """``draw(bgr_array)`` on every request's ``main`` buffer (None: stop drawing)."""
+        if draw is None:
+            self.picam2.post_callback = None
+            return
+        from picamera2 import MappedArray
+
+        def callback(request) -> None:
+            with MappedArray(request, "main") as m:
+                draw(m.array)
+        self.picam2.post_callback = callback
+
+    def set_overlay(self, rgba) -> None:
+        self.picam2.set_overlay(rgba)
+
     def info(self) -> dict:
         return {**super().info(), "main_size": list(self.cfg.main_size),
                 "lores_size": list(self.cfg.lores_size)}

@@ -14,15 +14,21 @@ Two ways, chosen by ``overlay.preview``:
   (``switch_mode_and_capture_*`` or a dedicated ``capture_request``), never from that
   buffer. ``burns_in_main`` tells the capture feature.
 
-picamera2 is never imported here at module level; ``MappedArray`` and ``Preview`` come
-from the module the source already imported, inside functions.
+Every picamera2 call goes through the source (``device.sources.picam``), the one module
+that speaks to picamera2.
 """
 from __future__ import annotations
 
 import logging
 import os
 import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+from device.loop.sink import Sink
+
+if TYPE_CHECKING:
+    from device.sources.picam import Picamera2Source
+    from device.viewfinder.state import Viewfinder
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +46,14 @@ def pick_backend(name: str, environ=None) -> str:
     return "DRM"
 
 
-class PicameraPreview:
+class PicameraPreview(Sink):
     """A loop sink showing the viewfinder overlay on the Pi's display."""
 
-    def __init__(self, source, viewfinder, mode: str = "overlay", backend: str = "auto",
-                 size: tuple[int, int] = (1024, 768)):
+    def __init__(self, source: "Picamera2Source", viewfinder: "Viewfinder", mode: str = "overlay",
+                 backend: str = "auto", size: tuple[int, int] = (1024, 768)):
         if mode not in ("overlay", "post_callback"):
             raise ValueError(f"unknown preview mode {mode!r}")
-        import picamera2  # lazily: only when a real (or fake) camera source exists
-
-        self._pc2 = picamera2
         self.source = source
-        self.picam2 = source.picam2
         self.viewfinder = viewfinder
         self.mode = mode
         self.size = (int(size[0]), int(size[1]))
@@ -65,22 +67,17 @@ class PicameraPreview:
             self._thread = threading.Thread(target=self._run, name="preview-overlay", daemon=True)
             self._thread.start()
         else:
-            self.picam2.post_callback = self._draw_request
+            source.set_post_callback(self._draw)
 
     # --- set_overlay ------------------------------------------------------------------
     def _start_window(self, backend: str) -> None:
         """Swap the source's null preview for a window of ``self.size``."""
-        Preview = self._pc2.Preview
         w, h = self.size
-        with self.source.lock:
-            stop = getattr(self.picam2, "stop_preview", None)
-            try:
-                if stop is not None and getattr(self.picam2, "_preview", None):
-                    stop()
-                self.picam2.start_preview(getattr(Preview, backend), width=w, height=h)
-            except Exception as exc:  # no display, or DRM busy: the web viewfinder still works
-                log.warning("preview: cannot open a %s window (%s); use overlay.preview = "
-                            "\"post_callback\" or the web viewfinder", backend, exc)
+        try:
+            self.source.start_preview(backend, w, h)
+        except Exception as exc:  # no display, or DRM busy: the web viewfinder still works
+            log.warning("preview: cannot open a %s window (%s); use overlay.preview = "
+                        "\"post_callback\" or the web viewfinder", backend, exc)
 
     def _run(self) -> None:
         seen = -1
@@ -94,23 +91,21 @@ class PicameraPreview:
                 # The layer is redrawn in place next frame: set_overlay copies it (QT, QTGL
                 # and DRM previews all do), so it can go straight in.
                 rgba = vf.overlay_rgba(frame, result, self.size)
-                self.picam2.set_overlay(rgba)
+                self.source.set_overlay(rgba)
                 self.updates += 1
             except Exception:
                 self._report()
 
     # --- post_callback --------------------------------------------------------------
-    def _draw_request(self, request) -> None:
+    def _draw(self, arr) -> None:
         """Runs on picamera2's camera thread: must be quick and must never raise."""
         frame, result, _ = self.viewfinder.latest()
         if frame is None or self._stop.is_set():
             return
         try:
-            with self._pc2.MappedArray(request, "main") as m:
-                arr = m.array
-                if arr is None or arr.ndim != 3 or arr.shape[2] != 3:
-                    raise ValueError("post_callback needs a 3-channel main stream (RGB888)")
-                self.viewfinder.draw_into(arr, frame, result)
+            if arr is None or arr.ndim != 3 or arr.shape[2] != 3:
+                raise ValueError("post_callback needs a 3-channel main stream (RGB888)")
+            self.viewfinder.draw_into(arr, frame, result)
             self.updates += 1
         except Exception:
             self._report()
@@ -121,22 +116,19 @@ class PicameraPreview:
             log.exception("preview: drawing the overlay failed")
 
     # --- sink -------------------------------------------------------------------------
-    def on_frame(self, frame, result) -> None:
-        pass    # frames arrive through the shared Viewfinder
+    # frames arrive through the shared Viewfinder: no on_frame here
 
     def stats(self) -> dict:
         return {"preview_updates": self.updates}
 
-    def close(self) -> None:
-        if self._stop.is_set():
-            return
+    def _close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         try:
             if self.mode == "post_callback":
-                self.picam2.post_callback = None
+                self.source.set_post_callback(None)
             else:
-                self.picam2.set_overlay(None)
+                self.source.set_overlay(None)
         except Exception:
             log.debug("preview: clearing the overlay failed", exc_info=True)

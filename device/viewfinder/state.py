@@ -17,61 +17,40 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import cv2
 import numpy as np
 
+from device.common.colour import parse_colour
+from device.common.rate import RateMeter
 from device.config import OverlayConfig
+from device.loop.result import FrameResult
+from device.loop.sink import Sink
 from device.overlay import (ELEMENTS, HudInfo, Layers, PeakHold, PeakingParams, PeakingState,
                       RgbaLayer, RunningPeak, Style, compose_bgr, draw_all, heat_values,
-                      parse_colour, peaking_mask)
+                      peaking_mask)
+
+if TYPE_CHECKING:
+    from device.capture.sink import CaptureSink
+    from device.lens.autofocus import Autofocus
 
 log = logging.getLogger(__name__)
 
 
-def describe_state(obj) -> Optional[str]:
-    """A short text for an autofocus/motor state of unknown type (enum, str, dataclass...)."""
-    if obj is None:
-        return None
-    for attr in ("value", "name"):
-        v = getattr(obj, attr, None)
-        if isinstance(v, str):
-            return v
-    return str(obj)[:40]
+class Viewfinder(Sink):
+    """``autofocus`` and ``capture`` (when the run has them) feed the HUD's AF state, motor
+    position and capture count."""
 
-
-def capture_count(capture) -> Optional[int]:
-    """The number of captures from the capture feature, whatever it calls it."""
-    if capture is None:
-        return None
-    n = getattr(capture, "count", None)
-    if isinstance(n, int):
-        return n
-    stats = getattr(capture, "stats", None)
-    if callable(stats):
-        try:
-            s = stats() or {}
-        except Exception:
-            return None
-        for k in ("captures", "capture_count", "capture_captures", "count"):
-            if isinstance(s.get(k), int):
-                return s[k]
-        for k, v in s.items():
-            if "capture" in k and isinstance(v, int) and not isinstance(v, bool):
-                return v
-    return None
-
-
-class Viewfinder:
-    def __init__(self, cfg: OverlayConfig = OverlayConfig(), runtime: Optional[dict] = None,
-                 history_s: float = 10.0):
-        self.runtime = runtime if runtime is not None else {}
+    def __init__(self, cfg: OverlayConfig = OverlayConfig(), history_s: float = 10.0, *,
+                 autofocus: "Optional[Autofocus]" = None, capture: "Optional[CaptureSink]" = None):
+        self.autofocus = autofocus
+        self.capture = capture
         self.history_s = history_s
         self.peak = PeakHold()
         self.history: deque = deque()        # (monotonic t, focus)
         self.frames = 0
-        self._times: deque = deque(maxlen=31)
+        self.rate = RateMeter(30)
         self._cond = threading.Condition()
         self._latest: Optional[tuple] = None  # (frame, result)
         self.seq = 0
@@ -115,15 +94,13 @@ class Viewfinder:
             self._heat_level.reset()
 
     # --- the sink ---------------------------------------------------------------------
-    def on_frame(self, frame, result: dict) -> None:
+    def on_frame(self, frame, result: FrameResult) -> None:
         t = time.monotonic()
-        focus = result.get("focus")
-        if isinstance(focus, (int, float)):
-            self.peak.update(focus)
-            self.history.append((t, float(focus)))
+        self.peak.update(result.focus)
+        self.history.append((t, float(result.focus)))
         while self.history and t - self.history[0][0] > self.history_s:
             self.history.popleft()
-        self._times.append(t)
+        self.rate.tick(t)
         self.frames += 1
         with self._cond:
             self._latest = (frame, result)
@@ -132,10 +109,7 @@ class Viewfinder:
 
     @property
     def fps(self) -> float:
-        ts = list(self._times)
-        if len(ts) >= 2 and ts[-1] > ts[0]:
-            return (len(ts) - 1) / (ts[-1] - ts[0])
-        return 0.0
+        return self.rate.fps
 
     def latest(self) -> tuple:
         """(frame, result, seq) of the newest frame, or (None, None, seq)."""
@@ -150,33 +124,25 @@ class Viewfinder:
             fr = self._latest or (None, None)
             return fr[0], fr[1], self.seq
 
-    def close(self) -> None:
+    def _close(self) -> None:
         with self._cond:
-            self._closed = True
             self._cond.notify_all()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     # --- what to draw ---------------------------------------------------------------
-    def hud_info(self, result: dict) -> HudInfo:
-        af = self.runtime.get("autofocus")
-        motor = self.runtime.get("motor")
-        pos = getattr(motor, "position", None) if motor is not None else None
-        prob = result.get("sharp_prob")
+    def hud_info(self, result: FrameResult) -> HudInfo:
+        af = self.autofocus.status() if self.autofocus is not None else None
         return HudInfo(
-            focus=result.get("focus"),
+            focus=result.focus,
             peak=self.peak.peak or None,
-            label=result.get("label"),
-            sharp_prob=float(prob) if isinstance(prob, (int, float, np.floating)) else None,
-            autofocus=describe_state(getattr(af, "state", None)) if af is not None else None,
-            motor=str(pos) if isinstance(pos, (int, float)) else None,
-            captures=capture_count(self.runtime.get("capture")),
+            label=result.label,
+            sharp_prob=result.sharp_prob,
+            autofocus=af.state if af is not None else None,
+            motor=str(af.position) if af is not None else None,
+            captures=self.capture.count if self.capture is not None else None,
             fps=self.fps,
         )
 
-    def layers(self, frame, result: dict) -> Layers:
+    def layers(self, frame, result: FrameResult) -> Layers:
         """The overlay layers for one frame (peaking analysed once per frame, memoised)."""
         on = self.toggles
         with self._analysis_lock:
@@ -188,18 +154,19 @@ class Viewfinder:
             if on["peaking"] and "peaking" not in memo:
                 memo["peaking"] = peaking_mask(frame.grey, self._peaking, t, self.params)
             if on["heatmap"] and "heat" not in memo:
-                memo["heat"] = heat_values(result, self._heat_level, t, self.cfg.heatmap_source)
+                memo["heat"] = heat_values(result.tile_map, result.cnn.tile_map if result.cnn else None,
+                                           self._heat_level, t, self.cfg.heatmap_source)
         return Layers(
             src_shape=frame.grey.shape[:2],
             peaking=memo.get("peaking") if on["peaking"] else None,
             heat=memo.get("heat") if on["heatmap"] else None,
-            roi=result.get("roi") if on["roi"] else None,
-            defects=result.get("defects") if on["defects"] else None,
+            roi=result.roi if on["roi"] else None,
+            defects=result.defects if on["defects"] else None,
             zoom=on["zoom"],
             hud=self.hud_info(result) if on["hud"] else None,
         )
 
-    def compose(self, frame, result: dict, max_width: Optional[int] = None) -> np.ndarray:
+    def compose(self, frame, result: FrameResult, max_width: Optional[int] = None) -> np.ndarray:
         """A new BGR picture: the display frame (scaled to ``max_width``) with the overlay."""
         picture = frame.display
         if max_width and picture.shape[1] > max_width:
@@ -208,7 +175,7 @@ class Viewfinder:
         # Never draw into the frame: captures stay clean.
         return compose_bgr(picture, self.layers(frame, result), self.style)
 
-    def overlay_rgba(self, frame, result: dict, size: tuple[int, int]) -> np.ndarray:
+    def overlay_rgba(self, frame, result: FrameResult, size: tuple[int, int]) -> np.ndarray:
         """A transparent RGBA layer of ``size`` = (w, h) for ``Picamera2.set_overlay``.
 
         The layer is kept and reused by the next call (see ``RgbaLayer``): hand it to
@@ -222,7 +189,7 @@ class Viewfinder:
                 self._rgba = RgbaLayer(size)
             return self._rgba.render(layers, picture, self.style)
 
-    def draw_into(self, array: np.ndarray, frame, result: dict) -> None:
+    def draw_into(self, array: np.ndarray, frame, result: FrameResult) -> None:
         """Draw the overlay into a 3-channel BGR buffer in place (``post_callback``)."""
         draw_all(array, self.layers(frame, result), None, self.style)
 
@@ -238,43 +205,3 @@ class Viewfinder:
     def snapshot_state(self) -> dict:
         return {"overlay": dict(self.toggles), "peak": self.peak.peak,
                 "style": dataclasses.asdict(self.style)}
-
-
-def build_viewfinder_sinks(cfg, opts, source, runtime: dict) -> list:
-    """The shared Viewfinder plus the Pi preview and the web server, as configured.
-
-    Nothing is built when neither is wanted (``make demo`` and the service without
-    ``--web`` pay nothing). The preview needs a picamera2 source and no ``--headless``.
-    """
-    import os
-
-    want_web = cfg.web.listen is not None
-    want_preview = (cfg.overlay.preview != "none" and not getattr(opts, "headless", False)
-                    and getattr(source, "picam2", None) is not None)
-    if not (want_web or want_preview):
-        return []
-    vf = Viewfinder(cfg.overlay, runtime, cfg.web.history_s)
-    runtime["viewfinder"] = vf
-    sinks: list = [vf]
-    try:
-        if want_preview:
-            from device.viewfinder.preview import PicameraPreview
-
-            preview = PicameraPreview(source, vf, cfg.overlay.preview, cfg.overlay.preview_backend,
-                                      cfg.overlay.preview_size)
-            runtime["preview"] = preview
-            sinks.append(preview)
-        if want_web:
-            from device.viewfinder.web.access import TOKEN_ENV
-            from device.viewfinder.web.server import WebViewfinder
-
-            token = cfg.web.token or os.environ.get(TOKEN_ENV) or None
-            web = WebViewfinder(cfg.web.listen, vf, source=source, runtime=runtime, token=token,
-                                quality=cfg.web.jpeg_quality, max_width=cfg.web.max_width)
-            runtime["web"] = web
-            sinks.append(web)
-    except BaseException:
-        for sink in reversed(sinks):
-            sink.close()
-        raise
-    return sinks

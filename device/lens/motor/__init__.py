@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from device.config import MOTOR_DRIVERS
 from device.errors import MotorError
 from device.lens.motor.base import Motor
 from device.lens.motor.store import PositionStore, default_position_file
 
 log = logging.getLogger(__name__)
 
-DRIVERS = ("sim", "stepdir", "uln2003", "servo")
+DRIVERS = MOTOR_DRIVERS
 
 __all__ = ["Motor", "MotorError", "open_motor", "position_store", "DRIVERS"]
 

@@ -137,6 +137,10 @@ class Motor:
         on the usual side, so this position means the usual lens position."""
         return self._last_dir == self.approach
 
+    def truth(self) -> dict:
+        """Where a simulated lens really is (empty for real hardware: nobody knows)."""
+        return {}
+
     @property
     def frame_clocked(self) -> bool:
         """True when ``advance(dt)`` drives the motor (simulation), not a worker thread."""

@@ -97,11 +97,9 @@ def _home(motor, mc) -> None:
     switch = None
     button = None
     if mc.home_pin is not None:
-        try:
-            from gpiozero import Button
-            button = Button(mc.home_pin)
-        except Exception as exc:
-            raise MotorError(f"cannot open motor.home_pin: {exc}") from None
+        from device.lens.button import open_button
+
+        button = open_button(mc.home_pin, "motor.home_pin")
         switch = lambda: button.is_pressed  # noqa: E731
     try:
         # Slowly: a clutch or a weak motor stalls at the stop without harm.

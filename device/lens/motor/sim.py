@@ -49,10 +49,10 @@ class SimMotor(Motor):
         if self.camera is not None:
             self.camera.lens_position = self.lens_for(new_position)
 
-    def truth(self) -> Optional[dict]:
-        """The simulator's hidden truth (for --stats and the tests), None without a camera."""
+    def truth(self) -> dict:
+        """The simulator's hidden truth (for --stats and the tests), empty without a camera."""
         if self.camera is None:
-            return None
+            return {}
         out = dict(self.camera.truth())
         out["in_focus"] = bool(self.camera.in_focus())
         return out

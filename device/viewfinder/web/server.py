@@ -23,15 +23,23 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 from urllib.parse import parse_qs, urlsplit
 
+from device.common.jsonio import dumps, to_jsonable
+from device.common.listen import parse_listen
+from device.common.roi import check_roi
 from device.errors import ConfigError, FocusAssistError
-from device.scoring.measures import check_roi
-from device.scoring.classic import jsonable
-from device.viewfinder.web.access import COOKIE, cookie_token, parse_listen, require_token, token_ok
-from device.viewfinder.state import capture_count, describe_state
+from device.loop.sink import Sink
+from device.viewfinder.web.access import COOKIE, cookie_token, require_token, token_ok
 from device.viewfinder.web.stream import MjpegStream
+
+if TYPE_CHECKING:
+    from device.capture.sink import CaptureSink
+    from device.lens.autofocus import Autofocus
+    from device.scoring.classic import Scorer
+    from device.sources.base import FrameSource
+    from device.viewfinder.state import Viewfinder
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +72,24 @@ def _server_for(host: str, port: int) -> _Server:
     return cls((host, port), _Handler)
 
 
-class WebViewfinder:
-    """A loop sink that serves the viewfinder over HTTP on its own threads."""
+class WebViewfinder(Sink):
+    """A loop sink that serves the viewfinder over HTTP on its own threads.
 
-    def __init__(self, listen: str, viewfinder, *, source=None, runtime: Optional[dict] = None,
+    The features it can control are handed in: ``scorer`` (ROI selection), ``autofocus``
+    and ``capture``; a missing one is reported as unavailable (404) and hidden on the page.
+    """
+
+    def __init__(self, listen: str, viewfinder: "Viewfinder", *, source: "Optional[FrameSource]" = None,
+                 scorer: "Optional[Scorer]" = None, autofocus: "Optional[Autofocus]" = None,
+                 capture: "Optional[CaptureSink]" = None,
                  token: Optional[str] = None, quality: int = 75, max_width: int = 1280):
         host, port = parse_listen(listen)
         require_token(host, token)
         self.viewfinder = viewfinder
         self.source = source
-        self.runtime = runtime if runtime is not None else {}
+        self.scorer = scorer
+        self.autofocus = autofocus
+        self.capture = capture
         self.token = token or None
         try:
             self.server = _server_for(host, port)
@@ -85,7 +101,6 @@ class WebViewfinder:
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="web-viewfinder", daemon=True)
         self._thread.start()
-        self._closed = False
         log.info("web viewfinder on %s", self.url)
 
     @property
@@ -94,16 +109,12 @@ class WebViewfinder:
         return f"http://{host}:{self.port}/"
 
     # --- sink -------------------------------------------------------------------------
-    def on_frame(self, frame, result) -> None:
-        pass    # frames reach the stream through the shared Viewfinder
+    # frames reach the stream through the shared Viewfinder: no on_frame here
 
     def stats(self) -> dict:
         return {"web_clients": self.stream.clients, "web_frames_encoded": self.stream.encoded}
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _close(self) -> None:
         self.stream.close()
         self.server.shutdown()
         self.server.server_close()
@@ -111,50 +122,46 @@ class WebViewfinder:
 
     # --- features ---------------------------------------------------------------------
     def features(self) -> dict:
-        rt = self.runtime
-        scorer = rt.get("scorer")
         _, result, _ = self.viewfinder.latest()
-        result = result or {}
         return {
-            "autofocus": rt.get("autofocus") is not None,
-            "capture": rt.get("capture") is not None,
-            "roi": scorer is not None and hasattr(scorer, "set_roi"),
-            "cnn": "label" in result,
-            "defects": "defects" in result,
-            "heatmap_cnn": "cnn_tile_map" in result,
+            "autofocus": self.autofocus is not None,
+            "capture": self.capture is not None,
+            "roi": self.scorer is not None,
+            "cnn": result is not None and result.cnn is not None,
+            "defects": result is not None and result.defects is not None,
+            "heatmap_cnn": result is not None and result.cnn is not None
+                           and result.cnn.tile_map is not None,
         }
 
     def status(self) -> dict:
         vf = self.viewfinder
         frame, result, _ = vf.latest()
-        result = result or {}
-        focus = {"value": result.get("focus"), "peak": vf.peak.peak or None,
-                 "measures": result.get("measures")}
-        for k in ("label", "sharp_prob", "probs", "blur_px"):
-            if k in result:
-                focus[k] = result[k]
+        focus = {"value": result.focus if result else None, "peak": vf.peak.peak or None,
+                 "measures": result.measures if result else None}
+        if result is not None and result.cnn is not None:
+            cnn = result.cnn
+            focus.update(label=cnn.label, sharp_prob=cnn.sharp_prob, probs=cnn.probs,
+                         blur_px=cnn.blur_px)
         out = {
             "source": self.source.info() if self.source is not None else None,
             "frames": vf.frames,
-            "frame": result.get("frame"),
+            "frame": result.frame if result else None,
             "fps": round(vf.fps, 2),
             "focus": focus,
-            "roi": result.get("roi"),
+            "roi": list(result.roi) if result and result.roi else None,
             "frame_size": [int(frame.grey.shape[1]), int(frame.grey.shape[0])] if frame is not None else None,
             "history": vf.history_points(),
             "overlay": dict(vf.toggles),
             "features": self.features(),
             "stream": {"clients": self.stream.clients, "fps": round(self.stream.fps, 2)},
         }
-        af = self.runtime.get("autofocus")
-        if af is not None:
-            out["autofocus"] = _describe(af)
-        cap = self.runtime.get("capture")
-        if cap is not None:
-            out["capture"] = {**_stats_of(cap), "count": capture_count(cap)}
-        if "defects" in result:
-            out["defects"] = result["defects"]
-        return jsonable(out)
+        if self.autofocus is not None:
+            out["autofocus"] = self.autofocus.status()
+        if self.capture is not None:
+            out["capture"] = self.capture.status()
+        if result is not None and result.defects is not None:
+            out["defects"] = result.defects
+        return to_jsonable(out)
 
     # --- controls (called from handler threads with parsed JSON) -----------------------
     def control(self, path: str, body: dict) -> dict:
@@ -178,29 +185,26 @@ class WebViewfinder:
             return self._set_roi(body)
         if path == "/api/autofocus":
             _only(body, ())
-            af = self._feature("autofocus")
-            af.trigger()
-            return {"autofocus": _describe(af)}
+            af = self._feature(self.autofocus, "autofocus")
+            af.trigger("web")
+            return {"autofocus": to_jsonable(af.status())}
         if path == "/api/capture":
             _only(body, ())
-            cap = self._feature("capture")
-            got = cap.capture_now()
-            return {"capture": jsonable({"r": got})["r"] if _plain(got) else str(got)}
+            cap = self._feature(self.capture, "capture")
+            return {"capture": to_jsonable(cap.capture_now())}
         raise ApiError(404, f"no such control: {path}")
 
-    def _feature(self, name: str):
-        obj = self.runtime.get(name)
+    @staticmethod
+    def _feature(obj, name: str):
         if obj is None:
-            raise ApiError(404, f"{name} is not available in this build or run")
+            raise ApiError(404, f"{name} is not available in this run")
         return obj
 
     def _set_roi(self, body: dict) -> dict:
         _only(body, ("roi",))
         if "roi" not in body:
             raise ApiError(400, 'send {"roi": [x, y, w, h]} in scored-frame pixels, or {"roi": null}')
-        scorer = self.runtime.get("scorer")
-        if scorer is None or not hasattr(scorer, "set_roi"):
-            raise ApiError(404, "ROI selection is not available")
+        scorer = self._feature(self.scorer, "ROI selection")
         roi = body["roi"]
         if roi is not None:
             if (not isinstance(roi, list) or len(roi) != 4
@@ -218,45 +222,10 @@ class WebViewfinder:
         return {"roi": list(roi) if roi is not None else None}
 
 
-def _json_default(v):
-    """numpy values nested where ``jsonable`` does not reach (defect lists...), else text."""
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    return str(v)
-
-
 def _only(body: dict, allowed: tuple) -> None:
     extra = [k for k in body if k not in allowed]
     if extra:
         raise ApiError(400, f"unexpected field(s): {', '.join(map(str, extra[:5]))}")
-
-
-def _plain(v) -> bool:
-    return isinstance(v, (str, int, float, bool, list, dict)) or v is None
-
-
-def _describe(af) -> dict:
-    out: dict = {}
-    state = describe_state(getattr(af, "state", None))
-    if state is not None:
-        out["state"] = state
-    stats = getattr(af, "stats", None)
-    if callable(stats):
-        try:
-            out.update(jsonable(stats() or {}))
-        except Exception:
-            pass
-    return out
-
-
-def _stats_of(obj) -> dict:
-    stats = getattr(obj, "stats", None)
-    if callable(stats):
-        try:
-            return jsonable(stats() or {})
-        except Exception:
-            return {}
-    return {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -286,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj) -> None:
-        self._send(status, json.dumps(obj, default=_json_default).encode(), "application/json")
+        self._send(status, dumps(obj).encode(), "application/json")
 
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": message, "status": status})

@@ -13,6 +13,8 @@ import time
 from collections import deque
 from typing import Optional
 
+from device.common.rate import RateMeter
+
 import cv2
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ class MjpegStream:
         self.clients = 0
         self.encoded = 0
         self.encode_ms: deque = deque(maxlen=100)
-        self._times: deque = deque(maxlen=31)
+        self.rate = RateMeter(30, stale_after=2.0)
         self._demand_until = 0.0
         self._stop = threading.Event()
         self._errors = 0
@@ -67,7 +69,7 @@ class MjpegStream:
                 self.jpeg = buf.tobytes()
                 self.seq += 1
                 self.encoded += 1
-                self._times.append(time.monotonic())
+                self.rate.tick()
                 self._cond.notify_all()
 
     # --- client side ------------------------------------------------------------------
@@ -95,10 +97,7 @@ class MjpegStream:
 
     @property
     def fps(self) -> float:
-        ts = list(self._times)
-        if len(ts) >= 2 and ts[-1] > ts[0] and time.monotonic() - ts[-1] < 2.0:
-            return (len(ts) - 1) / (ts[-1] - ts[0])
-        return 0.0
+        return self.rate.fps
 
     @property
     def stopped(self) -> bool:

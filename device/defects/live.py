@@ -1,0 +1,109 @@
+"""The live defect map as a frame-loop sink: one frame in N analysed on its own thread."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from device.common.atomic import atomic_write_json
+from device.defects.persistence import DefectMap, add_frame
+from device.loop.result import FrameResult
+from device.loop.sink import Sink
+
+log = logging.getLogger(__name__)
+
+
+class DefectMapSink(Sink):
+    """Loop sink: analyses one frame in N on its own thread; attaches the confirmed map to
+    every result as ``result.defects`` (the overlay draws it) and saves it atomically."""
+
+    def __init__(self, defect_map: DefectMap, *, every_n: int = 5, map_file: Optional[Path] = None,
+                 save_interval_s: float = 30.0, detector=None):
+        self.map = defect_map
+        self.every_n = max(1, int(every_n))
+        self.map_file = Path(map_file) if map_file else None
+        self.save_interval_s = save_interval_s
+        self.detector = detector          # optional DefectDetector (the defect net)
+        self._confirmed: list = []
+        self._pending = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self._last_save = time.monotonic()
+        self._saved_count = -1
+        self.errors = 0
+        if self.map_file is not None and self.map_file.exists():
+            self._resume()
+        self._thread = threading.Thread(target=self._work, name="defect-map", daemon=True)
+        self._thread.start()
+
+    def _resume(self) -> None:
+        try:
+            data = json.loads(self.map_file.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("defect map: cannot read %s (%s); starting a new map", self.map_file, exc)
+            return
+        if self.map.load_json(data):
+            self._confirmed = self.map.confirmed()
+            log.info("defect map: resumed %d confirmed defect(s) from %s", len(self._confirmed), self.map_file)
+
+    def on_frame(self, frame, result: FrameResult) -> None:
+        result.defects = self._confirmed
+        if frame.index % self.every_n:
+            return
+        with self._cond:
+            self._pending = frame     # only the newest frame waits; older ones are skipped
+            self._cond.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._stop)
+                if self._stop:
+                    return
+                frame, self._pending = self._pending, None
+            try:
+                self._analyse(frame.display)
+                self._confirmed = self.map.confirmed()
+                if time.monotonic() - self._last_save >= self.save_interval_s:
+                    self.save()
+            except Exception as exc:   # never take the loop down over a map
+                self.errors += 1
+                log.error("defect map: analysis failed: %s", exc)
+
+    def _analyse(self, bgr: np.ndarray) -> None:
+        add_frame(self.map, bgr, self.detector)
+
+    def save(self) -> None:
+        self._last_save = time.monotonic()
+        if self.map_file is None:
+            return
+        try:
+            self.map_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.map_file, self.map.to_json())
+        except OSError as exc:
+            log.warning("defect map: cannot save %s: %s", self.map_file, exc.strerror or exc)
+
+    def stats(self) -> dict:
+        return {"defects": {"confirmed": len(self._confirmed), "frames_analysed": self.map.frames,
+                            "tracked": self.map.tracked, "map_file": str(self.map_file) if self.map_file else None,
+                            "method": "net" if self.detector is not None else "classic",
+                            "list": self._confirmed[:100]}}
+
+    def reconfigure(self, cfg) -> None:
+        d = cfg.defects
+        self.every_n = d.every_n_frames
+        self.save_interval_s = d.save_interval_s
+        self.map.threshold, self.map.spread_gain = d.threshold, d.spread_gain
+        self.map.min_hits, self.map.scene_change = d.min_hits, d.scene_change
+
+    def _close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(10)
+        self.save()

@@ -1,0 +1,248 @@
+"""Contrast-detect autofocus search and its peak fits, free of any motor or camera.
+
+``contrast_search`` is a generator: it yields what it wants to know, ``("measure",
+position)`` or ``("go", position)``, and is sent back the focus value there; the sink in
+``device.lens.autofocus`` does the moving and waiting. See that module for the algorithm.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Generator, Optional
+
+IDLE, SCANNING, FOCUSED, FAILED = "idle", "scanning", "focused", "failed"
+_FLOOR = 1e-6   # focus values are > 0; keeps log() finite on a black frame
+FLAT_LOG_CHANGE = 0.05   # |log ratio| below which two coarse samples are "no change"
+
+
+# --- peak fits on log(focus) ------------------------------------------------------------
+
+def fit_v(x: tuple[float, float, float], y: tuple[float, float, float]) -> float:
+    """Vertex of a symmetric V (equal and opposite slopes) through three points with
+    ``y[1]`` the largest: the steeper side's slope is taken for both branches."""
+    (x1, x2, x3), (y1, y2, y3) = x, y
+    kl = (y2 - y1) / (x2 - x1)
+    kr = (y2 - y3) / (x3 - x2)
+    if kl <= 0 and kr <= 0:
+        return x2
+    if kl >= kr:   # both left points on the rising branch: the peak is right of x2
+        return (x2 + x3) / 2 + (y3 - y2) / (2 * kl)
+    return (x1 + x2) / 2 + (y2 - y1) / (2 * kr)
+
+
+def fit_parabola(x: tuple[float, float, float], y: tuple[float, float, float]) -> float:
+    """Vertex of the parabola through three points (any spacing)."""
+    (x1, x2, x3), (y1, y2, y3) = x, y
+    den = (x2 - x1) * (y2 - y3) - (x2 - x3) * (y2 - y1)
+    if den == 0:
+        return x2
+    num = (x2 - x1) ** 2 * (y2 - y3) - (x2 - x3) ** 2 * (y2 - y1)
+    return x2 - 0.5 * num / den
+
+
+def fit_hyperbola(xs, ys, lo: float, hi: float, widths=(4, 8, 12, 18, 26, 38, 55)) -> float:
+    """Vertex ``v`` of ``y = a - k * sqrt((x - v)^2 + w^2)`` fitted to all points.
+
+    On log(focus) this is Ekos's hyperbola: parabolic within ``w`` of the peak, straight
+    (a V) in the tails, so one model serves widely and closely spaced samples alike, and
+    lopsided triples (two samples close together on one side) do not fool it. ``a`` and
+    ``k`` are solved by least squares for every ``v`` on a 1-step grid over ``lo..hi`` and
+    every candidate ``w``; the best residual wins. Vectorised: well under a millisecond.
+    """
+    import numpy as np
+
+    x = np.asarray(xs, dtype=np.float64)
+    y = np.asarray(ys, dtype=np.float64)
+    vs = np.arange(math.floor(lo), math.ceil(hi) + 1, dtype=np.float64)
+    best_v, best_err = float(x[np.argmax(y)]), math.inf
+    ym = y.mean()
+    for w in widths:
+        g = -np.sqrt((x[None, :] - vs[:, None]) ** 2 + float(w) ** 2)   # (V, N)
+        gm = g.mean(axis=1, keepdims=True)
+        gc = g - gm
+        k = (gc * (y - ym)).sum(axis=1) / np.maximum((gc * gc).sum(axis=1), 1e-12)
+        k = np.maximum(k, 0.0)
+        resid = (y - ym) - k[:, None] * gc
+        err = (resid * resid).sum(axis=1)
+        i = int(np.argmin(err))
+        if err[i] < best_err:
+            best_err, best_v = float(err[i]), float(vs[i])
+    return best_v
+
+
+def fit_peak(x, y, kind: str = "v") -> float:
+    """Vertex of the fit through (x, y), kept inside the bracket ``x[0]..x[2]``."""
+    v = fit_v(x, y) if kind == "v" else fit_parabola(x, y)
+    if not math.isfinite(v):
+        v = x[1]
+    return min(max(v, x[0]), x[2])
+
+
+# --- the search ------------------------------------------------------------------------
+
+TOP_LOG_SPAN = 2.5   # samples within e^2.5 (12x) of the best feed the hyperbola fit
+
+
+def _vertex(samples: dict, l: int, b: int, r: int, kind: str, close: float) -> float:
+    """The fitted peak between ``b``'s neighbours ``l`` and ``r``.
+
+    Within ``close`` steps on both sides the top of the curve is a parabola in log(focus)
+    (the fine pass); across wider spacing it is cusp-shaped, so a hyperbola (4+ samples
+    near the top) or a symmetric V (3) is fitted instead, unless ``kind`` is "parabola".
+    """
+    if kind == "v" and max(b - l, r - b) > close:
+        ys = [math.log(samples[p]) for p in (l, b, r)]
+        top = math.log(samples[b]) - TOP_LOG_SPAN
+        pts = [(p, math.log(v)) for p, v in samples.items() if math.log(v) >= top]
+        if len(pts) >= 4:
+            xs, yv = zip(*pts)
+            return fit_hyperbola(xs, yv, l, r)
+        return fit_peak((l, b, r), tuple(ys), "v")
+    ys = tuple(math.log(samples[p]) for p in (l, b, r))
+    return fit_peak((l, b, r), ys, "parabola")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str          # FOCUSED or FAILED
+    reason: str
+    position: int
+
+
+Request = tuple  # ("measure", position) or ("go", position)
+
+
+def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
+                    stop_ratio: float = 0.75, min_rise: float = 0.15, fit: str = "v",
+                    first_step: Optional[int] = None,
+                    ) -> Generator[Request, Optional[tuple[float, bool]], Outcome]:
+    """The AF search as a generator (see the module docstring).
+
+    Yields requests; each ``("measure", p)`` is answered with ``(value, consistent)``,
+    where ``consistent`` says the lens reached ``p`` by the usual final approach (only
+    those samples are fitted; a sample taken with the gear play in an unknown state still
+    steers the scan). ``("go", p)`` is answered with None. Returns an ``Outcome``.
+    """
+    lo, hi = limits
+    tol = max(1, fine // 3)
+    raw: dict[int, float] = {}      # every sample: steers the scan, judges rise and fall
+    good: dict[int, float] = {}     # samples reached by the usual approach: fitted
+
+    def clamp(p: float) -> int:
+        return int(min(max(round(p), lo), hi))
+
+    def record(p: int, answer) -> float:
+        value, consistent = answer
+        value = max(float(value), _FLOOR)
+        raw[p] = value
+        if consistent:
+            good[p] = value
+        else:
+            good.pop(p, None)
+        return value
+
+    def neighbours(samples: dict, b: int):
+        left = [p for p in samples if p < b]
+        right = [p for p in samples if p > b]
+        return (max(left) if left else None), (min(right) if right else None)
+
+    def rose_and_fell() -> bool:
+        # Some sample on each side of the best is lower by min_rise (the nearest ones may
+        # both sit high on the shoulders of a peak that lies between them).
+        b = max(raw, key=raw.get)
+        left = [raw[p] for p in raw if p < b]
+        right = [raw[p] for p in raw if p > b]
+        if not left or not right:
+            return False
+        return raw[b] >= (1 + min_rise) * max(min(left), min(right))
+
+    def best() -> int:
+        return max(raw, key=raw.get)
+
+    record(p0, (yield ("measure", p0)))
+    step = max(1, first_step or coarse)
+    # Towards the larger part of the travel first: that is where the peak more likely is.
+    first_dir = 1 if hi - p0 >= p0 - lo else -1
+    for direction in (first_dir, -first_dir):
+        if rose_and_fell():
+            break
+        b = best()
+        l, r = neighbours(raw, b)
+        ahead = r if direction > 0 else l
+        if ahead is not None and raw[b] >= (1 + min_rise) * raw[ahead] and b in (lo, hi):
+            break   # rose all the way to a limit: nothing to find the other way
+        p = max(raw) if direction > 0 else min(raw)
+        while True:
+            q = clamp(p + direction * step)
+            if q == p:
+                break
+            prev = raw[p]
+            v = record(q, (yield ("measure", q)))
+            p = q
+            if v < stop_ratio * raw[best()]:
+                break
+            # Far from focus the measure hardly changes: no peak is near, so stride out
+            # (moves cost fewer frames per step when long). Back to coarse steps as soon
+            # as it changes.
+            flat = abs(math.log(v / prev)) < FLAT_LOG_CHANGE
+            step = min(step * 2, 2 * coarse) if flat else coarse
+    if not rose_and_fell():
+        b = best()
+        if max(raw.values()) < (1 + min_rise) * min(raw.values()):
+            why = "flat: the focus measure never rose and fell (featureless scene?)"
+        elif b in (lo, hi):
+            why = f"the focus measure peaks at the travel limit {b}"
+        else:
+            why = "no clear peak: the focus measure did not rise and fall around one position"
+        yield ("go", p0)
+        return Outcome(FAILED, why, p0)
+
+    # Fine pass: fit the peak through the best consistent sample and its neighbours and
+    # measure at the vertex, until the vertex lands on a sample bracketed at fine spacing.
+    coarse_best = best()
+    target = None
+    for _ in range(8):
+        b = max(good, key=good.get) if good else coarse_best
+        l, r = neighbours(good, b)
+        if b not in good or l is None or r is None:
+            # A missing neighbour (e.g. only the start sample was there): measure one.
+            if b not in good:
+                q = b
+            elif l is None:
+                q = clamp(b - fine)
+            else:
+                q = clamp(b + fine)
+            if q in good:   # at a limit: the peak is not bracketed
+                break
+            record(q, (yield ("measure", q)))
+            continue
+        v = clamp(_vertex(good, l, b, r, fit, close=2 * fine))
+        near = min(good, key=lambda p: abs(p - v))
+        if abs(near - v) <= tol:
+            nl, nr = neighbours(good, near)
+            close_l = nl is not None and near - nl <= 2 * fine
+            close_r = nr is not None and nr - near <= 2 * fine
+            if close_l and close_r:
+                target = v          # bracketed at fine spacing: the parabola is reliable
+                break
+            # A fit through widely spaced samples cannot place the peak to the depth of
+            # field: probe one fine step out on the side without a close neighbour
+            # (towards the fitted peak, or the higher neighbour, if both lack one).
+            if close_l != close_r:
+                d = 1 if close_l else -1
+            elif v != near:
+                d = 1 if v > near else -1
+            else:
+                d = 1 if nr is not None and (nl is None or good[nr] > good[nl]) else -1
+            q = clamp(near + d * fine)
+            if q in good:
+                target = v
+                break
+            record(q, (yield ("measure", q)))
+            continue
+        record(v, (yield ("measure", v)))
+    if target is None:
+        target = max(good, key=good.get) if good else best()
+    rise = raw[coarse_best] / max(min(raw.values()), _FLOOR)
+    yield ("go", target)
+    return Outcome(FOCUSED, f"peak at {target}: the measure rose {rise:.1f}x and fell", target)
