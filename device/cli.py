@@ -12,7 +12,9 @@ import sys
 from typing import Optional, Sequence
 
 from device.common.cli_types import positive_int
-from device.config import ConfigError, parse_roi
+from device.common.cli_types import print_error
+from device.common.roi import parse_roi
+from device.config import AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS, ConfigError
 from device.errors import FocusAssistError, InputError, SourceError
 
 log = logging.getLogger("focus-assist")
@@ -35,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="focus-assist",
                 description="Focus assistant for the Raspberry Pi HQ Camera.")
-    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", default=None, choices=LOG_LEVELS)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("run", help="run the live loop on a camera, video, images or the simulator")
@@ -64,9 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--capture-when-sharp", action="store_true",
                    help="save a still each time the subject (or --roi) passes through focus")
     r.add_argument("--capture-dir", help="folder for captures (default: <state dir>/captures)")
-    r.add_argument("--motor", choices=["sim", "stepdir", "uln2003", "servo"],
+    r.add_argument("--motor", choices=MOTOR_DRIVERS,
                    help="drive the focus motor ([motor] config; sim moves --source sim's lens)")
-    r.add_argument("--autofocus", nargs="?", const="once", choices=["once", "continuous"],
+    r.add_argument("--autofocus", nargs="?", const="once", choices=AUTOFOCUS_MODES,
                    help="autofocus once at start (the default) or continuously")
     r.set_defaults(func=cmd_run)
 
@@ -112,20 +114,27 @@ def run_overrides(args) -> dict:
         over.setdefault("log", {})["jsonl"] = args.log_jsonl
     if args.model:
         over.setdefault("models", {})["focus"] = args.model
-    if getattr(args, "web", None):
+    if args.web:
         over.setdefault("web", {})["listen"] = args.web
-    if getattr(args, "web_token", None):
+    if args.web_token:
         over.setdefault("web", {})["token"] = args.web_token
     for flag, key, value in (("no_peaking", "peaking", False), ("heatmap", "heatmap", True),
                              ("zoom", "zoom", True), ("no_hud", "hud", False)):
-        if getattr(args, flag, False):
+        if getattr(args, flag):
             over.setdefault("overlay", {})[key] = value
-    if getattr(args, "preview", None):
+    if args.preview:
         over.setdefault("overlay", {})["preview"] = args.preview
-    if getattr(args, "capture_when_sharp", False):
+    if args.capture_when_sharp:
         over.setdefault("capture", {})["enabled"] = True
-    if getattr(args, "capture_dir", None):
+    if args.capture_dir:
         over.setdefault("capture", {})["dir"] = args.capture_dir
+    if args.motor:
+        over.setdefault("motor", {}).update(enabled=True, driver=args.motor)
+    if args.autofocus:
+        over.setdefault("motor", {})["enabled"] = True
+        over.setdefault("autofocus", {}).update(enabled=True, mode=args.autofocus)
+    if args.log_level:
+        over.setdefault("log", {})["level"] = args.log_level
     return over
 
 
@@ -133,7 +142,7 @@ def cmd_run(args) -> int:
     from device.app.runner import RunOptions, Runner
 
     opts = RunOptions(config_path=args.config, overrides=run_overrides(args), frames=args.frames,
-                      stats=args.stats, headless=args.headless, extra=vars(args))
+                      stats=args.stats, headless=args.headless)
     return Runner(opts).run()
 
 
@@ -152,7 +161,8 @@ def _load_grey(path: str):
 
 
 def cmd_score(args) -> int:
-    from device.scoring.measures import check_roi, score_frame
+    from device.common.roi import check_roi
+    from device.scoring.measures import score_frame
 
     cnn = _cnn_scorer(getattr(args, "model", None))
     status = EXIT_OK
@@ -186,7 +196,8 @@ def _cnn_scorer(model_path=None):
 
 
 def cmd_sweep(args) -> int:
-    from device.scoring.measures import check_roi, focus_value, refine_peak
+    from device.common.roi import check_roi
+    from device.scoring.measures import focus_value, refine_peak
 
     status, paths, curve = EXIT_OK, [], []
     for path in args.images:
@@ -213,7 +224,7 @@ def cmd_sweep(args) -> int:
 # --- entry point ---------------------------------------------------------------------
 
 def _error(exc: BaseException) -> None:
-    print(f"focus-assist: error: {exc}", file=sys.stderr, flush=True)
+    print_error("focus-assist", exc)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -15,30 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from device.common.roi import Roi, parse_roi
 from device.errors import ConfigError
-
-Roi = tuple[int, int, int, int]
-
-
-def parse_roi(text: str | typing.Sequence[int] | None) -> Optional[Roi]:
-    """``"X,Y,W,H"`` or a 4-sequence -> ``(x, y, w, h)``; raises ``ConfigError`` if malformed."""
-    if text is None:
-        return None
-    if isinstance(text, str):
-        parts = [p.strip() for p in text.split(",")]
-    else:
-        parts = list(text)
-    try:
-        vals = tuple(int(p) for p in parts)
-    except (TypeError, ValueError):
-        raise ConfigError(f"ROI must be four integers X,Y,W,H, got {text!r}") from None
-    if len(vals) != 4:
-        raise ConfigError(f"ROI must be four integers X,Y,W,H, got {text!r}")
-    x, y, w, h = vals
-    if x < 0 or y < 0 or w <= 0 or h <= 0:
-        raise ConfigError(f"ROI {text!r}: x and y must be >= 0 and width and height > 0")
-    return vals  # type: ignore[return-value]
-
 
 @dataclass(frozen=True)
 class SourceConfig:
@@ -127,14 +105,18 @@ class ScoringConfig:
             raise ConfigError("scoring.tile_grid must be two integers in 1..64")
 
 
+LogLevel = typing.Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
+
+
 @dataclass(frozen=True)
 class LogConfig:
     jsonl: Optional[str] = None
-    level: str = "info"
+    level: LogLevel = "info"
 
     def __post_init__(self):
-        if self.level not in ("debug", "info", "warning", "error"):
-            raise ConfigError("log.level must be one of debug, info, warning, error")
+        if self.level not in LOG_LEVELS:
+            raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
 
 
 @dataclass(frozen=True)
@@ -156,11 +138,18 @@ class ModelsConfig:
                 raise ConfigError(f"models.{name} must not be empty (omit it for the shipped model)")
 
 
+MotorDriver = typing.Literal["sim", "stepdir", "uln2003", "servo"]
+AutofocusMode = typing.Literal["once", "continuous"]
+MOTOR_DRIVERS: tuple[str, ...] = typing.get_args(MotorDriver)
+AUTOFOCUS_MODES: tuple[str, ...] = typing.get_args(AutofocusMode)
+
+
 @dataclass(frozen=True)
 class MotorConfig:
     """The focus motor (see ``device.lens.motor``). Positions are in motor steps (one STEP pulse,
     one ULN2003 half-step, or one servo unit); the soft limits bound every move."""
-    driver: str = "sim"                 # sim | stepdir | uln2003 | servo
+    enabled: bool = False               # drive the motor in ``run`` (``--motor`` sets it)
+    driver: MotorDriver = "sim"
     min_position: int = 0               # soft limits, inclusive
     max_position: int = 1000
     speed: float = 600.0                # steps/s at cruise (gentle enough for a 28BYJ-48)
@@ -224,7 +213,8 @@ class MotorConfig:
 @dataclass(frozen=True)
 class AutofocusConfig:
     """Contrast-detect autofocus (see ``device.lens.autofocus``). Steps are motor steps."""
-    mode: str = "once"                  # once | continuous
+    enabled: bool = False               # autofocus at start / continuously (``--autofocus``)
+    mode: AutofocusMode = "once"
     coarse_step: int = 0                # 0: a tenth of the motor range
     fine_step: int = 0                  # 0: a quarter of the coarse step
     stop_ratio: float = 0.75            # coarse scan stops below this share of the best
@@ -262,8 +252,8 @@ class ServiceConfig:
     """Running as a systemd service (see ``device.service.notify`` and ``systemd/``).
 
     ``state_dir`` holds the defect map, the motor position and captures by default; ``None``
-    means ``$STATE_DIRECTORY`` (set by the unit's ``StateDirectory=``), else
-    ``/var/lib/focus-assist``. Camera faults are retried after ``retry_backoff_s``, doubling
+    means ``$STATE_DIRECTORY`` (set by the unit's ``StateDirectory=``, i.e.
+    ``/var/lib/focus-assist``), else ``~/.local/state/focus-assist`` (``device.common.paths``). Camera faults are retried after ``retry_backoff_s``, doubling
     up to ``retry_backoff_max_s``; after ``max_source_failures`` faults in a row the process
     exits non-zero so that systemd restarts it. Keep the longest backoff well below the
     unit's ``WatchdogSec=``: only delivered frames feed the watchdog.
@@ -418,7 +408,7 @@ class OverlayConfig:
             raise ConfigError("overlay.peaking_floor must lie in [0, 1)")
         if self.peaking_noise_k < 0 or self.peaking_memory_s <= 0:
             raise ConfigError("overlay.peaking_noise_k must be >= 0 and peaking_memory_s > 0")
-        from device.overlay import parse_colour
+        from device.common.colour import parse_colour
         try:
             parse_colour(self.peaking_colour)
         except ValueError as exc:
@@ -449,7 +439,7 @@ class WebConfig:
 
     def __post_init__(self):
         if self.listen is not None:
-            from device.viewfinder.web.access import parse_listen
+            from device.common.listen import parse_listen
             parse_listen(self.listen)   # raises ConfigError naming the problem
         if self.token is not None and len(self.token) < 8:
             raise ConfigError("web.token must be at least 8 characters")
