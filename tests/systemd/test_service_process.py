@@ -22,7 +22,10 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-WATCHDOG_S = 1.0          # WATCHDOG_USEC we hand out: pings due every 0.5 s
+# WATCHDOG_USEC we hand out: pings due every 1 s. Long enough that a loaded CI box's
+# scheduling jitter (a few hundred ms) is far from the limit, short enough to test quickly.
+WATCHDOG_S = 2.0
+WINDOW_S = 4.0            # how long the pings are watched
 START_TIMEOUT_S = 90.0    # cold imports on a busy 2-core CI box
 
 
@@ -143,16 +146,16 @@ def test_ready_watchdog_status_and_sigterm(tmp_path, config, cleanup):
     procs.append(proc)
 
     t_ready = lis.wait_for("READY=1", START_TIMEOUT_S, proc)
-    lis.poll(3.0)
+    lis.poll(WINDOW_S)
     assert proc.poll() is None, "exited while it should be running"
 
     pings = [t for t, _ in lis.fields("WATCHDOG=1") if t >= t_ready]
-    assert len(pings) >= 4, f"only {len(pings)} watchdog pings in 3 s"
+    assert len(pings) >= 3, f"only {len(pings)} watchdog pings in {WINDOW_S} s"
     gaps = [b - a for a, b in zip(pings, pings[1:])]
     # systemd would kill us after one whole interval without a ping.
     assert max(gaps) < WATCHDOG_S, f"watchdog gap {max(gaps):.2f} s"
     # ... and the pings are rate-limited to about two per interval, not one per frame.
-    assert len(pings) <= 3.0 / (WATCHDOG_S / 2) + 2
+    assert len(pings) <= WINDOW_S / (WATCHDOG_S / 2) + 2
 
     statuses = [f for _, f in lis.fields("STATUS=")]
     assert any(" fps, focus " in s and "faults 0" in s for s in statuses), statuses
@@ -171,11 +174,11 @@ def test_hung_camera_stops_the_pings(tmp_path, config, cleanup):
     procs, listeners = cleanup
     lis = Listener(tmp_path, abstract=True)
     listeners.append(lis)
-    proc = start(lis, "sim:hang_after=40", config)  # about 1.6 s of frames at 25 fps
+    proc = start(lis, "sim:hang_after=75", config)  # about 3 s of frames at 25 fps
     procs.append(proc)
     lis.wait_for("READY=1", START_TIMEOUT_S, proc)
 
-    # Wait for the pings to start, then for a silence of three whole intervals.
+    # Wait for the pings to start, then for a silence of two whole intervals.
     deadline = time.monotonic() + 30
     silent_since = None
     while time.monotonic() < deadline:
@@ -185,10 +188,10 @@ def test_hung_camera_stops_the_pings(tmp_path, config, cleanup):
             continue
         if lis.fields("WATCHDOG=1"):
             silent_since = silent_since or time.monotonic()
-            if time.monotonic() - silent_since >= 3 * WATCHDOG_S:
+            if time.monotonic() - silent_since >= 2 * WATCHDOG_S:
                 break
     assert lis.fields("WATCHDOG=1"), "no ping before the hang"
-    assert silent_since is not None and time.monotonic() - silent_since >= 3 * WATCHDOG_S, \
+    assert silent_since is not None and time.monotonic() - silent_since >= 2 * WATCHDOG_S, \
         "pings kept coming although the camera hangs"
     assert proc.poll() is None, "a hang should leave the process to the watchdog, not exit it"
 
