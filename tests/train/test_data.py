@@ -89,7 +89,7 @@ def test_evaluation_split_comes_from_held_out_sources():
 
 
 def test_tf_dataset_streams_batches():
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     srcs = D.split_sources(D.collect_sources(SMALL), SMALL)["train"]
     ds = D.tf_dataset("focus", srcs, SMALL, batch=8, shuffle=16)
     x, (p, b) = next(iter(ds))

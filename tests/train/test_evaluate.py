@@ -27,13 +27,15 @@ def test_confusion_and_per_class():
     assert rec.tolist() == pytest.approx([0.5, 1.0, 0.5])
 
 
-def test_certainty_weighting():
+def test_certainty_weighting_is_the_devices_pooling():
+    from device.scoring.pooling import certainty, pool
+
     sure = np.array([[0.98, 0.01, 0.01]])
     unsure = np.full((3, 3), 1 / 3)
-    assert E.certainty(unsure) == pytest.approx(np.zeros(3), abs=1e-6)
-    assert E.certainty(sure)[0] > 0.8
+    assert certainty(unsure) == pytest.approx(np.zeros(3), abs=1e-6)
+    assert certainty(sure)[0] > 0.8
     # three undecided tiles do not outvote one confident tile
-    p = E.whole_image(np.concatenate([sure, unsure]))
+    p, _, _ = pool(np.concatenate([sure, unsure]), np.zeros(4))
     assert p.argmax() == 0 and p[0] > 0.9
 
 

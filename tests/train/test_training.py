@@ -2,7 +2,7 @@
 and ``evaluate`` writes its report and plots. Small data, CPU, about a minute each."""
 import json
 import re
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
@@ -44,11 +44,14 @@ def test_focus_model_matches_the_contract(focus_run):
     assert p.shape == (2, 3) and np.allclose(p.sum(1), 1, atol=1e-5) and b.shape == (2, 1)
 
 
-def test_resume_continues_the_history(focus_run):
-    assert main(["focus", "--epochs", "4", "--resume", "--no-eval", "--out", str(focus_run)] + TINY) == 0
-    hist = json.loads((focus_run / "history.json").read_text())
+def test_resume_continues_the_history(focus_run, tmp_path):
+    run = tmp_path / "run"          # a copy: the shared run stays as the other tests expect it
+    shutil.copytree(focus_run, run)
+    assert main(["focus", "--epochs", "4", "--resume", "--no-eval", "--out", str(run)] + TINY) == 0
+    hist = json.loads((run / "history.json").read_text())
     assert len(hist["loss"]) == 4
-    assert json.loads((focus_run / "checkpoints/state.json").read_text())["epoch"] == 4
+    assert hist["loss"][:3] == json.loads((focus_run / "history.json").read_text())["loss"]
+    assert json.loads((run / "checkpoints/state.json").read_text())["epoch"] == 4
 
 
 def test_evaluate_writes_report_and_plots(focus_run, tmp_path):
