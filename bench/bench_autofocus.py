@@ -30,14 +30,17 @@ import time
 
 import numpy as np
 
-from device.lens.autofocus import FAILED, FOCUSED, Autofocus, Outcome, fit_parabola
+from device.lens.autofocus import Autofocus
+from device.lens.search import FAILED, FOCUSED, Outcome, fit_parabola
 from device.config import AutofocusConfig, MotorConfig, SimConfig
 from device.scoring.measures import focus_value, refine_peak
 from device.lens.motor.sim import SimMotor
+from device.loop.result import FrameResult
 from device.common.scenes import PHOTO_NAMES
 from device.sources.sim import SimCamera
 
 FPS = 30.0
+NO_TILES = np.zeros((1, 1), np.float32)   # the AF reads result.focus alone
 METHODS = ("ours", "sweep", "libcamera")
 
 
@@ -123,7 +126,8 @@ def run_trial(task: dict) -> dict:
                        frame_period=1 / FPS, search=libcamera_scan)
     for _ in range(2000):
         f = cam.read()
-        af.on_frame(f, {"frame": f.index, "focus": focus_value(f.grey)})
+        af.on_frame(f, FrameResult(frame=f.index, timestamp=f.timestamp, focus=focus_value(f.grey),
+                                   measures={}, tile_map=NO_TILES))
         if af.state in (FOCUSED, FAILED) and not motor.busy:
             break
     out = {**{k: task[k] for k in ("i", "scene", "best", "start", "method")},

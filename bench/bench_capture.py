@@ -34,9 +34,10 @@ from device.capture.sink import CaptureSink  # noqa: E402
 from device.config import CaptureConfig, ScoringConfig, SimConfig, load_config  # noqa: E402
 from device.scoring.classic import ClassicScorer  # noqa: E402
 from device.sources.base import Frame  # noqa: E402
+from tests.sweep_truth import SWITCH_TOP  # noqa: E402
 
 SWEEP = ROOT.parent / "shared" / "data" / "pcb_focus_sweep"
-ROI = (750, 500, 550, 500)
+ROI = SWITCH_TOP.roi
 HOLD = 5
 
 
@@ -88,7 +89,7 @@ def pcb(scale: int) -> dict:
         caps = [{"frame": m["frame_index"], "image": f"pcb_{order[m['frame_index'] // HOLD]:03d}",
                  "pass": m["frame_index"] // (10 * HOLD), "sharp_prob": m["scores"].get("sharp_prob")}
                 for m in metas]
-        ok_frames = all(5 <= int(c["image"][-3:]) <= 7 for c in caps)
+        ok_frames = all(int(c["image"][-3:]) in SWITCH_TOP.good for c in caps)
         per_pass = [sum(c["pass"] == p for c in caps) for p in (0, 1)]
         out[name] = {"captures": caps, "only_005_007": ok_frames, "at_least_one": bool(caps),
                      "per_pass": per_pass, "at_most_one_per_pass": max(per_pass) <= 1,
@@ -124,7 +125,8 @@ def sim(seeds: int) -> dict:
             cam = SimCamera(SimConfig(width=320, height=240, seed=seed, start_position=0))
             path = list(np.linspace(0, cam.lens_range, steps)) + list(np.linspace(cam.lens_range, 0, steps))
             with tempfile.TemporaryDirectory() as d:
-                with CaptureSink(cfg(), d, source=cam) as sink:
+                with CaptureSink(cfg(), d, source_name=cam.name,
+                                 lens_position=lambda: cam.lens_position) as sink:
                     for pos in path:
                         cam.lens_position = pos
                         f = cam.read()

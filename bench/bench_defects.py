@@ -38,7 +38,11 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from device.defects.persistence import DefectMap, frame_candidates, match  # noqa: E402
+from device.defects.persistence import DefectMap  # noqa: E402
+
+from device.defects.candidates import frame_candidates  # noqa: E402
+
+from device.defects.sensor_check import match  # noqa: E402
 from train import degrade  # noqa: E402
 from tune_defects import best_bar, nearest_truth  # noqa: E402
 

@@ -44,9 +44,11 @@ import numpy as np  # noqa: E402
 from device.defects import net as _defects  # noqa: E402
 from device.scoring import focus_net as _focus_net  # noqa: E402
 from device.defects.net import DefectDetector, DefectOptions  # noqa: E402
-from device.scoring.focus_net import FocusNetOptions, FocusScorer  # noqa: E402
+from device.scoring.focus_net import FocusScorer  # noqa: E402
+from device.scoring.pooling import FocusNetOptions  # noqa: E402
 from device.scoring.inference import TFLiteModel  # noqa: E402
 from device.scoring.measures import score_frame  # noqa: E402
+from tests.sweep_truth import SWITCH_TOP as _SWITCH  # noqa: E402
 from device.common.preprocess import (DEFECT_TILE, FOCUS_TILE, extract_tiles,  # noqa: E402
                                normalize_defect_tiles, normalize_focus_tiles, tile_origins,
                                to_bgr, to_grey)
@@ -54,7 +56,7 @@ from device.common.preprocess import (DEFECT_TILE, FOCUS_TILE, extract_tiles,  #
 SHARED = ROOT.parent / "shared" / "data"
 KAGGLE = SHARED / "kaggle_blur_samples"
 PCB = SHARED / "pcb_focus_sweep"
-SWITCH_TOP = (750, 500, 550, 500)
+SWITCH_TOP = _SWITCH.roi
 
 
 def _timed(fn, n: int, repeats: int) -> dict:
@@ -103,8 +105,8 @@ def accuracy(focus: FocusScorer) -> dict:
             r = focus.analyse(grey)
             m = score_frame(grey)
             truth = {"S": "sharp", "F": "defocus", "M": "motion"}[p.stem[-1]]
-            rows.append({"file": p.name, "truth": truth, "label": r["label"],
-                         "sharp_prob": r["sharp_prob"], "blur_px": r["blur_px"],
+            rows.append({"file": p.name, "truth": truth, "label": r.label,
+                         "sharp_prob": r.sharp_prob, "blur_px": r.blur_px,
                          "laplacian_var": round(m.measures["laplacian_var"], 3),
                          "tenengrad": round(m.focus, 3)})
         ts = [r["truth"] == "sharp" for r in rows]
@@ -130,10 +132,10 @@ def accuracy(focus: FocusScorer) -> dict:
             grey = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
             r = focus.analyse(grey, SWITCH_TOP)
             m = score_frame(grey, SWITCH_TOP)
-            rows.append({"file": p.name, "label": r["label"], "sharp_prob": r["sharp_prob"],
-                         "blur_px": r["blur_px"], "tenengrad": round(m.focus, 3),
+            rows.append({"file": p.name, "label": r.label, "sharp_prob": r.sharp_prob,
+                         "blur_px": r.blur_px, "tenengrad": round(m.focus, 3),
                          "laplacian_var": round(m.measures["laplacian_var"], 3)})
-        good = [rows[i]["label"] == "sharp" for i in (5, 6, 7)]
+        good = [rows[i]["label"] == "sharp" for i in sorted(_SWITCH.good)]
         bad = [rows[i]["label"] != "sharp" for i in (0, 1, 2)]
         out["pcb"] = {"roi": SWITCH_TOP, "frames": rows,
                       "sharp_in_005_007": sum(good), "not_sharp_in_000_002": sum(bad)}

@@ -59,8 +59,8 @@ def bench_overlay(n_frames: int = 60, repeats: int = 7) -> dict:
         f = cam.read()
         frames.append(f)
         r = scorer.score(f)
-        r["roi"] = [200, 150, 240, 180]
-        r["defects"] = [{"x": 100, "y": 80, "kind": "hot", "confidence": 0.9}]
+        r.roi = (200, 150, 240, 180)
+        r.defects = [{"x": 100, "y": 80, "kind": "hot", "confidence": 0.9}]
         results.append(r)
     cv2.setNumThreads(1)   # the loop thread owns one core on a Pi; measure like that
     variants = [(f"{name}_{mode}_ms", cfg, mode)
@@ -110,8 +110,8 @@ def _reader(port: int, seconds: float, counts: list, idx: int) -> None:
 def bench_stream(seconds: float, clients: int, fps: float) -> dict:
     cam = SimCamera(SimConfig(scene="mosaic", seed=1, fps=fps))
     scorer = ClassicScorer()
-    vf = Viewfinder(OverlayConfig(), {"scorer": scorer})
-    web = WebViewfinder("127.0.0.1:0", vf, source=cam, runtime={"scorer": scorer})
+    vf = Viewfinder(OverlayConfig())
+    web = WebViewfinder("127.0.0.1:0", vf, source=cam, scorer=scorer)
     loop = Loop(cam, scorer, [vf, web], faults=ServiceConfig())
     t = threading.Thread(target=loop.run, daemon=True)
     t.start()

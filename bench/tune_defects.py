@@ -31,7 +31,7 @@ from device.common.scenes import PHOTO_NAMES, load_photo  # noqa: E402
 from train import degrade  # noqa: E402
 
 DEFECTS_PER_MP = 80        # bench_defects.py: 60 in a 0.75 MP frame
-TOL = 2.5                  # px, as device.defects.persistence.match
+TOL = 2.5                  # px, as device.defects.sensor_check.match
 
 
 def frames(reps: int, seed: int = 11):

@@ -9,6 +9,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def pcb_sweep_paths() -> list[Path]:
+    """The 10 frames of the real PCB focus sweep, in lens order (skips when absent)."""
+    paths = sorted(shared_data("pcb_focus_sweep").glob("pcb_*.JPG"))
+    assert len(paths) == 10, paths
+    return paths
+
+
 def shared_data(sub: str) -> Path:
     """A folder of ../shared/data, or a visible skip when it is absent."""
     p = SHARED_DATA / sub

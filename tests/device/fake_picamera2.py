@@ -61,6 +61,8 @@ class Picamera2:
         self.overlay = None
         self.post_callback = None
         self.fail_next = 0
+        self.options: dict = {}         # picamera2's encoder options ("quality", "compress_level")
+        self.mode_switches: list = []   # (still configuration, path, stream name)
         self._buffers: dict = {}
         self.calls: list = []
         Picamera2.instances.append(self)
@@ -70,7 +72,7 @@ class Picamera2:
         return {"main": dict(main or {}), "lores": dict(lores) if lores else None, **kw}
 
     def create_still_configuration(self, main=None, **kw):
-        return {"main": dict(main or {}), **kw}
+        return {"still": True, "main": dict(main or {}), **kw}
 
     def configure(self, config):
         self.calls.append(("configure", config))
@@ -122,6 +124,18 @@ class Picamera2:
         ok, buf = cv2.imencode(".jpg" if str(path).lower().endswith((".jpg", ".jpeg")) else ".png", arr)
         with open(path, "wb") as fh:
             fh.write(buf.tobytes())
+
+
+    def switch_mode_and_capture_file(self, config, path, name: str = "main", **kw):
+        """A still (or, for ``name="raw"``, a DNG) from a mode switch; back to preview after."""
+        self.mode_switches.append((config, str(path), name))
+        if name == "raw":
+            data = b"II*\x00" + b"fake dng"          # a TIFF header, as a DNG starts
+        else:
+            ok, buf = cv2.imencode(".jpg", self.image, [cv2.IMWRITE_JPEG_QUALITY, int(self.options.get("quality", 90))])
+            data = buf.tobytes()
+        with open(path, "wb") as fh:
+            fh.write(data)
 
 
 def install(monkeypatch, image: np.ndarray, cameras=None) -> types.ModuleType:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from device.cli import main
-from tests.conftest import REPO, shared_data
+from tests.conftest import REPO, pcb_sweep_paths
+from tests.sweep_truth import PCB_SWEEP_TRUTH
 
 
 def run_cli(*args, timeout=60):
@@ -117,16 +118,15 @@ def test_run_on_images_processes_every_frame_in_order(blur_series, tmp_path, cap
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["frames"] == 3
 
 
-@pytest.mark.parametrize("roi, truth", [("750,500,550,500", 6), ("700,150,500,250", 3)])
-def test_sweep_on_the_real_pcb_focus_sweep(roi, truth, capsys):
-    folder = shared_data("pcb_focus_sweep")
-    paths = sorted(str(p) for p in folder.glob("pcb_*.JPG"))
-    assert main(["sweep", "--json", "--roi", roi, *paths]) == 0
+@pytest.mark.parametrize("truth", PCB_SWEEP_TRUTH, ids=lambda t: t.name)
+def test_sweep_on_the_real_pcb_focus_sweep(truth, capsys):
+    paths = [str(p) for p in pcb_sweep_paths()]
+    assert main(["sweep", "--json", "--roi", truth.roi_text, *paths]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["best_index"] == truth
-    assert out["best_path"] == paths[truth]
+    assert out["best_index"] == truth.best
+    assert out["best_path"] == paths[truth.best]
     assert len(out["curve"]) == 10 and all(isinstance(v, float) for v in out["curve"])
-    assert abs(out["refined_index"] - truth) <= 0.5
+    assert abs(out["refined_index"] - truth.best) <= 0.5
 
 
 def test_run_model_flag_names_a_bad_model_file(tmp_path):

@@ -4,23 +4,21 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATA, REPO
+from tests.conftest import REPO, pcb_sweep_paths
+from tests.sweep_truth import SWITCH_TOP
 from device.capture.sink import CaptureSink, ensure_writable_dir, remove_stale_temps
 from device.config import CaptureConfig, ScoringConfig, SimConfig, load_config
 from device.errors import InputError
+from tests.device.results import result, verdict
 from device.scoring.classic import ClassicScorer
 from device.sources.base import Frame, FrameSource
 
-DATA = SHARED_DATA
-SWEEP = DATA / "pcb_focus_sweep"
-SWITCH_ROI = (750, 500, 550, 500)
 SCALE = 2            # half size for speed; the capture frames are the same at full size
 
 
@@ -60,9 +58,7 @@ def sidecars(folder):
 
 @pytest.fixture(scope="module")
 def sweep_images():
-    if not SWEEP.is_dir():
-        pytest.skip(f"real focus sweep not found at {SWEEP} (../shared/data beside the checkout)")
-    imgs = [cv2.imread(str(SWEEP / f"pcb_{i:03d}.JPG")) for i in range(10)]
+    imgs = [cv2.imread(str(p)) for p in pcb_sweep_paths()]
     return [cv2.resize(m, (m.shape[1] // SCALE, m.shape[0] // SCALE), interpolation=cv2.INTER_AREA)
             for m in imgs]
 
@@ -72,12 +68,12 @@ def test_real_sweep_captures_only_at_the_sharp_frames_once_per_pass(sweep_images
     images = sweep_images + sweep_images[::-1]
     order = list(range(10)) + list(range(9, -1, -1))
     src = HeldImages(images)
-    scorer = ClassicScorer(ScoringConfig(roi=tuple(v // SCALE for v in SWITCH_ROI)))
-    run(CaptureSink(cfg(), tmp_path, source=src), src, scorer)
+    scorer = ClassicScorer(ScoringConfig(roi=tuple(v // SCALE for v in SWITCH_TOP.roi)))
+    run(CaptureSink(cfg(), tmp_path, source_name=src.name), src, scorer)
     metas = sidecars(tmp_path)
     assert metas, "no capture on a real pass through focus"
     sweep_ids = [order[m["frame_index"] // 5] for m in metas]
-    assert all(5 <= s <= 7 for s in sweep_ids), sweep_ids
+    assert all(s in SWITCH_TOP.good for s in sweep_ids), sweep_ids
     passes = [m["frame_index"] // 50 for m in metas]
     assert passes.count(0) <= 1 and passes.count(1) <= 1, passes
     # Each sidecar describes a complete image with the same stem.
@@ -85,7 +81,7 @@ def test_real_sweep_captures_only_at_the_sharp_frames_once_per_pass(sweep_images
         img = tmp_path / m["image"]
         assert img.stem == Path(m["image"]).stem and (tmp_path / f"{img.stem}.json").exists()
         assert cv2.imread(str(img)) is not None
-        assert m["roi"] == [v // SCALE for v in SWITCH_ROI]
+        assert m["roi"] == [v // SCALE for v in SWITCH_TOP.roi]
         assert m["scores"]["focus"] > 0 and "measures" in m["scores"]
         assert m["settings"]["fire_ratio"] == 0.8 and m["trigger"] == "trap"
 
@@ -103,7 +99,7 @@ def test_sim_lens_turned_by_hand_is_captured_in_focus_with_its_lens_position(tmp
     cam, positions = sim_sweep()
     scorer = ClassicScorer()
     caplog.set_level(logging.INFO, logger="device.capture.sink")
-    with CaptureSink(cfg(), tmp_path, source=cam) as sink:
+    with CaptureSink(cfg(), tmp_path, source_name=cam.name, lens_position=lambda: cam.lens_position) as sink:
         for pos in positions:
             cam.lens_position = pos
             f = cam.read()
@@ -119,11 +115,11 @@ def test_sim_lens_turned_by_hand_is_captured_in_focus_with_its_lens_position(tmp
 
 
 def fake_results(values, prob):
+    """Frames with given focus values, each with a CNN verdict of p(sharp) ``prob``."""
     img = np.zeros((64, 64, 3), np.uint8)
     for i, v in enumerate(values):
         f = Frame(grey=img[..., 0], color=img, timestamp=float(i), index=i)
-        yield f, {"frame": i, "focus": v, "sharp_prob": prob, "label": "sharp" if prob > 0.5 else "defocus",
-                  "roi": None}
+        yield f, result(float(v), frame=i, timestamp=float(i), cnn=verdict(prob))
 
 
 BUMP = [10, 10, 20, 50, 90, 100, 90, 50, 20, 10, 10]
@@ -226,44 +222,30 @@ def test_config_rejects_bad_capture_settings():
         load_config(overrides={"capture": {"typo": 1}})
 
 
-class FakePicam:
-    """Just the picamera2 calls a still / DNG capture makes."""
-
-    def __init__(self):
-        self.options = {}
-        self.calls = []
-
-    def create_still_configuration(self, **kw):
-        return {"still": True, **kw}
-
-    def switch_mode_and_capture_file(self, config, path, name="main", **kw):
-        self.calls.append((config, path, name))
-        assert Path(path).name.startswith(".") and ".tmp" in Path(path).name   # never the final name
-        Path(path).write_bytes(b"II*\x00fake dng" if name == "raw" else b"\xff\xd8fake\xff\xd9")
-
-
-class FakePiSource:
-    name = "picamera2"
-
-    def __init__(self):
-        self.picam2 = FakePicam()
-        self.lock = threading.Lock()
-
-
 @pytest.mark.parametrize("mode,ext", [("dng", ".dng"), ("still", ".jpg")])
-def test_pi_still_and_dng_are_written_through_a_temporary_name(tmp_path, mode, ext):
-    src = FakePiSource()
-    with CaptureSink(cfg(pi_mode=mode, jpeg_quality=88), tmp_path, source=src) as sink:
+def test_pi_still_and_dng_are_written_through_a_temporary_name(tmp_path, monkeypatch, photo_bgr, mode, ext):
+    from device.config import PicameraConfig
+    from device.sources.picam import Picamera2Source
+    from tests.device import fake_picamera2
+
+    fake_picamera2.install(monkeypatch, photo_bgr)
+    src = Picamera2Source(PicameraConfig(main_size=(640, 480), lores_size=(320, 240)))
+    with CaptureSink(cfg(pi_mode=mode, jpeg_quality=88), tmp_path, source_name=src.name,
+                     still=src.capture_still) as sink:
         for f, r in fake_results(BUMP, 0.9):
             sink.on_frame(f, r)
     (m,) = sidecars(tmp_path)
     assert m["image"].endswith(ext) and (tmp_path / m["image"]).stat().st_size == m["bytes"]
-    config, _, name = src.picam2.calls[0]
+    cam = src.picam2
+    ((config, path, name),) = cam.mode_switches
+    assert Path(path).name.startswith(".") and ".tmp" in Path(path).name   # never the final name
     assert name == ("raw" if mode == "dng" else "main")
     assert (mode == "dng") == ("raw" in config)
     if mode == "still":
-        assert src.picam2.options["quality"] == 88
+        assert cam.options["quality"] == 88
+        assert cv2.imread(str(tmp_path / m["image"])).shape == photo_bgr.shape
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    src.close()
 
 
 WRITER = r"""
@@ -326,12 +308,14 @@ def test_kill_9_mid_write_never_leaves_a_partial_image_that_looks_complete(tmp_p
 
 
 def test_lens_position_comes_from_the_motor_when_one_is_fitted(tmp_path):
-    import types
+    from device.config import MotorConfig
+    from device.lens.motor import open_motor
 
-    motor = types.SimpleNamespace(position=321)
-    runtime = {"autofocus": types.SimpleNamespace(motor=motor)}
-    with CaptureSink(cfg(), tmp_path, runtime=runtime) as sink:
+    motor = open_motor(MotorConfig(driver="sim"), threaded=False)
+    motor.set_position(321)
+    with CaptureSink(cfg(), tmp_path, lens_position=lambda: motor.position) as sink:
         for f, r in fake_results(BUMP, 0.9):
             sink.on_frame(f, r)
     (m,) = sidecars(tmp_path)
     assert m["lens_position"] == 321.0 and sink.count == 1
+    motor.close()

@@ -6,9 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
-from device.defects.persistence import DefectMap, DefectMapSink, frame_candidates, match, sensor_check
+from device.defects.persistence import DefectMap
+
+from device.defects.live import DefectMapSink
+
+from device.defects.candidates import frame_candidates
+
+from device.defects.sensor_check import match, sensor_check
 from device.sources import open_source
 from device.sources.base import Frame
+from tests.device.results import result as scored
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image photos are needed")
 
@@ -134,24 +141,23 @@ def test_live_sink_puts_the_map_in_results_and_saves_it_atomically(tmp_path):
     frames, _ = sequence(rng, inject=truth)
     path = tmp_path / "state" / "defects.json"
     sink = DefectMapSink(DefectMap(), every_n=1, map_file=path, save_interval_s=3600)
-    result = {}
     for i, img in enumerate(frames):
         f = Frame(grey=img[..., 1], color=img, timestamp=float(i), index=i)
-        result = {}
-        sink.on_frame(f, result)
+        sink.on_frame(f, scored(1.0, frame=i))
         deadline = time.monotonic() + 10
         while sink.map.frames < i + 1 and time.monotonic() < deadline:   # one at a time, for the test
             time.sleep(0.005)
     time.sleep(0.05)
-    sink.on_frame(Frame(grey=frames[0][..., 1], color=frames[0], timestamp=99.0, index=99), result)
-    assert len(result["defects"]) >= len(truth) - 2
-    assert sink.stats()["defects"]["confirmed"] == len(result["defects"])
+    last = scored(1.0, frame=99)
+    sink.on_frame(Frame(grey=frames[0][..., 1], color=frames[0], timestamp=99.0, index=99), last)
+    assert len(last.defects) >= len(truth) - 2
+    assert sink.stats()["defects"]["confirmed"] == len(last.defects)
     sink.close()
     saved = json.loads(path.read_text())
-    assert len(saved["defects"]) == len(result["defects"])
+    assert len(saved["defects"]) == len(last.defects)
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]
     again = DefectMapSink(DefectMap(), map_file=path)          # resumes after a restart
-    assert again.stats()["defects"]["confirmed"] == len(result["defects"])
+    assert again.stats()["defects"]["confirmed"] == len(last.defects)
     again.close()
 
 

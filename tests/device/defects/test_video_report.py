@@ -1,6 +1,5 @@
 """``focus-assist defects VIDEO --report DIR``: persistent defects, transient errors, focus curve."""
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

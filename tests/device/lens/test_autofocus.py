@@ -6,21 +6,21 @@ simulator's hidden best position (or on the frame an ROI's truth names)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from device.lens.autofocus import (Autofocus, fit_hyperbola, fit_parabola, fit_v)
+from device.lens.autofocus import Autofocus
+from device.lens.search import fit_hyperbola, fit_parabola, fit_v
 from device.config import AutofocusConfig, MotorConfig, SimConfig
 from device.scoring.measures import focus_value
 from device.lens.motor import open_motor
 from device.lens.motor.sim import SimMotor
 from device.sources.base import Frame
 from device.sources.sim import SimCamera
-from tests.conftest import SHARED_DATA
-
-DATA = SHARED_DATA
+from tests.conftest import pcb_sweep_paths
+from tests.sweep_truth import PCB_SWEEP_TRUTH
+from tests.device.results import result, verdict
 
 
 def rig(scene="mosaic", best=700.0, start=50.0, seed=0, slack=0, mode="once", start_af=True,
@@ -39,13 +39,17 @@ def rig(scene="mosaic", best=700.0, start=50.0, seed=0, slack=0, mode="once", st
     return cam, motor, a
 
 
-def drive(cam, af, frames=300, until_done=True, extra=None):
+def scored(f, focus, blur_px=None, roi=None):
+    """The loop's result for frame ``f``: its focus value and, given ``blur_px``, a CNN verdict."""
+    return result(focus, frame=f.index, timestamp=f.timestamp, roi=roi,
+                  cnn=None if blur_px is None else verdict(0.1, blur_px=blur_px))
+
+
+def drive(cam, af, frames=300, until_done=True, blur=None):
+    """Feed ``frames`` frames; ``blur(cam)`` gives each frame's CNN blur estimate."""
     for _ in range(frames):
         f = cam.read()
-        result = {"frame": f.index, "focus": focus_value(f.grey)}
-        if extra:
-            result.update(extra(cam))
-        af.on_frame(f, result)
+        af.on_frame(f, scored(f, focus_value(f.grey), blur(cam) if blur else None))
         if until_done and af.state in ("focused", "failed") and not af.motor.busy:
             return
 
@@ -139,9 +143,9 @@ def test_button_triggers_one_shot():
 
 
 def test_cnn_blur_hint_sizes_the_first_step():
-    """result["blur_px"] picks the first step; the contrast measure still decides."""
+    """The CNN's blur_px picks the first step; the contrast measure still decides."""
     cam, motor, af = rig("mosaic", 540.0, 500.0, blur_steps_per_px=10.0)
-    drive(cam, af, extra=lambda c: {"blur_px": c.blur_radius()})
+    drive(cam, af, blur=lambda c: c.blur_radius())
     assert af.state == "focused" and cam.in_focus()
     cam2, motor2, af2 = rig("mosaic", 540.0, 500.0)
     drive(cam2, af2)
@@ -201,19 +205,15 @@ class PlaybackLens:
 
 @pytest.fixture(scope="module")
 def pcb_sweep():
-    folder = DATA / "pcb_focus_sweep"
-    paths = [folder / f"pcb_{i:03d}.JPG" for i in range(10)]
-    if not all(p.exists() for p in paths):
-        pytest.skip(f"real PCB focus sweep not found in {folder}: skipping the playback test")
     import cv2
 
-    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths]
+    return [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in pcb_sweep_paths()]
 
 
-@pytest.mark.parametrize("roi,truth", [((750, 500, 550, 500), 6), ((700, 150, 500, 250), 3)],
-                         ids=["switch-top", "board-text"])
+@pytest.mark.parametrize("region", PCB_SWEEP_TRUTH, ids=lambda r: r.name)
 @pytest.mark.parametrize("start", [0, 9])
-def test_real_sweep_playback_ends_on_the_roi_truth(pcb_sweep, roi, truth, start):
+def test_real_sweep_playback_ends_on_the_roi_truth(pcb_sweep, region, start):
+    roi, truth = region.roi, region.best
     lens = PlaybackLens(pcb_sweep, start, truth)
     motor = SimMotor(lens, backlash=0, limits=(0, 9), speed=30.0, acceleration=0.0,
                      overshoot=1, threaded=False)
@@ -229,7 +229,7 @@ def test_real_sweep_playback_ends_on_the_roi_truth(pcb_sweep, roi, truth, start)
     af = Autofocus(motor, AutofocusConfig(), roi=None, start=True, frame_period=1 / 30)
     for _ in range(200):
         f = lens.read()
-        af.on_frame(f, {"frame": f.index, "focus": value(f), "roi": list(roi)})
+        af.on_frame(f, scored(f, value(f), roi=roi))
         if af.state in ("focused", "failed") and not motor.busy:
             break
     assert af.state == "focused", af.reason

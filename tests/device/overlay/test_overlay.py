@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from device import overlay as ov
+from device.overlay import heatmap
+from device.common.colour import parse_colour
 from device.config import OverlayConfig, SimConfig, load_config
 from device.errors import ConfigError
 from device.scoring.measures import score_frame
 from device.sources.base import Frame
 from device.sources.sim import SimCamera
 from device.viewfinder.state import Viewfinder
+from tests.device.results import result as scored
 
 RED = (0, 0, 255)
 
@@ -103,8 +106,7 @@ def test_heat_map_is_hot_where_the_photo_is_sharp(lens):
     grey = grey_at(lens, 500)
     half_blurred = grey.copy()
     half_blurred[:, 320:] = cv2.GaussianBlur(grey[:, 320:], (0, 0), 6)
-    result = {"tile_map": score_frame(half_blurred).tile_map}
-    values = ov.heat_values(result, ov.RunningPeak(), 0.0)
+    values = ov.heat_values(score_frame(half_blurred).tile_map, None, ov.RunningPeak(), 0.0)
     assert values[:, :4].mean() > 3 * values[:, 4:].mean()
     canvas = np.full((480, 640, 3), 128, np.uint8)
     ov.draw_heatmap(canvas, values, 0.5)
@@ -118,12 +120,14 @@ def test_heat_map_is_hot_where_the_photo_is_sharp(lens):
 
 
 def test_heat_map_prefers_the_cnn_probabilities_when_present():
-    cnn = np.array([[0.0, 1.0]], np.float32)
-    values = ov.heat_values({"tile_map": np.ones((1, 2)), "cnn_tile_map": cnn}, ov.RunningPeak(), 0.0)
-    assert np.array_equal(values, cnn)
-    classic = ov.heat_values({"tile_map": np.array([[1.0, 4.0]]), "cnn_tile_map": cnn},
-                             ov.RunningPeak(), 0.0, source="focus")
-    assert np.allclose(classic, [[0.25, 1.0]])
+    cnn = np.array([[-1.0, 0.0, 1.0]], np.float32)          # -1: a tile the net did not score
+    values = ov.heat_values(np.ones((1, 3)), cnn, ov.RunningPeak(), 0.0)
+    assert np.array_equal(values, [[0.0, 0.0, 1.0]])
+    assert np.array_equal(ov.heat_values(np.ones((1, 3)), cnn, ov.RunningPeak(), 0.0, source="cnn"),
+                          values)
+    assert ov.heat_values(np.ones((1, 3)), None, ov.RunningPeak(), 0.0, source="cnn") is None
+    classic = ov.heat_values(np.array([[1.0, 4.0, 2.0]]), cnn, ov.RunningPeak(), 0.0, source="focus")
+    assert np.allclose(classic, [[0.25, 1.0, 0.5]])
 
 
 def test_zoom_region_follows_the_roi_and_stays_inside_the_frame():
@@ -205,8 +209,8 @@ def test_compose_never_touches_the_frame(lens):
     frame = Frame(grey=grey, color=colour, timestamp=1.0, index=0)
     keep_c, keep_g = colour.copy(), grey.copy()
     vf = Viewfinder(OverlayConfig(heatmap=True, zoom=True))
-    result = {"focus": 10.0, "tile_map": score_frame(grey).tile_map, "roi": [100, 100, 50, 50],
-              "defects": [{"x": 5, "y": 5, "kind": "hot"}]}
+    result = scored(10.0, tile_map=score_frame(grey).tile_map, roi=(100, 100, 50, 50),
+                    defects=[{"x": 5, "y": 5, "kind": "hot"}])
     vf.on_frame(frame, result)
     out = vf.compose(frame, result)
     assert out.shape == colour.shape and not np.array_equal(out, colour)
@@ -220,7 +224,7 @@ def test_every_element_can_be_switched_off(lens):
     frame = Frame(grey=grey, color=colour, timestamp=1.0, index=0)
     vf = Viewfinder(OverlayConfig())
     vf.set_toggles({name: False for name in ov.ELEMENTS})
-    result = {"focus": 1.0, "tile_map": np.ones((2, 2)), "roi": [0, 0, 10, 10]}
+    result = scored(1.0, roi=(0, 0, 10, 10))
     assert np.array_equal(vf.compose(frame, result), colour)
     with pytest.raises(KeyError):
         vf.set_toggles({"sparkles": True})
@@ -233,15 +237,15 @@ def test_compose_scales_a_large_display_frame_down_for_the_stream(lens):
     grey = cv2.cvtColor(lens.render(500), cv2.COLOR_BGR2GRAY)
     frame = Frame(grey=grey, color=colour, timestamp=1.0, index=0)
     vf = Viewfinder(OverlayConfig())
-    out = vf.compose(frame, {"focus": 3.0}, max_width=1014)
+    out = vf.compose(frame, scored(3.0), max_width=1014)
     assert out.shape == (760, 1014, 3)
 
 
 def test_parse_colour_and_bad_overlay_config():
-    assert ov.parse_colour("#ff8000") == (0, 128, 255)
-    assert ov.parse_colour("Green") == (0, 255, 0)
+    assert parse_colour("#ff8000") == (0, 128, 255)
+    assert parse_colour("Green") == (0, 255, 0)
     with pytest.raises(ValueError):
-        ov.parse_colour("#12345")
+        parse_colour("#12345")
     for bad in ({"peaking_share": 0.0}, {"peaking_colour": "plaid"}, {"preview": "hdmi"},
                 {"heatmap_source": "both"}, {"zoom_factor": 0.5}, {"peaking_floor": 1.5},
                 {"preview_size": [10, 10]}):
@@ -326,13 +330,13 @@ def test_heat_blend_matches_the_alpha_formula(photo_bgr):
 
 
 def test_heat_blend_bands_and_cached_images_agree_and_follow_the_levels(photo_bgr, monkeypatch):
-    monkeypatch.setattr(ov, "_HEAT_IMAGES", ov._HeatImages())
+    monkeypatch.setattr(heatmap, "_HEAT_IMAGES", heatmap._HeatImages())
     canvas = cv2.resize(photo_bgr, (640, 480))
     a, b = (ov.heat_levels(np.random.default_rng(s).random((6, 8))) for s in (3, 4))
     banded = ov.blend_heat(canvas, a, 0.35)               # first sight: band by band
     cached = ov.blend_heat(canvas, a, 0.35)               # second: a full image, kept
     assert np.array_equal(banded, cached)
-    assert len(ov._HEAT_IMAGES._items) == 1
+    assert len(heatmap._HEAT_IMAGES._items) == 1
     other = ov.blend_heat(canvas, b, 0.35)                # new levels never reuse the old image
     heat_b = ov.HeatRows(b, 480, 640, rgba=False).fill(np.zeros((480, 640, 3), np.uint8))
     assert np.abs(other - (canvas * 0.65 + heat_b * 0.35)).max() <= 0.5 + 1e-6
@@ -427,10 +431,11 @@ def test_the_viewfinder_reuses_one_layer_per_size(lens):
     colour = lens.render(500)
     frame = Frame(grey=cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY), color=colour, timestamp=1.0, index=0)
     vf = Viewfinder(OverlayConfig())
-    vf.on_frame(frame, {"focus": 1.0})
-    a = vf.overlay_rgba(frame, {"focus": 1.0}, (640, 480))
-    b = vf.overlay_rgba(frame, {"focus": 1.0}, (640, 480))
-    c = vf.overlay_rgba(frame, {"focus": 1.0}, (320, 240))
+    one = scored(1.0)
+    vf.on_frame(frame, one)
+    a = vf.overlay_rgba(frame, one, (640, 480))
+    b = vf.overlay_rgba(frame, one, (640, 480))
+    c = vf.overlay_rgba(frame, one, (320, 240))
     assert a is b and c.shape == (240, 320, 4)
 
 

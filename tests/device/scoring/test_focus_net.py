@@ -12,16 +12,15 @@ import numpy as np
 import pytest
 
 from device.config import load_config
-from device.scoring.focus_net import UNSCORED, CnnScorer, FocusScorer, certainty, scorer_from_config
+from device.scoring.focus_net import CnnScorer, FocusScorer, scorer_from_config
+from device.scoring.pooling import UNSCORED, certainty
 from device.common.optics import disc_psf, line_psf
 from device.common.preprocess import FOCUS_CLASSES, to_grey, working_scale
 from device.common.scenes import load_photo
-from tests.conftest import SHARED_DATA, REPO
+from tests.conftest import REPO, SHARED_DATA, pcb_sweep_paths
+from tests.sweep_truth import SWITCH_TOP
 
-SHARED = SHARED_DATA
-KAGGLE = SHARED / "kaggle_blur_samples"
-PCB = SHARED / "pcb_focus_sweep"
-SWITCH_TOP = (750, 500, 550, 500)
+KAGGLE = SHARED_DATA / "kaggle_blur_samples"
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +64,17 @@ def test_clean_photos_are_sharp_and_blurred_ones_are_not(scorer, name):
     sharp = scorer.analyse(g)
     defocus = scorer.analyse(_blur(g, disc_psf(4.0)))
     motion = scorer.analyse(_blur(g, line_psf(14.0, 30.0)))
-    assert sharp["label"] == "sharp", sharp
-    assert defocus["label"] == "defocus", defocus
-    assert motion["label"] == "motion", motion
-    assert sharp["sharp_prob"] > 0.45 > 0.25 > max(defocus["sharp_prob"], motion["sharp_prob"])
+    assert sharp.label == "sharp", sharp
+    assert defocus.label == "defocus", defocus
+    assert motion.label == "motion", motion
+    assert sharp.sharp_prob > 0.45 > 0.25 > max(defocus.sharp_prob, motion.sharp_prob)
     # Blur size grows with the blur (in the input's pixels).
-    assert 2 * sharp["blur_px"] < defocus["blur_px"]
+    assert 2 * sharp.blur_px < defocus.blur_px
 
 
 def test_real_motion_blur_photo_is_not_sharp(scorer):
     r = scorer.analyse(_photo("clock"))   # a real camera-shake photograph
-    assert r["label"] == "motion", r
+    assert r.label == "motion", r
 
 
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
@@ -87,10 +86,10 @@ def test_sharp_subject_on_soft_background_is_sharp(scorer, name):
     sub = (slice(h // 4, 3 * h // 4), slice(w // 4, 3 * w // 4))   # a quarter of the frame
     composite[sub] = g[sub]
     r = scorer.analyse(composite)
-    assert r["label"] == "sharp", r
-    assert scorer.analyse(soft)["label"] != "sharp"
+    assert r.label == "sharp", r
+    assert scorer.analyse(soft).label != "sharp"
     # The heat map locates the subject: its tiles are the sharpest.
-    m = r["cnn_map"]
+    m = r.tile_map
     assert m.shape == (7, 7)         # 512x512 -> 480x480 working frame, 64-px tiles
     inside = m[2:5, 2:5]
     outside = np.concatenate([m[:, 0], m[:, -1], m[0, :], m[-1, :]])
@@ -99,8 +98,8 @@ def test_sharp_subject_on_soft_background_is_sharp(scorer, name):
 
 def test_flat_frame_has_no_verdict(scorer):
     r = scorer.analyse(np.full((480, 640), 128, np.uint8))
-    assert r["label"] == "flat" and r["sharp_prob"] == 0.0 and r["cnn_tiles"] == 0
-    assert (r["cnn_map"] == UNSCORED).all()
+    assert r.label == "flat" and r.sharp_prob == 0.0 and r.tiles == 0
+    assert (r.tile_map == UNSCORED).all()
 
 
 def test_roi_picks_the_subject(scorer):
@@ -109,7 +108,7 @@ def test_roi_picks_the_subject(scorer):
     composite[128:384, 128:384] = g[128:384, 128:384]
     centre = scorer.analyse(composite, roi=(160, 160, 192, 192))
     corner = scorer.analyse(composite, roi=(0, 300, 120, 200))
-    assert centre["label"] == "sharp" and corner["label"] == "defocus", (centre, corner)
+    assert centre.label == "sharp" and corner.label == "defocus", (centre, corner)
 
 
 # --- golden labels: real camera photos beside the checkout -------------------------------------
@@ -127,8 +126,8 @@ def test_kaggle_samples_sharp_vs_blurred(scorer):
     for p in paths:
         r = scorer.analyse(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))
         truth_sharp = p.stem.endswith("_S")
-        if (r["label"] == "sharp") != truth_sharp:
-            wrong.append((p.name, r["label"], r["sharp_prob"]))
+        if (r.label == "sharp") != truth_sharp:
+            wrong.append((p.name, r.label, r.sharp_prob))
     assert not wrong
 
 
@@ -138,17 +137,14 @@ def test_pcb_sweep_switch_top(scorer):
     005 and 007 are judged "good" by eye at 2048 px; at the 640-px working resolution
     the net sees ~3 px of blur there and does not call them sharp (see README, models).
     """
-    _need(PCB)
-    res = {}
-    for i in range(10):
-        g = cv2.imread(str(PCB / f"pcb_{i:03d}.JPG"), cv2.IMREAD_GRAYSCALE)
-        res[i] = scorer.analyse(g, SWITCH_TOP)
-    assert res[6]["label"] == "sharp", res[6]
-    assert all(res[i]["label"] != "sharp" for i in (0, 1, 2)), res
-    best = max(res, key=lambda i: res[i]["sharp_prob"])
-    assert best == 6
-    blur = [res[i]["blur_px"] for i in range(10)]
-    assert blur.index(min(blur)) == 6 and blur[0] > 3 * blur[6]
+    res = {i: scorer.analyse(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), SWITCH_TOP.roi)
+           for i, p in enumerate(pcb_sweep_paths())}
+    best = SWITCH_TOP.best
+    assert res[best].label == "sharp", res[best]
+    assert all(res[i].label != "sharp" for i in (0, 1, 2)), res
+    assert max(res, key=lambda i: res[i].sharp_prob) == best
+    blur = [res[i].blur_px for i in range(10)]
+    assert blur.index(min(blur)) == best and blur[0] > 3 * blur[best]
 
 
 # --- the live loop scorer and the score command ----------------------------------------------
@@ -161,9 +157,11 @@ def test_loop_scorer_merges_classic_and_cnn():
     s = scorer_from_config(cfg, ClassicScorer(cfg.scoring))
     assert isinstance(s, CnnScorer)
     r = s.score(Frame(grey=_photo("camera"), timestamp=0.0, index=7))
-    assert {"focus", "measures", "tile_map", "label", "sharp_prob", "probs", "blur_px",
-            "cnn_map"} <= set(r)
-    assert r["frame"] == 7 and r["label"] == "sharp"
+    assert r.frame == 7 and r.focus > 0 and r.cnn is not None and r.label == "sharp"
+    assert r.cnn.tile_map is not None and r.cnn.tile_map.shape[0] > 1
+    # The frame log's keys: the classic ones and the CNN's side by side.
+    assert {"frame", "focus", "measures", "tile_map", "label", "sharp_prob", "probs", "blur_px",
+            "cnn_map", "cnn_tiles"} <= set(r.to_json())
     off = load_config(overrides={"models": {"enable_focus": False}})
     assert not isinstance(scorer_from_config(off, ClassicScorer(off.scoring)), CnnScorer)
 
@@ -208,15 +206,16 @@ def test_run_with_a_bad_focus_model_is_one_line_exit_2(tmp_path, content, expect
 
 
 def test_live_tile_budget_keeps_the_verdict(scorer):
-    from device.scoring.focus_net import LIVE_MAX_TILES, FocusNetOptions
+    from device.scoring.focus_net import LIVE_MAX_TILES
+    from device.scoring.pooling import FocusNetOptions
 
     live = FocusScorer(scorer.model, scorer.meta, FocusNetOptions(max_tiles=LIVE_MAX_TILES))
     g = _photo("camera")
     for img in (g, _blur(g, disc_psf(3.0))):
         full, cut = scorer.analyse(img), live.analyse(img)
-        assert cut["cnn_tiles"] < full["cnn_tiles"]
-        assert cut["label"] == full["label"]
-        assert cut["probs"] == full["probs"] and cut["blur_px"] == full["blur_px"]
+        assert cut.tiles < full.tiles
+        assert cut.label == full.label
+        assert cut.probs == full.probs and cut.blur_px == full.blur_px
 
 
 def test_score_with_a_bad_model_flag_is_one_line_exit_2(tmp_path):
@@ -236,7 +235,7 @@ def test_score_with_a_bad_model_flag_is_one_line_exit_2(tmp_path):
 
 
 def test_fast_tile_statistics_match_the_shared_definitions():
-    from device.scoring.focus_net import detail_rank, tile_std_fast
+    from device.scoring.pooling import detail_rank, tile_std_fast
     from device.common.preprocess import extract_tiles, tile_origins, tile_std
 
     g = _photo("camera")

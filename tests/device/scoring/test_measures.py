@@ -5,8 +5,9 @@ import pytest
 from device.errors import InputError
 from device.scoring.measures import (MEASURE_NAMES, check_roi, focus_value, refine_peak, score_frame,
                              tile_means)
-from device.common.optics import convolve, disc_psf, linear_to_srgb, quantise_u8, srgb_to_linear
-from tests.conftest import shared_data
+from device.common.optics import convolve, disc_psf, linear_to_srgb, srgb_to_linear
+from tests.conftest import pcb_sweep_paths
+from tests.sweep_truth import PCB_SWEEP_TRUTH
 
 
 def defocus(grey: np.ndarray, radius: float, noise: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -99,15 +100,10 @@ def test_refine_peak_finds_the_vertex_of_a_parabola():
     assert refine_peak([3, 2, 1]) == (0, 0.0)
 
 
-@pytest.mark.parametrize("roi, truth, accepted", [
-    ((750, 500, 550, 500), 6, {5, 6, 7}),     # top of the tactile switch
-    ((700, 150, 500, 250), 3, {2, 3, 4}),     # board text "SW1"
-])
-def test_real_pcb_focus_sweep_peak(roi, truth, accepted):
-    folder = shared_data("pcb_focus_sweep")
-    frames = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(folder.glob("pcb_*.JPG"))]
-    assert len(frames) == 10
-    curve = [focus_value(f, roi, native=True) for f in frames]
+@pytest.mark.parametrize("truth", PCB_SWEEP_TRUTH, ids=lambda t: t.name)
+def test_real_pcb_focus_sweep_peak(truth):
+    frames = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in pcb_sweep_paths()]
+    curve = [focus_value(f, truth.roi, native=True) for f in frames]
     best, _ = refine_peak(curve)
-    assert best in accepted, (best, curve)
-    assert best == truth, f"peak at {best}, judged by eye at {truth}: {np.round(curve, 1)}"
+    assert best in truth.good, (best, curve)
+    assert best == truth.best, f"peak at {best}, judged by eye at {truth.best}: {np.round(curve, 1)}"

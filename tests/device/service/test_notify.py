@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from device.service.notify import Notifier, ServiceNotifierSink, Watchdog
+from tests.device.results import result, verdict
 
 
 def _recv_all(sock: socket.socket) -> list[str]:
@@ -124,7 +125,7 @@ def test_sink_pings_and_rate_limits_status(listener):
     # 3 s at 30 fps
     for i in range(91):
         clock.t = i / 30
-        sink.on_frame(None, {"focus": 0.5 + i / 1000})
+        sink.on_frame(None, result(0.5 + i / 1000))
     msgs = _recv_all(sock)
     statuses = [m for m in msgs if m.startswith("STATUS=")]
     pings = [m for m in msgs if m == "WATCHDOG=1"]
@@ -144,28 +145,24 @@ def test_sink_reports_faults_at_once_without_pinging(listener):
     clock = FakeClock(0.0)
     n = Notifier(name, watchdog_usec=1_000_000)
     sink = ServiceNotifierSink(n, clock=clock)
-    sink.on_frame(None, None)
+    sink.on_frame(None, result(1.0))
     _recv_all(sock)
     for k in range(3):
         clock.t = 5.0 + k  # long past the ping period: a fault must still not ping
-        sink.on_fault(RuntimeError("camera timed out"))
+        sink.on_fault("camera timed out")
     msgs = _recv_all(sock)
     assert "WATCHDOG=1" not in msgs
-    assert msgs[-1] == "STATUS=0.0 fps, focus -, faults 3 (last: camera timed out)"
+    assert msgs[-1] == "STATUS=0.0 fps, focus 1, faults 3 (last: camera timed out)"
     assert sink.faults == 3
 
 
-def test_sink_focus_from_object_and_close(listener):
+def test_sink_status_and_close(listener):
     sock, name = listener
-
-    class Result:
-        score = 0.91
-
     clock = FakeClock(0.0)
     sink = ServiceNotifierSink(Notifier(name), clock=clock, status_interval_s=0.5)
     for i in range(3):
         clock.t = i * 0.5
-        sink.on_frame(None, Result())
+        sink.on_frame(None, result(0.91))
     sink.close()
     sink.close()
     msgs = _recv_all(sock)
@@ -178,7 +175,7 @@ def test_sink_focus_from_object_and_close(listener):
 def test_sink_without_systemd_is_silent():
     sink = ServiceNotifierSink(Notifier.from_env({}))
     for _ in range(10):
-        sink.on_frame(None, 0.3)
+        sink.on_frame(None, result(0.3))
     sink.on_fault("x")
     sink.close()
     assert sink.stats()["notify_sent"] == 0 and sink.stats()["notify_errors"] == 0
@@ -203,5 +200,5 @@ def test_status_shows_the_cnn_verdict(listener):
     sink = ServiceNotifierSink(Notifier(name), clock=clock)
     for i in range(31):
         clock.t = i / 30
-        sink.on_frame(None, {"focus": 57.6, "label": "sharp", "sharp_prob": 0.912})
+        sink.on_frame(None, result(57.6, cnn=verdict(0.912, label="sharp")))
     assert _recv_all(sock)[-1] == "STATUS=30.0 fps, focus 57.6, sharp (p_sharp 0.91), faults 0"

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.config import Config, SimConfig, load_config
+from device.config import SimConfig, load_config
 from device.errors import InputError, SourceError
 from device.scoring.measures import focus_value
 from device.sources import open_source

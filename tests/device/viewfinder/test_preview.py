@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from device.config import OverlayConfig, PicameraConfig, load_config
 from device.viewfinder.preview import PicameraPreview, pick_backend
 from device.scoring.classic import ClassicScorer
 from device.sources.picam import Picamera2Source
-from device.viewfinder.state import Viewfinder, build_viewfinder_sinks
+from device.viewfinder.state import Viewfinder
 from tests.device import fake_picamera2
 
 PEAKING_BGR = (255, 0, 255)      # magenta: absent from the test photo's saturated colours
@@ -102,19 +101,27 @@ def test_a_failing_draw_never_reaches_the_camera_thread(camera, caplog):
         preview.close()
 
 
-def test_sinks_are_built_only_when_wanted(camera):
-    opts = SimpleNamespace(headless=False)
-    runtime: dict = {}
-    assert build_viewfinder_sinks(load_config(overrides={"overlay": {"preview": "none"}}), opts,
-                                  camera, runtime) == []
-    assert build_viewfinder_sinks(load_config(), SimpleNamespace(headless=True), camera, {}) == []
-    sinks = build_viewfinder_sinks(load_config(overrides={"overlay": {"preview": "post_callback"}}),
-                                   opts, camera, runtime)
+def test_sinks_are_built_only_when_wanted(camera, tmp_path):
+    from device.app.wiring import build_app
+    from device.sources.sim import SimCamera
+
+    def viewers(overrides, source, headless=False):
+        cfg = load_config(overrides={"service": {"state_dir": str(tmp_path)}, **overrides})
+        app = build_app(cfg, source, headless=headless, environ={})
+        try:
+            return app, [type(s).__name__ for s in app.sinks
+                         if type(s).__name__ in ("Viewfinder", "PicameraPreview", "WebViewfinder")]
+        finally:
+            app.close()
+
+    assert viewers({"overlay": {"preview": "none"}}, camera)[1] == []
+    assert viewers({}, camera, headless=True)[1] == []
+    app, names = viewers({"overlay": {"preview": "post_callback"}}, camera)
+    assert names == ["Viewfinder", "PicameraPreview"] and app.viewfinder is not None
+    # The simulator has no Pi preview, and without --web no viewfinder at all.
+    sim = SimCamera()
     try:
-        assert [type(s).__name__ for s in sinks] == ["Viewfinder", "PicameraPreview"]
-        assert runtime["viewfinder"] is sinks[0] and runtime["preview"] is sinks[1]
+        app, names = viewers({"overlay": {"preview": "post_callback"}}, sim)
+        assert names == [] and app.viewfinder is None
     finally:
-        for s in reversed(sinks):
-            s.close()
-    # The simulator has no picam2: no preview, and nothing at all without --web.
-    assert build_viewfinder_sinks(load_config(), opts, SimpleNamespace(), {}) == []
+        sim.close()

@@ -12,33 +12,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from device.errors import ConfigError
 from device.viewfinder.state import Viewfinder
-from device.viewfinder.web.access import cookie_token, is_loopback, parse_listen, require_token, token_ok
+from device.common.listen import parse_listen
+from device.viewfinder.web.access import cookie_token, is_loopback, require_token, token_ok
 from device.viewfinder.web.server import BOUNDARY, WebViewfinder
 from tests.device.viewfinder.web_harness import LiveViewfinder
 
 TOKEN = "s3cret-token-for-tests"
-
-
-class FakeAutofocus:
-    def __init__(self):
-        self.state = "idle"
-        self.triggered = 0
-
-    def trigger(self):
-        self.triggered += 1
-        self.state = "scanning"
-
-
-class FakeCapture:
-    def __init__(self):
-        self.count = 0
-
-    def capture_now(self):
-        self.count += 1
-        return f"capture-{self.count:04d}.jpg"
-
-    def stats(self):
-        return {"captures": self.count}
 
 
 @pytest.fixture(scope="module")
@@ -218,25 +197,35 @@ def test_bad_requests_get_a_json_4xx(live, method, path, body, expect):
     assert headers["Content-Type"] == "application/json" and payload["error"]
 
 
-def test_controls_of_present_features_call_them():
+def test_controls_of_present_features_call_them(tmp_path):
     pytest.importorskip("skimage.data", reason="scikit-image not installed: real-photo test skipped")
-    af, cap = FakeAutofocus(), FakeCapture()
-    lv = LiveViewfinder(runtime={"autofocus": af, "capture": cap})
+    lv = LiveViewfinder(features_dir=tmp_path)
     try:
         lv.wait_frames(3)
         _, _, s = lv.request("GET", "/api/status")
         assert s["features"]["autofocus"] and s["features"]["capture"]
+        # one level each: the sinks' own status, not wrapped again
+        assert s["autofocus"]["state"] == "idle" and "af" not in s["autofocus"]
+        assert s["capture"]["count"] == 0 and s["capture"]["captures"] == 0 and "capture" not in s["capture"]
         status, _, body = lv.request("POST", "/api/autofocus")
-        assert status == 200 and af.triggered == 1 and body["autofocus"]["state"] == "scanning"
+        assert status == 200 and body["autofocus"]["state"] in ("idle", "scanning")
+        lv.wait_frames(lv.loop.stats.frames + 3)
+        assert lv.autofocus.runs == 1                    # the trigger reached the loop
         status, _, body = lv.request("POST", "/api/capture")
-        assert status == 200 and cap.count == 1 and body["capture"] == "capture-0001.jpg"
+        assert status == 200 and body["capture"]["ok"] is True, body
+        end = time.monotonic() + 10
+        while lv.capture.count < 1 and time.monotonic() < end:
+            time.sleep(0.05)
+        saved = sorted(p.name for p in tmp_path.iterdir())
+        assert lv.capture.count == 1 and any(n.endswith(".json") for n in saved), saved
         _, _, s = lv.request("GET", "/api/status")
-        assert s["autofocus"]["state"] == "scanning" and s["capture"] == {"captures": 1, "count": 1}
+        assert s["capture"]["count"] == 1 and s["capture"]["last"]
     finally:
         lv.stop()
 
 
 def test_status_carries_defects_with_numpy_values(photo_grey):
+    from device.loop.result import FrameResult
     from device.sources.base import Frame
     import http.client
 
@@ -244,9 +233,10 @@ def test_status_carries_defects_with_numpy_values(photo_grey):
     web = WebViewfinder("127.0.0.1:0", vf)          # no loop: the frame below stays the newest
     try:
         frame = Frame(grey=photo_grey, timestamp=1.0, index=7)
-        vf.on_frame(frame, {"frame": 7, "focus": np.float64(3.5), "measures": {"tenengrad": np.float32(2)},
-                            "defects": [{"x": np.int64(5), "y": np.float32(6.5), "kind": "hot",
-                                         "confidence": np.float64(0.9)}]})
+        vf.on_frame(frame, FrameResult(
+            frame=7, timestamp=1.0, focus=np.float64(3.5), measures={"tenengrad": np.float32(2)},
+            tile_map=np.ones((3, 4), np.float32),
+            defects=[{"x": np.int64(5), "y": np.float32(6.5), "kind": "hot", "confidence": np.float64(0.9)}]))
         c = http.client.HTTPConnection("127.0.0.1", web.port, timeout=5)
         c.request("GET", "/api/status")
         r = c.getresponse()

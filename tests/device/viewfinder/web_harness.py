@@ -11,7 +11,10 @@ import threading
 import time
 from typing import Optional
 
-from device.config import OverlayConfig, ServiceConfig, SimConfig
+from device.capture.sink import CaptureSink
+from device.config import AutofocusConfig, CaptureConfig, MotorConfig, OverlayConfig, ServiceConfig, SimConfig
+from device.lens.autofocus import Autofocus
+from device.lens.motor import open_motor
 from device.loop.frame_loop import Loop
 from device.scoring.classic import ClassicScorer
 from device.sources.sim import SimCamera
@@ -22,15 +25,26 @@ TIMEOUT = 5.0
 
 
 class LiveViewfinder:
-    def __init__(self, *, token: Optional[str] = None, runtime: Optional[dict] = None,
+    """``features_dir`` (a folder) adds the real capture feature, saving there, and the
+    real autofocus on the simulated lens's motor."""
+
+    def __init__(self, *, token: Optional[str] = None, features_dir=None,
                  fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig()):
         self.source = SimCamera(SimConfig(scene=scene, fps=fps, seed=2))
         self.scorer = ClassicScorer()
-        self.runtime = {"scorer": self.scorer, **(runtime or {})}
-        self.viewfinder = Viewfinder(overlay, self.runtime, history_s=10.0)
+        self.autofocus = self.capture = None
+        features: list = []
+        if features_dir is not None:
+            motor = open_motor(MotorConfig(driver="sim"), sim_camera=self.source)
+            self.autofocus = Autofocus(motor, AutofocusConfig(), owns_motor=True)
+            self.capture = CaptureSink(CaptureConfig(), features_dir, source_name=self.source.name,
+                                       lens_position=lambda: self.source.lens_position)
+            features = [self.capture, self.autofocus]
+        self.viewfinder = Viewfinder(overlay, 10.0, autofocus=self.autofocus, capture=self.capture)
         self.web = WebViewfinder("127.0.0.1:0", self.viewfinder, source=self.source,
-                                 runtime=self.runtime, token=token)
-        self.loop = Loop(self.source, self.scorer, [self.viewfinder, self.web],
+                                 scorer=self.scorer, autofocus=self.autofocus,
+                                 capture=self.capture, token=token)
+        self.loop = Loop(self.source, self.scorer, [*features, self.viewfinder, self.web],
                          faults=ServiceConfig())
         self._thread = threading.Thread(target=self.loop.run, name="test-loop", daemon=True)
         self._thread.start()
