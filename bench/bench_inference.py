@@ -182,8 +182,8 @@ def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
     def full():
         i, fr = frame_at()
         r = classic.score(fr)
-        r.update(focus.analyse(fr.grey, r["roi"]))
-        r["defects"] = defects.detect(fr.color)
+        r.cnn = focus.analyse(fr.grey, r.roi)
+        r.defects = defects.detect(fr.color)
 
     def classic_only():
         classic.score(frame_at()[1])
@@ -202,9 +202,9 @@ def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
     def full_defects_every_n():
         i, fr = frame_at()
         r = classic.score(fr)
-        r.update(focus.analyse(fr.grey, r["roi"]))
+        r.cnn = focus.analyse(fr.grey, r.roi)
         if next(count) % every == 0:    # the live defect map's default cadence
-            r["defects"] = defects.detect(fr.color)
+            r.defects = defects.detect(fr.color)
 
     res = {"frame": "640x480", "threads": 1,
            "full_loop_classic_cnn_defects": _timed(full, n, repeats),
@@ -212,12 +212,12 @@ def speed(focus: FocusScorer, defects: DefectDetector, n: int, repeats: int,
            "classic_only": _timed(classic_only, n, repeats),
            "focus_net_only": _timed(cnn_only, n, repeats),
            "defect_net_only": _timed(defects_only, n, repeats)}
-    res["focus_tiles_per_frame"] = focus.analyse(greys[0])["cnn_tiles"]
+    res["focus_tiles_per_frame"] = focus.analyse(greys[0]).tiles
     res["defect_tiles_max"] = defects.opts.max_tiles
     if focus_all is not None:      # every textured tile, as for a still given to ``score``
         res["focus_net_all_tiles"] = _timed(lambda: focus_all.analyse(greys[frame_at()[0]]),
                                             n, repeats)
-        res["focus_all_tiles_per_frame"] = focus_all.analyse(greys[0])["cnn_tiles"]
+        res["focus_all_tiles_per_frame"] = focus_all.analyse(greys[0]).tiles
     return res
 
 

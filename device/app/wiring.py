@@ -145,7 +145,7 @@ def _autofocus(cfg: Config, source: FrameSource, pin_factory) -> tuple[Motor, Au
         raise InputError("the sim motor moves the simulated lens: use it with --source sim, "
                          "or choose --motor stepdir|uln2003|servo")
     motor = open_motor(cfg.motor, sim_camera=sim, pin_factory=pin_factory,
-                       state_dir=cfg.service.state_dir)
+                       state_dir=cfg.service.resolved_state_dir())
     fps = cfg.sim.fps if sim is not None else 0.0
     try:
         af = Autofocus(motor, cfg.autofocus, start=cfg.autofocus.enabled, owns_motor=True,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from device.common.listen import parse_listen
+from device.common import paths
 from device.common.roi import Roi, parse_roi
 from device.errors import ConfigError
 
@@ -275,9 +277,7 @@ class ServiceConfig:
             raise ConfigError("service.status_interval_s must be > 0")
 
     def resolved_state_dir(self, environ=None) -> Path:
-        from device.common.paths import state_dir
-
-        return state_dir(self.state_dir, environ)
+        return paths.state_dir(self.state_dir, environ)
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait before retry number ``failures`` (1-based)."""
@@ -439,7 +439,6 @@ class WebConfig:
 
     def __post_init__(self):
         if self.listen is not None:
-            from device.common.listen import parse_listen
             parse_listen(self.listen)   # raises ConfigError naming the problem
         if self.token is not None and len(self.token) < 8:
             raise ConfigError("web.token must be at least 8 characters")

@@ -6,12 +6,14 @@ gpiozero is imported only by the hardware drivers, and only when one is built.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 from device.config import MOTOR_DRIVERS
 from device.errors import MotorError
 from device.lens.motor.base import Motor
-from device.lens.motor.store import PositionStore, default_position_file
+from device.common.paths import state_dir as default_state_dir
+from device.lens.motor.store import FILE_NAME, PositionStore
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +22,12 @@ DRIVERS = MOTOR_DRIVERS
 __all__ = ["Motor", "MotorError", "open_motor", "position_store", "DRIVERS"]
 
 
-def position_store(cfg, state_dir_override: Optional[str] = None) -> PositionStore:
+def position_store(cfg, state_dir: Optional[Path] = None) -> PositionStore:
     """Where the position of a real motor is kept: ``motor.position_file``, else
-    ``<state dir>/motor-position.json``."""
+    ``<state dir>/motor-position.json`` (``state_dir``: the run's; None: the default rule)."""
     if cfg.position_file:
-        return PositionStore(default_position_file(cfg.position_file))
-    if state_dir_override:
-        from pathlib import Path
-        return PositionStore(Path(state_dir_override).expanduser() / "motor-position.json")
-    return PositionStore(default_position_file(None))
+        return PositionStore(Path(cfg.position_file).expanduser())
+    return PositionStore(Path(state_dir or default_state_dir()) / FILE_NAME)
 
 
 def _common(cfg) -> dict:
@@ -38,7 +37,7 @@ def _common(cfg) -> dict:
                 idle_release_s=cfg.idle_release_s)
 
 
-def open_motor(cfg, *, sim_camera=None, pin_factory=None, state_dir: Optional[str] = None,
+def open_motor(cfg, *, sim_camera=None, pin_factory=None, state_dir: Optional[Path] = None,
                store: Optional[PositionStore] = None,
                threaded: Optional[bool] = None) -> Motor:
     """Build the motor ``cfg.driver`` names.

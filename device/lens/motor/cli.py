@@ -54,7 +54,7 @@ def run(args) -> int:
     except ValueError:  # not the main thread (tests): nothing to install
         pass
     try:
-        with open_motor(mc, state_dir=cfg.service.state_dir) as motor:
+        with open_motor(mc, state_dir=cfg.service.resolved_state_dir()) as motor:
             cmd = args.motor_command
             if cmd == "goto":
                 motor.move_to(args.position)

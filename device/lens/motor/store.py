@@ -16,16 +16,9 @@ from pathlib import Path
 from typing import Optional
 
 from device.common.atomic import atomic_write_json
-from device.common.paths import state_dir
 from device.errors import MotorError
 
 FILE_NAME = "motor-position.json"
-
-
-def default_position_file(configured: Optional[str] = None) -> Path:
-    if configured:
-        return Path(configured).expanduser()
-    return state_dir() / FILE_NAME
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,12 @@ from tests.device.results import result, verdict
 
 def rig(scene="mosaic", best=700.0, start=50.0, seed=0, slack=0, mode="once", start_af=True,
         threaded=False, pin_factory=None, **af):
+    # A motor on its own thread moves in wall time: then the camera is paced at 30 fps
+    # too, as a real one is, so frames and moves keep the same ratio on any machine
+    # (a loaded one only delivers fewer frames per second, never more per move).
     cam = SimCamera(SimConfig(scene=scene, width=320, height=240, seed=seed,
-                              best_position=best, start_position=start))
+                              best_position=best, start_position=start,
+                              fps=30.0 if threaded else 0.0))
     mc = MotorConfig(driver="sim")
     if slack:
         motor = SimMotor(cam, backlash=mc.sim_backlash, initial_slack=slack, threaded=threaded,
