@@ -5,9 +5,9 @@ keeps references to the best frames of an open peak (cheap); encoding and every 
 write happen on one worker thread, so a slow SD card never stalls the viewfinder.
 
 A capture fires when the trap detector confirms a peak of the noise-robust focus value,
-the peak's best frame has p(sharp) >= ``capture.min_sharp_prob`` from the CNN (without
-a CNN the classic rule alone decides, and the log says so), the cooldown has passed and
-the per-run cap is not reached. Below ``capture.min_free_mb`` of free space capturing
+the focus net does not veto it (``device.capture.decide``: only a net confident the best
+frame is blurred, on a weak rise, can; the sidecar's ``peak.decision`` says which rule
+decided), the cooldown has passed and the per-run cap is not reached. Below ``capture.min_free_mb`` of free space capturing
 pauses (warning, ``stats()["capture"]["low_disk"]``) and resumes when space returns.
 
 Files: ``<prefix>-<UTC time>-f<frame index>.<jpg|png|dng>`` and a JSON sidecar with the
@@ -36,6 +36,7 @@ import numpy as np
 from device.common.atomic import atomic_write_bytes, atomic_write_json, atomic_write_via, is_temp_name
 from device.config import CaptureConfig, Config
 from device.errors import InputError
+from device.capture.decide import DECIDERS, NET_AGREES, decide_peak, peak_rise
 from device.capture.trap import PeakEvent, TrapFocus
 from device.common.jsonio import to_jsonable
 from device.loop.result import FrameResult
@@ -209,7 +210,9 @@ class CaptureSink(Sink):
         self._disk_checked = 0.0
         self._announced_cnn = False
         self.counts = {"captures": 0, "peaks": 0, "not_sharp": 0, "cooldown": 0, "cap": 0,
-                       "low_disk": 0, "dropped": 0, "errors": 0}
+                       "low_disk": 0, "dropped": 0, "errors": 0,
+                       # which rule decided each peak (device.capture.decide)
+                       **{"by_" + d: 0 for d in DECIDERS}}
         self.queued = 0           # images handed to the worker (counts toward the cap)
         self.low_disk = False
         self.free_mb: Optional[float] = None
@@ -257,26 +260,26 @@ class CaptureSink(Sink):
         if not self.cfg.enabled:
             return
         self._check_disk()
-        prob = result.sharp_prob
         if self.cnn is None:
-            self.cnn = prob is not None
+            self.cnn = result.cnn is not None
             if not self.cnn:
                 log.info("capture: no focus CNN loaded; capturing on the classic focus peak alone")
-        eligible = prob is None or float(prob) >= self.cfg.min_sharp_prob
-        value = result.focus
         # The lens position is read now, with its frame, not when the peak is confirmed.
         payload = (frame, result, self._lens_position())
-        event = self.trap.update(float(value), eligible=eligible, payload=payload)
+        event = self.trap.update(float(result.focus), payload=payload)
         if event is not None:
             self._on_peak(event)
 
     def _on_peak(self, event: PeakEvent) -> None:
         self.counts["peaks"] += 1
-        if not event.candidates:
+        best_frame, best_result, _ = event.candidates[0].payload
+        decision = decide_peak(peak_rise(event.best_value, event.trough), best_result.cnn, self.cfg)
+        self.counts["by_" + decision.decided_by] += 1
+        if not decision.capture:
             self.counts["not_sharp"] += 1
-            log.info("capture: focus peak (%.3g) skipped: the CNN did not call it sharp", event.best_value)
+            log.info("capture: focus peak (%.3g) at frame %d skipped: %s", event.best_value,
+                     best_frame.index, decision.reason)
             return
-        best_frame = event.candidates[0].payload[0]
         ts = float(best_frame.timestamp)
         if (self._last_capture_ts is not None and self.cfg.cooldown_s > 0
                 and 0 <= ts - self._last_capture_ts < self.cfg.cooldown_s):
@@ -286,8 +289,11 @@ class CaptureSink(Sink):
         if not self._check_disk(force=True):
             self.counts["low_disk"] += 1
             return
+        if decision.decided_by != NET_AGREES:
+            log.info("capture: frame %d: %s", best_frame.index, decision.reason)
         peak = {"best_value": event.best_value, "history_max": event.history_max,
-                "trough": event.trough, "frames_open": event.confirmed_at - event.opened_at}
+                "trough": event.trough, "frames_open": event.confirmed_at - event.opened_at,
+                "decision": decision.to_json()}
         fired = False
         for rank, cand in enumerate(event.candidates):
             frame, result, lens = cand.payload

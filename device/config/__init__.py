@@ -290,8 +290,10 @@ class CaptureConfig:
 
     A capture fires at a local peak of the noise-robust focus value: above ``fire_ratio``
     of the recent maximum after a dip below ``rearm_ratio`` (Magic Lantern's 80%/60%),
-    confirmed once the value falls below ``fall_ratio`` of the peak's best, and only when
-    the CNN gives the ROI p(sharp) >= ``min_sharp_prob`` (classic rule alone without it).
+    confirmed once the value falls below ``fall_ratio`` of the peak's best. The focus net
+    can veto a peak only when it is confident the best frame is blurred (p(sharp) <=
+    ``veto_sharp_prob`` at certainty >= ``veto_certainty``) and the value rose less than
+    ``strong_rise`` times from the dip; see ``device.capture.decide``.
     """
     enabled: bool = False
     dir: Optional[str] = None            # None: <state dir>/captures
@@ -299,7 +301,10 @@ class CaptureConfig:
     jpeg_quality: int = 92
     pi_mode: str = "frame"               # frame: the peak's main-stream frame; still: a
                                          # full-resolution still; dng: raw sensor data
-    min_sharp_prob: float = 0.5
+    min_sharp_prob: float = 0.5          # the net "agrees" at or above this
+    veto_sharp_prob: float = 0.2
+    veto_certainty: float = 0.5
+    strong_rise: float = 4.0
     fire_ratio: float = 0.8
     rearm_ratio: float = 0.6
     fall_ratio: float = 0.95
@@ -321,6 +326,12 @@ class CaptureConfig:
             raise ConfigError("capture.jpeg_quality must lie in 1..100")
         if not 0.0 <= self.min_sharp_prob <= 1.0:
             raise ConfigError("capture.min_sharp_prob must lie in 0..1")
+        if not 0.0 <= self.veto_sharp_prob <= self.min_sharp_prob:
+            raise ConfigError("capture.veto_sharp_prob must lie in 0..min_sharp_prob")
+        if not 0.0 <= self.veto_certainty <= 1.0:
+            raise ConfigError("capture.veto_certainty must lie in 0..1")
+        if self.strong_rise < 1.0:
+            raise ConfigError("capture.strong_rise must be >= 1")
         if not 0 < self.rearm_ratio < self.fire_ratio < 1:
             raise ConfigError("capture ratios must satisfy 0 < rearm_ratio < fire_ratio < 1")
         if not 0 < self.fall_ratio < 1:

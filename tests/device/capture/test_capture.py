@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, pcb_sweep_paths
-from tests.sweep_truth import SWITCH_TOP
+from tests.conftest import REPO, pcb_sweep_paths, shared_data
+from tests.sweep_truth import HEATSINK_TOP, SWITCH_TOP
 from device.capture.sink import CaptureSink, ensure_writable_dir, remove_stale_temps
 from device.config import CaptureConfig, ScoringConfig, SimConfig, load_config
 from device.errors import InputError
@@ -86,6 +86,33 @@ def test_real_sweep_captures_only_at_the_sharp_frames_once_per_pass(sweep_images
         assert m["settings"]["fire_ratio"] == 0.8 and m["trigger"] == "trap"
 
 
+@pytest.mark.parametrize("region", [SWITCH_TOP, HEATSINK_TOP], ids=lambda r: r.name)
+def test_real_sweeps_with_the_focus_net_capture_once_per_pass_at_the_judged_frames(region, tmp_path):
+    """The shipped net and the curve together, on real sweeps played forward and back at
+    5 frames per lens position: the net must not veto the real peaks."""
+    from device.config import load_config
+    from device.scoring.focus_net import scorer_from_config
+
+    folder = shared_data(region.sweep)
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    imgs = [cv2.imread(str(p)) for p in paths]
+    imgs = [cv2.resize(m, (m.shape[1] // SCALE, m.shape[0] // SCALE), interpolation=cv2.INTER_AREA)
+            for m in imgs]
+    n = len(imgs)
+    order = list(range(n)) + list(range(n - 1, -1, -1))
+    roi = [v // SCALE for v in region.roi]
+    c = load_config(overrides={"scoring": {"roi": roi}, "models": {"num_threads": 1}})
+    scorer = scorer_from_config(c, ClassicScorer(c.scoring))
+    src = HeldImages([imgs[i] for i in order])
+    run(CaptureSink(cfg(), tmp_path, source_name=src.name), src, scorer)
+    metas = sidecars(tmp_path)
+    shown = [order[m["frame_index"] // 5] for m in metas]
+    passes = sorted(m["frame_index"] // (5 * n) for m in metas)
+    assert passes == [0, 1], (shown, [m["peak"]["decision"] for m in metas])
+    assert all(i in region.good for i in shown), shown
+    assert all(m["cnn"] and m["peak"]["decision"]["capture"] for m in metas)
+
+
 def sim_sweep(seed=4, steps=60):
     """A simulated lens turned by hand from one end to the other."""
     from device.sources.sim import SimCamera
@@ -125,17 +152,27 @@ def fake_results(values, prob):
 BUMP = [10, 10, 20, 50, 90, 100, 90, 50, 20, 10, 10]
 
 
-def test_cnn_must_call_the_peak_sharp(tmp_path):
-    with CaptureSink(cfg(min_sharp_prob=0.7), tmp_path) as sink:
-        for f, r in fake_results(BUMP, 0.4):
+WEAK_BUMP = [30, 30, 32, 80, 100, 80, 32, 30, 30]      # through the trap, but under a 3x rise
+
+
+def test_a_confident_net_vetoes_only_a_weak_peak(tmp_path):
+    a, b, c = (tmp_path / n for n in "abc")
+    with CaptureSink(cfg(), a) as sink:              # the net is sure it is blurred
+        for f, r in fake_results(WEAK_BUMP, 0.05):
             sink.on_frame(f, r)
-    assert list(tmp_path.iterdir()) == []
-    assert sink.stats()["capture"]["skipped"]["not_sharp"] == 1
-    with CaptureSink(cfg(min_sharp_prob=0.7), tmp_path) as sink:
-        for f, r in fake_results(BUMP, 0.9):
+    assert list(a.iterdir()) == []
+    assert sink.counts["not_sharp"] == 1 and sink.counts["by_net_veto"] == 1
+    with CaptureSink(cfg(), b) as sink:              # ... but a 10x rise through focus wins
+        for f, r in fake_results(BUMP, 0.05):
             sink.on_frame(f, r)
-    (m,) = sidecars(tmp_path)
-    assert m["frame_index"] == 5 and m["cnn"] is True and m["scores"]["sharp_prob"] == 0.9
+    (m,) = sidecars(b)
+    assert m["frame_index"] == 5 and m["peak"]["decision"]["decided_by"] == "curve_over_net"
+    assert m["peak"]["decision"]["rise"] >= 4 and m["scores"]["sharp_prob"] == 0.05
+    with CaptureSink(cfg(), c) as sink:              # a net that agrees is noted
+        for f, r in fake_results(WEAK_BUMP, 0.9):
+            sink.on_frame(f, r)
+    (m,) = sidecars(c)
+    assert m["frame_index"] == 4 and m["peak"]["decision"]["decided_by"] == "curve_and_net"
 
 
 def test_cooldown_burst_and_cap(tmp_path):
