@@ -40,7 +40,7 @@ BASE = _base_with_highlights()
 # Two of each kind where they are visible all along the pan (chosen from the clean scene).
 INJECTED = visible_sites(crops(BASE, N_FRAMES), [("hot", 2), ("dead", 2), ("stuck", 2)])
 # The shipped defect net finds hot and dead photosites reliably; a photosite stuck at a
-# mid level is a faint, JPEG-smeared blob it mostly misses (see README, models), so the
+# mid level is a faint, JPEG-smeared blob it mostly misses (see docs/models.md), so the
 # stuck ones are present but only required not to produce stray detections.
 REQUIRED = [d for d in INJECTED if d[2] != "stuck"]
 
@@ -69,7 +69,7 @@ def test_single_frame_finds_injected_defects(detector, panning):
     found = detector.detect(panning[0])
     hits = [d for d in REQUIRED if any(_near(f, d[0], d[1]) for f in found)]
     # The single-frame bar is set for ~3 false defects per megapixel, where about 7 in
-    # 10 photosite defects pass (README, defects); every one of them passes the lower
+    # 10 photosite defects pass (docs/defects.md); every one of them passes the lower
     # bar a sequence asks of each frame.
     assert len(hits) >= len(REQUIRED) // 2, (hits, found)
     lenient = detector.detect(panning[0], min_score=SEQUENCE_MIN_SCORE)

@@ -135,7 +135,7 @@ def test_pcb_sweep_switch_top(scorer):
     """Switch top: 006 is the sharpest frame, 000-002 are blurred.
 
     005 and 007 are judged "good" by eye at 2048 px; at the 640-px working resolution
-    the net sees ~3 px of blur there and does not call them sharp (see README, models).
+    the net sees ~3 px of blur there and does not call them sharp (see docs/models.md).
     """
     res = {i: scorer.analyse(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), SWITCH_TOP.roi)
            for i, p in enumerate(pcb_sweep_paths())}
