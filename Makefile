@@ -53,6 +53,7 @@ bench: $(BIN)/.test-installed
 	$(BIN)/python bench/bench_scoring.py
 	$(BIN)/python bench/bench_overlay.py
 	$(BIN)/python bench/bench_inference.py
+	$(BIN)/python bench/bench_real_sweeps.py
 	$(BIN)/python bench/bench_autofocus.py
 	$(BIN)/python bench/bench_capture.py
 	$(BIN)/python bench/bench_defects.py
