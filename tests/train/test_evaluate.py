@@ -118,3 +118,24 @@ def test_real_photo_checks_on_real_photos():
     assert as_taken["label"] == "sharp"
     assert disc["label"] != "sharp" and line["label"] != "sharp"
     assert as_taken["p_sharp"] > 0.4 > 0.2 > max(disc["p_sharp"], line["p_sharp"])
+
+
+def test_the_report_pools_a_photo_exactly_as_the_device(photo_bgr):
+    """score_photo (the report's real-photo checks) against FocusScorer.analyse (the
+    device), both on the shipped int8 net: the same tiles pooled the same way."""
+    from device.common.preprocess import FOCUS_CLASSES, FOCUS_TILE, to_grey
+    from device.scoring.focus_net import FocusScorer
+    from device.scoring.pooling import FocusNetOptions
+
+    dev = FocusScorer.from_path(num_threads=1)
+    every_tile = FocusScorer(dev.model, dev.meta, FocusNetOptions(max_tiles=10 ** 6))
+
+    class AsKeras:                       # the shipped net behind the predict() the report calls
+        def predict(self, x, batch_size=256, verbose=0):
+            return dev.predict(x)
+
+    for bgr in (photo_bgr, cv2.GaussianBlur(photo_bgr, (0, 0), 3)):
+        report = E.score_photo(AsKeras(), bgr, FOCUS_TILE)
+        device = every_tile.analyse(to_grey(E._to_working(bgr)))
+        assert report["label"] == device.label and report["n_tiles"] == device.tiles
+        assert report["probs"] == pytest.approx([device.probs[k] for k in FOCUS_CLASSES], abs=1e-6)
