@@ -41,8 +41,8 @@ def browser():
 @pytest.fixture
 def live(tmp_path):
     pytest.importorskip("skimage.data", reason="scikit-image not installed: real-photo test skipped")
-    lv = LiveViewfinder(token=TOKEN, features_dir=tmp_path,
-                        overlay=OverlayConfig(heatmap=True, zoom=True))
+    lv = LiveViewfinder(token=TOKEN, features_dir=tmp_path, cnn=True,
+                        overlay=OverlayConfig(heatmap=True, heatmap_source="cnn", zoom=True))
     lv.wait_frames(3)
     yield lv
     lv.stop()
@@ -61,6 +61,12 @@ def test_viewfinder_page_in_headless_chromium(browser, live):
         page.wait_for_function("/^[0-9.]+$/.test(document.getElementById('score').textContent)")
         first = page.evaluate("document.getElementById('frames').textContent")
         page.wait_for_function(f"document.getElementById('frames').textContent !== '{first}'")
+        # The focus net's verdict is on the page, and its tile map is the heat layer.
+        page.wait_for_function("/^CNN (sharp|defocus|motion|flat) /.test(document.getElementById('cnn').textContent)")
+        frame, result, _ = live.viewfinder.latest()
+        assert result.cnn is not None and result.cnn.tile_map is not None
+        heat = live.viewfinder.layers(frame, result).heat
+        assert heat is not None and heat.shape == result.cnn.tile_map.shape
         # Controls of the features this run has are shown.
         assert page.is_visible("#autofocus") and page.is_visible("#capture")
         assert page.is_visible("#roi-controls")

@@ -26,12 +26,18 @@ TIMEOUT = 5.0
 
 class LiveViewfinder:
     """``features_dir`` (a folder) adds the real capture feature, saving there, and the
-    real autofocus on the simulated lens's motor."""
+    real autofocus on the simulated lens's motor; ``cnn`` scores with the shipped focus net."""
 
-    def __init__(self, *, token: Optional[str] = None, features_dir=None,
+    def __init__(self, *, token: Optional[str] = None, features_dir=None, cnn: bool = False,
                  fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig()):
         self.source = SimCamera(SimConfig(scene=scene, fps=fps, seed=2))
         self.scorer = ClassicScorer()
+        if cnn:
+            from device.config import load_config
+            from device.scoring.focus_net import scorer_from_config
+
+            self.scorer = scorer_from_config(load_config(overrides={"models": {"num_threads": 1}}),
+                                             self.scorer)
         self.autofocus = self.capture = None
         features: list = []
         if features_dir is not None:
