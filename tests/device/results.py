@@ -9,13 +9,13 @@ from device.loop.result import CnnVerdict, FrameResult
 
 
 def verdict(sharp_prob: float, *, label: Optional[str] = None, blur_px: Optional[float] = 0.5,
-            tile_map: Optional[np.ndarray] = None) -> CnnVerdict:
+            certainty: float = 0.8, tile_map: Optional[np.ndarray] = None) -> CnnVerdict:
     """A focus-net verdict with p(sharp) ``sharp_prob`` (label from it unless given)."""
     rest = 1.0 - sharp_prob
     return CnnVerdict(label=label or ("sharp" if sharp_prob >= 0.5 else "defocus"),
                       sharp_prob=sharp_prob,
                       probs={"sharp": sharp_prob, "defocus": rest, "motion": 0.0},
-                      blur_px=blur_px, certainty=0.8, tiles=1 if tile_map is None else int(tile_map.size),
+                      blur_px=blur_px, certainty=certainty, tiles=1 if tile_map is None else int(tile_map.size),
                       tile_map=tile_map)
 
 

@@ -10,8 +10,7 @@ CFG = CaptureConfig()        # min_sharp_prob 0.5, veto at p <= 0.2 with certain
 
 
 def _net(p, certainty=0.8, label=None):
-    v = verdict(p, label=label)
-    return type(v)(**{**v.__dict__, "certainty": certainty})
+    return verdict(p, label=label, certainty=certainty)
 
 
 @pytest.mark.parametrize("rise,net,capture,by", [
