@@ -1,23 +1,24 @@
 """Configuration: TOML file -> validated, frozen dataclasses. The one place that does it.
 
 Every section is a frozen dataclass; ``load_config`` rejects unknown keys and wrong
-types with a ``ConfigError`` that names the key (``scoring.roi``, say). Feature modules
-add their own section here so that a typo anywhere fails loudly, once, at startup.
+types with a ``ConfigError`` that names the key (``scoring.roi``, say). Every section is
+a field of ``Config`` so that a typo anywhere fails loudly, once, at startup; a new
+feature's section may live in its own module of this package. The conversion itself is
+in ``convert``.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from device.common.listen import parse_listen
 from device.common import paths
 from device.common.roi import Roi, parse_roi
+from device.config.convert import build, merge
 from device.errors import ConfigError
 
 @dataclass(frozen=True)
@@ -478,81 +479,6 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
 
 
-# --- generic, strict dict -> dataclass conversion -------------------------------------
-
-def _is_dataclass_type(tp) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if _is_dataclass_type(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
-        return build(tp, value, key)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    return value
-
-
-def build(cls, data: dict, prefix: str = ""):
-    """Build dataclass ``cls`` from ``data``; unknown keys and bad types raise ConfigError."""
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    for k in data:
-        if k not in known:
-            where = f"{prefix}.{k}" if prefix else k
-            raise ConfigError(f"unknown config key {where!r}")
-    kwargs = {}
-    for f in fields(cls):
-        if f.name in data:
-            key = f"{prefix}.{f.name}" if prefix else f.name
-            kwargs[f.name] = _convert(data[f.name], hints[f.name], key)
-    try:
-        return cls(**kwargs)
-    except ConfigError as exc:
-        raise ConfigError(str(exc)) from None
-
-
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
     """Read ``path`` (TOML) if given, apply ``overrides`` (nested dict), validate."""
     data: dict = {}
@@ -570,16 +496,6 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if overrides:
         data = merge(data, overrides)
     return build(Config, data)
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 def with_section(cfg: Config, name: str, **changes) -> Config:
