@@ -3,7 +3,9 @@
 Phase 1 plays a person turning the focus ring by hand through focus (capture-when-sharp
 saves the sharp moment when that feature is present). Phase 2 lets the focus motor and
 autofocus find focus on their own (when present). With a Pi camera attached, ``auto``
-uses it instead and the sim-only parts are skipped. Everything lands in one folder.
+uses it instead and the sim-only parts are skipped. Everything lands in one folder,
+with pictures (viewfinder snapshots, focus-curve and autofocus plots) and an
+``index.html`` that shows them beside the summary.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 
 def _run_flags() -> set[str]:
@@ -37,6 +40,49 @@ def _run(args: list[str], label: str) -> dict:
 
 def _focus_curve(jsonl: Path) -> list[float]:
     return [json.loads(line)["focus"] for line in jsonl.read_text().splitlines()]
+
+
+def _capture_frames(folder: Path) -> list[int]:
+    """The frame index of each capture, from its sidecar."""
+    out = []
+    for side in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            out.append(int(json.loads(side.read_text())["frame_index"]))
+        except (ValueError, KeyError, TypeError, OSError):
+            continue
+    return sorted(out)
+
+
+def _pictures(out: Path, manual_spec: Optional[str], frames: int, curve: list[float],
+              captures: list[int], af_spec: Optional[str]) -> list[tuple[str, str]]:
+    """Plot the manual pass's curve and captures (from the real run's log and sidecars);
+    on the simulator, replay each pass in this process to draw what the viewfinder showed
+    (a real camera cannot replay the user's hand on the ring)."""
+    from device.app import demo_pictures as dp
+
+    dp.write_png(out / "focus_curve.png", dp.focus_curve_plot(curve, captures))
+    shown = [("focus_curve.png", "Focus per frame of the manual pass; green lines: captures")]
+    if manual_spec is None:
+        return shown
+    rec = dp.replay(manual_spec, {}, frames)
+    dp.write_png(out / "viewfinder_at_peak.png", rec.peak_picture)
+    dp.write_png(out / "viewfinder_off_focus.png", rec.off_picture)
+    shown += [("viewfinder_at_peak.png", f"Viewfinder at the focus peak (frame {rec.peak_frame}): "
+                                         "peaking, tile heat map, zoom inset and HUD"),
+              ("viewfinder_off_focus.png", f"Viewfinder off focus (frame {rec.off_frame})")]
+    if af_spec is not None:
+        af = dp.replay(af_spec, {"motor": {"enabled": True, "driver": "sim"},
+                                 "autofocus": {"enabled": True, "mode": "once"}}, 150)
+        from device.sources import open_source
+
+        lens = open_source(af_spec)
+        try:
+            best, depth = lens.best_position, lens.depth_of_field
+        finally:
+            lens.close()
+        dp.write_png(out / "autofocus_path.png", dp.autofocus_plot(af.lens, af.focus, best, depth))
+        shown.append(("autofocus_path.png", "Autofocus: lens position and focus per frame"))
+    return shown
 
 
 def main(argv=None) -> int:
@@ -66,13 +112,16 @@ def main(argv=None) -> int:
              f"focus peaked at frame {peak} ({curve[peak]:.0f} vs {min(curve):.0f} at its worst)"]
     caps = sorted((out / "captures").glob("*.*")) if (out / "captures").is_dir() else []
     images = [c for c in caps if c.suffix.lower() in (".jpg", ".png", ".dng")]
+    captures = _capture_frames(out / "captures")
     if "--capture-when-sharp" in flags:
         lines.append(f"captures when sharp: {len(images)} -> {', '.join(c.name for c in images) or 'none'}")
 
     # Phase 2: autofocus with the simulated motor.
+    af_spec = None
     if not on_pi and {"--motor", "--autofocus"} <= flags:
+        af_spec = "sim:seed=23"
         log2 = out / "autofocus.jsonl"
-        s2 = _run(["--source", "sim:seed=23", "--frames", "150", "--motor", "sim",
+        s2 = _run(["--source", af_spec, "--frames", "150", "--motor", "sim",
                    "--autofocus", "once", "--log-jsonl", str(log2)], "phase 2: autofocus")
         af, sim = s2.get("af", {}), s2.get("sim", {})
         err = abs(sim.get("lens_position", 0) - sim.get("best_position", 0))
@@ -81,10 +130,16 @@ def main(argv=None) -> int:
                      f"{sim.get('best_position')} ({err:.1f} steps off, depth of field "
                      f"{sim.get('depth_of_field')})")
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    print("\n== pictures" + ("" if on_pi else ": replaying both passes to draw what the viewfinder showed"),
+          flush=True)
+    shown = _pictures(out, None if on_pi else source, args.frames, curve, captures, af_spec)
+    from device.app.demo_pictures import write_index
+
+    write_index(out, lines, shown)
     print("\n== summary")
     for line in lines:
         print(line)
-    print(f"outputs: {out}")
+    print(f"outputs: {out}  (open {out / 'index.html'})")
     return 0
 
 

@@ -100,6 +100,7 @@ class SimCamera(FrameSource):
         self._lock = threading.Lock()
         self._position = float(start)
         self._exposed = float(start)
+        self._shown = float(start)          # where the newest frame was exposed
         self._linear = srgb_to_linear(load_scene(cfg.scene, cfg.width, cfg.height, cfg.seed))
         self._noise = rng.standard_normal(
             (cfg.height + _NOISE_MARGIN, cfg.width + _NOISE_MARGIN, 3)).astype(np.float32)
@@ -123,6 +124,11 @@ class SimCamera(FrameSource):
     def lens_position(self, value: float) -> None:
         with self._lock:
             self._position = float(min(max(value, 0.0), self.lens_range))
+
+    @property
+    def exposed_position(self) -> float:
+        """Where the lens was while the newest frame was exposed (a frame lags the lens)."""
+        return self._shown
 
     def blur_radius(self, position: Optional[float] = None) -> float:
         """Blur-circle radius in pixels: under 1 px within +/- depth_of_field / 2."""
@@ -194,6 +200,7 @@ class SimCamera(FrameSource):
             self._next_t = max(t, self._next_t) + 1.0 / self.cfg.fps
         with self._lock:
             exposed, self._exposed = self._exposed, self._position
+            self._shown = exposed
             if self.cfg.ring_speed:
                 self._turn_ring()
         color = self.render(exposed)
