@@ -21,6 +21,7 @@ from device.common.preprocess import (DEFECT_KINDS, DEFECT_TOLERANCE_PX, FOCUS_C
 from . import baselines as B
 from . import plots as P
 from . import data as D
+from . import real_sweeps as RS
 
 WORKING_WIDTH = WORK_SIZE[0]   # the lores frame the device scores
 TARGET_FP_PER_MP = 1.0
@@ -329,6 +330,12 @@ def evaluate_focus(model, card: dict, out_dir: Path, n: int | None, kaggle: str 
         md.append("")
     else:
         md += [f"## Real photographs\n\nSkipped: no Kaggle blur samples (*_S/_F/_M.jpg) in {kaggle}.\n"]
+    sweeps, lines = RS.report_section(lambda x: _predict_focus(model, x))
+    if sweeps is not None:
+        metrics["real_sweeps"] = {"pooled": sweeps["pooled"], "targets_met": sweeps["targets_met"],
+                                  "regions": {k: {kk: vv for kk, vv in v.items() if kk != "rows"}
+                                              for k, v in sweeps["regions"].items()}}
+    md += lines
     return metrics, "\n".join(md)
 
 

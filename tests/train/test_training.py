@@ -68,6 +68,11 @@ def test_evaluate_writes_report_and_plots(focus_run, tmp_path):
     m = json.loads((focus_run / "model_card.json").read_text())["metrics"]
     assert m["test_tiles"] == 60 and 0 <= m["accuracy_3class"] <= 1
     assert np.array(m["confusion"]).sum() == 60
+    # The real sweeps beside the project are judged as the device judges an ROI.
+    assert "## Real focus sweeps" in text
+    sweeps = m["real_sweeps"]
+    assert sweeps["pooled"]["crops"] == sum(r["crops"] for r in sweeps["regions"].values()) == 64
+    assert 0 <= sweeps["pooled"]["auc_sharp_prob"] <= 1
 
 
 def test_defects_run_end_to_end(tmp_path):
