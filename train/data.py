@@ -82,6 +82,11 @@ class DataConfig:
     defect_tile: int = DEFECT_TILE
     val_frac: float = 0.15
     test_frac: float = 0.2
+    # A photograph's tile is a focus example only where its own detail is near the photo's
+    # best (bokeh and soft skies are not "sharp" before any blur is added), and never
+    # below an absolute floor (a photo soft all over gives none).
+    sharp_detail_ratio: float = 0.4
+    sharp_detail_floor: float = 3.0
 
     def tile(self, kind: str) -> int:
         return self.focus_tile if kind == "focus" else self.defect_tile
@@ -115,6 +120,34 @@ def collect_sources(cfg: DataConfig) -> list[Source]:
     if not sources:
         raise InputError("no base images: give --images DIR, or allow the built-in photos / dead leaves")
     return sources
+
+
+def collections(images: Iterable[str]) -> list[dict]:
+    """The attribution of each photo collection trained on: for every ``--images`` folder
+    with a ``MANIFEST.csv`` (``file,source,licence,...``, as ../shared/data/train_photos
+    has), one entry per collection (the first folder of ``file``) with its licences and
+    file count; a folder without a manifest is listed as it is."""
+    import csv
+
+    out = []
+    for folder in images:
+        manifest = Path(folder) / "MANIFEST.csv"
+        if not manifest.is_file():
+            out.append({"folder": str(folder), "collection": None, "licences": [], "files": None})
+            continue
+        groups: dict = {}
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                name = row.get("file", "").split("/", 1)[0]
+                g = groups.setdefault(name, {"licences": set(), "files": 0})
+                g["files"] += 1
+                if row.get("licence"):
+                    g["licences"].add(row["licence"])
+        for name, g in sorted(groups.items()):
+            lic = Path(folder) / name / "licence"
+            out.append({"folder": str(folder), "collection": name, "licences": sorted(g["licences"]),
+                        "files": g["files"], "licence_files": str(lic) if lic.is_dir() else None})
+    return out
 
 
 def _stable_hash(text: str, seed: int) -> float:
@@ -213,8 +246,30 @@ def _check_size(img: np.ndarray, tile: int, src: Source) -> None:
 
 
 # ----------------------------------------------------------------------------- samples
+def tile_detail(tiles: np.ndarray) -> np.ndarray:
+    """Per-tile detail, ``(N,)``: mean squared Sobel gradient over the tile's variance
+    (plus a noise floor), i.e. how fine the tile's structure is whatever its contrast.
+    Blur lowers it; a bokeh or a soft sky has little of it to begin with."""
+    out = np.empty(len(tiles), np.float32)
+    for i, t in enumerate(tiles):
+        f = t.astype(np.float32)
+        gx = cv2.Sobel(f, cv2.CV_32F, 1, 0)
+        gy = cv2.Sobel(f, cv2.CV_32F, 0, 1)
+        out[i] = float((gx * gx + gy * gy).mean() / (f.var() + 25.0))
+    return out
+
+
+def detail_threshold(grey: np.ndarray, tile: int, ratio: float, floor: float) -> float:
+    """The detail a tile of ``grey`` needs to count as sharp in the original: ``ratio``
+    of the photo's own best (90th percentile of its textured tiles), at least ``floor``."""
+    t = extract_tiles(grey, tile_origins(*grey.shape, tile), tile)
+    t = t[textured_mask(t)]
+    best = float(np.percentile(tile_detail(t), 90)) if len(t) else 0.0
+    return max(ratio * best, floor)
+
+
 def focus_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 0,
-                 crops: int = 2, tiles_per_side: int = 3):
+                 crops: int = 2, tiles_per_side: int = 3, detail: tuple[float, float] | None = None):
     """Tiles from one source: ``crops`` random crops, each with its own random class and
     degradation. Flat tiles (no blur evidence) are dropped, as at inference.
 
@@ -222,10 +277,17 @@ def focus_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 0
     codes luma on its own, so this is equivalent to degrading colour and converting
     after, at a third of the cost.
 
+    ``detail`` = (ratio, floor) keeps, for photographs, only the tiles that were sharp in
+    the original (``detail_threshold``): elsewhere the label would be wrong (a "sharp"
+    bokeh) or its blur size too small. Dead leaves are sharp everywhere.
+
     Returns ``(tiles uint8 (N,T,T), class_index (N,), blur_px (N,))``.
     """
     base = to_working_resolution(load_source(src, seed), rng)
     _check_size(base, tile, src)
+    need = None
+    if detail is not None and src.kind != "leaves":
+        need = detail_threshold(to_grey(base), tile, *detail)
     size = tile * tiles_per_side + 2 * _MARGIN
     tiles, cls, blur = [], [], []
     for _ in range(crops):
@@ -235,8 +297,13 @@ def focus_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 0
         h, w = out.shape[:2]
         m = min(_MARGIN, (h - tile) // 2, (w - tile) // 2)
         grey = out[m:h - m, m:w - m]
-        t = extract_tiles(grey, tile_origins(*grey.shape, tile), tile)
-        t = t[textured_mask(t)]
+        origins = tile_origins(*grey.shape, tile)
+        t = extract_tiles(grey, origins, tile)
+        keep = textured_mask(t)
+        if need is not None:
+            clean = extract_tiles(crop[m:h - m, m:w - m], origins, tile)
+            keep &= tile_detail(clean) >= need
+        t = t[keep]
         tiles.append(t)
         cls += [lab.class_index] * len(t)
         blur += [lab.blur_px] * len(t)
@@ -314,7 +381,8 @@ def make_sample(kind: str, sources: Sequence[Source], cfg: DataConfig, split: st
     if meta is not None:
         meta.append(src)
     if kind == "focus":
-        t, c, b = focus_sample(src, rng, cfg.focus_tile, cfg.seed)
+        t, c, b = focus_sample(src, rng, cfg.focus_tile, cfg.seed,
+                               detail=(cfg.sharp_detail_ratio, cfg.sharp_detail_floor))
         onehot = np.eye(len(FOCUS_CLASSES), dtype=np.float32)[c]
         x = normalize_focus_tiles(t) if len(t) else np.zeros((0, cfg.focus_tile, cfg.focus_tile, 1), np.float32)
         return (x, onehot, b.reshape(-1, 1)) + ((t,) if raw else ())

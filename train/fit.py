@@ -190,7 +190,9 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
         "params": int(model.count_params()),
         "data": {
             "images": list(dcfg.images), "builtin_photos": dcfg.builtin,
+            "collections": D.collections(dcfg.images),
             "dead_leaves": dcfg.dead_leaves,
+            "sharp_detail": {"ratio": dcfg.sharp_detail_ratio, "floor": dcfg.sharp_detail_floor},
             "split": "blind, by source image (seeded hash); val/test photos never trained on",
             "splits": src_summary,
             "degradations": ("defocus disc PSF (soft edge, aberration) / line + shake motion PSF in "
@@ -198,7 +200,8 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
                              if cfg.kind == "focus" else
                              "dead/hot/stuck photosites (single + clusters) in an RGGB mosaic, OpenCV "
                              "demosaic, optional JPEG 70-98; plain RGB single pixels; sensor noise"),
-            "never_trained_on": "../shared/data",
+            "never_trained_on": "../shared/data/kaggle_blur_samples, ../shared/data/pcb_focus_sweep "
+                                "(evaluation only)",
         },
         "training": {"seed": cfg.seed, "epochs_run": epochs_run, "epochs_max": cfg.epochs,
                      "steps_per_epoch": cfg.steps_per_epoch, "batch": cfg.batch, "lr": cfg.lr,

@@ -97,3 +97,60 @@ def test_tf_dataset_streams_batches():
     ds2 = D.tf_dataset("defects", srcs, SMALL, batch=4, shuffle=0)
     xd, hd = next(iter(ds2))
     assert xd.shape == (4, DEFECT_TILE, DEFECT_TILE, 3) and hd.shape == (4, DEFECT_TILE, DEFECT_TILE, 3)
+
+
+def _astronaut_grey():
+    import cv2
+    from skimage import data as skd
+    img = cv2.cvtColor(skd.astronaut(), cv2.COLOR_RGB2GRAY)
+    return cv2.resize(img, (384, 384), interpolation=cv2.INTER_AREA)
+
+
+def test_only_tiles_sharp_in_the_original_photo_count_as_focus_examples():
+    """A real photo whose left half is out of focus (a bokeh): none of the left half's
+    tiles reaches the detail a sharp example needs, most of the right half's do."""
+    import cv2
+    from device.common.preprocess import extract_tiles, textured_mask, tile_origins
+    grey = _astronaut_grey()
+    half = grey.copy()
+    half[:, :192] = cv2.GaussianBlur(grey, (0, 0), 3.0)[:, :192]
+    need = D.detail_threshold(half, FOCUS_TILE, 0.4, 3.0)
+    origins = tile_origins(*half.shape, FOCUS_TILE)
+    tiles = extract_tiles(half, origins, FOCUS_TILE)
+    tex = textured_mask(tiles)
+    ok = D.tile_detail(tiles) >= need
+    left = origins[:, 1] + FOCUS_TILE <= 192
+    right = origins[:, 1] >= 192
+    assert tex[left].sum() >= 4                      # the bokeh is textured, not flat
+    assert not ok[left & tex].any()
+    assert ok[right & tex].mean() >= 0.5
+
+
+def test_a_photo_soft_all_over_gives_no_sharp_examples(tmp_path):
+    import cv2
+    # Soft enough to stay soft after the random downscale to the working scale (x0.55).
+    soft = cv2.GaussianBlur(_astronaut_grey(), (0, 0), 6.0)
+    path = tmp_path / "soft.png"
+    cv2.imwrite(str(path), soft)
+    src = D.Source("file", str(path))
+    keep_all = D.focus_sample(src, np.random.default_rng(3), FOCUS_TILE, crops=4)[0]
+    judged = D.focus_sample(src, np.random.default_rng(3), FOCUS_TILE, crops=4, detail=(0.4, 3.0))[0]
+    assert len(keep_all) > 0 and len(judged) == 0
+    sharp = tmp_path / "sharp.png"
+    cv2.imwrite(str(sharp), _astronaut_grey())
+    kept = D.focus_sample(D.Source("file", str(sharp)), np.random.default_rng(3), FOCUS_TILE, crops=4,
+                          detail=(0.4, 3.0))[0]
+    assert len(kept) > 0
+
+
+def test_the_model_card_lists_each_collection_trained_on_with_its_licences(tmp_path):
+    from tests.conftest import shared_data
+    photos = shared_data("train_photos")
+    plain = tmp_path / "mine"
+    plain.mkdir()
+    cols = D.collections([str(photos), str(plain)])
+    named = [c for c in cols if c["collection"]]
+    assert len(named) == 8 and sum(c["files"] for c in named) == 405
+    assert all(c["licences"] and c["licence_files"] for c in named)
+    assert {"kodak-photocd", "unsplash", "ubuntu-wallpapers"} <= {c["collection"] for c in named}
+    assert cols[-1] == {"folder": str(plain), "collection": None, "licences": [], "files": None}
