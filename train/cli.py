@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(kind, help=help_, description=help_)
         s.add_argument("--images", action="append", default=[], metavar="DIR",
                        help="folder of base photographs (recursive; repeatable); added to the built-in photos")
+        if kind == "focus":
+            s.add_argument("--sweeps", action="append", default=[], metavar="DIR",
+                           help="folder of one real focus sweep (frames in lens order; repeatable), "
+                                "labelled by its own focus curves and trained on whole")
+        else:
+            s.set_defaults(sweeps=[])
         s.add_argument("--no-builtin", action="store_true",
                        help="do not use scikit-image's bundled photos as base images")
         s.add_argument("--dead-leaves", type=nonneg_int, default=DEFAULT_DEAD_LEAVES, metavar="N",
@@ -82,7 +88,8 @@ def run(argv: list[str]) -> int:
 
     cfg = TrainConfig(kind=args.command, out=args.out, epochs=args.epochs, steps_per_epoch=args.steps,
                       batch=args.batch, lr=args.lr, patience=args.patience, val_tiles=args.val_tiles,
-                      seed=args.seed, images=tuple(args.images), builtin=not args.no_builtin,
+                      seed=args.seed, images=tuple(args.images), sweeps=tuple(args.sweeps),
+                      builtin=not args.no_builtin,
                       dead_leaves=args.dead_leaves, eval_tiles=args.eval_tiles, resume=args.resume,
                       strategy=args.strategy, width=args.width, evaluate=not args.no_eval,
                       kaggle=args.kaggle, progress=not args.quiet, tile=args.tile,

@@ -330,9 +330,11 @@ def evaluate_focus(model, card: dict, out_dir: Path, n: int | None, kaggle: str 
         md.append("")
     else:
         md += [f"## Real photographs\n\nSkipped: no Kaggle blur samples (*_S/_F/_M.jpg) in {kaggle}.\n"]
-    sweeps, lines = RS.report_section(lambda x: _predict_focus(model, x))
+    trained = [s["folder"] for s in card["data"].get("sweeps", ())]
+    sweeps, lines = RS.report_section(lambda x: _predict_focus(model, x), trained_sweeps=trained)
     if sweeps is not None:
         metrics["real_sweeps"] = {"pooled": sweeps["pooled"], "targets_met": sweeps["targets_met"],
+                                  "trained_on": sweeps["trained_on"],
                                   "regions": {k: {kk: vv for kk, vv in v.items() if kk != "rows"}
                                               for k, v in sweeps["regions"].items()}}
     md += lines

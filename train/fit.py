@@ -45,6 +45,7 @@ class TrainConfig:
     val_tiles: int
     seed: int = 0
     images: tuple[str, ...] = ()
+    sweeps: tuple[str, ...] = ()
     builtin: bool = True
     dead_leaves: int = D.DEFAULT_DEAD_LEAVES
     eval_tiles: int | None = None
@@ -58,8 +59,8 @@ class TrainConfig:
     tile: int | None = None
 
     def data_config(self) -> D.DataConfig:
-        kw = dict(images=tuple(self.images), builtin=self.builtin, dead_leaves=self.dead_leaves,
-                  seed=self.seed)
+        kw = dict(images=tuple(self.images), sweeps=tuple(self.sweeps), builtin=self.builtin,
+                  dead_leaves=self.dead_leaves, seed=self.seed)
         if self.tile:
             kw["focus_tile" if self.kind == "focus" else "defect_tile"] = int(self.tile)
         return D.DataConfig(**kw)
@@ -191,6 +192,8 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
         "data": {
             "images": list(dcfg.images), "builtin_photos": dcfg.builtin,
             "collections": D.collections(dcfg.images),
+            "sweeps": [{"folder": d, "labelled_by": "its own local focus curves (train.sweep_labels)"}
+                       for d in dcfg.sweeps],
             "dead_leaves": dcfg.dead_leaves,
             "sharp_detail": {"ratio": dcfg.sharp_detail_ratio, "floor": dcfg.sharp_detail_floor},
             "split": "blind, by source image (seeded hash); val/test photos never trained on",

@@ -101,16 +101,38 @@ def table(result: dict) -> list[str]:
     return lines
 
 
+def trained_on(region: SweepTruth, sweeps: Iterable[str], shared: Path = SHARED_DATA) -> bool:
+    """Whether ``region``'s sweep is one of the folders a model was trained on."""
+    here = (shared / region.sweep).resolve()
+    return any(Path(d).resolve() == here for d in sweeps)
+
+
 def report_section(predict: Callable, shared: Path = SHARED_DATA,
-                   regions: Optional[Iterable[SweepTruth]] = None) -> tuple[Optional[dict], list[str]]:
-    """The training report's section, or a line saying why it was skipped."""
+                   regions: Optional[Iterable[SweepTruth]] = None,
+                   trained_sweeps: Iterable[str] = ()) -> tuple[Optional[dict], list[str]]:
+    """The training report's section, or a line saying why it was skipped. Regions of
+    sweeps the model was trained on are reported apart: only the others are blind."""
     regions = tuple(REAL_SWEEP_REGIONS if regions is None else regions)
+    trained_sweeps = tuple(trained_sweeps)
+    seen = tuple(r for r in regions if trained_on(r, trained_sweeps, shared))
+    regions = tuple(r for r in regions if r not in seen)
     missing = sorted({r.sweep for r in regions if not (shared / r.sweep).is_dir()})
     head = "## Real focus sweeps (judged ROI crops, never trained on)\n"
     if missing:
         return None, [head, f"Skipped: {', '.join(missing)} not found in {shared}.\n"]
+    if not regions:
+        return None, [head, "Skipped: the model was trained on every judged sweep; none is blind.\n"]
     result = evaluate(predict, regions, shared)
+    result["trained_on"] = [r.sweep for r in seen]
     p = result["pooled"]
+    apart = ""
+    if seen:
+        other = evaluate(predict, seen, shared)
+        result["trained_regions"] = {k: {kk: vv for kk, vv in v.items() if kk != "rows"}
+                                     for k, v in other["regions"].items()}
+        apart = ("Regions of sweeps this model was trained on (not blind, not pooled above): " + "; ".join(
+            f"{k} AUC {v['auc_sharp_prob']:.3f}, accuracy {v['accuracy_label']:.3f}"
+            for k, v in other["regions"].items()) + ".\n")
     return result, [head,
                     "Every judged region of `train/sweep_truth.py`: its judged-sharp frames against "
                     "its judged-blurred ones, each crop judged as the live loop judges an ROI "
@@ -119,4 +141,4 @@ def report_section(predict: Callable, shared: Path = SHARED_DATA,
                     "construction (the judged-blurred frames are the tails of each curve).\n",
                     *table(result), "",
                     f"**Pooled: AUC {p['auc_sharp_prob']:.3f}, accuracy {p['accuracy_label']:.3f}: "
-                    f"targets {'met' if result['targets_met'] else 'not met'}.**\n"]
+                    f"targets {'met' if result['targets_met'] else 'not met'}.**\n", apart]

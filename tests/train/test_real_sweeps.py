@@ -49,3 +49,13 @@ def test_the_report_says_why_it_skipped_a_missing_sweep(tmp_path):
     result, lines = RS.report_section(_constant(0.5), shared=tmp_path)
     assert result is None
     assert "Skipped" in lines[1] and "pcb_focus_sweep" in lines[1]
+
+
+def test_regions_of_a_sweep_the_model_was_trained_on_are_not_pooled_as_blind():
+    shared = shared_data("focus_sweeps").parent
+    result, lines = RS.report_section(_constant(0.9), regions=[SHORT, RS.REAL_SWEEP_REGIONS[0]],
+                                      trained_sweeps=[str(shared / SHORT.sweep)])
+    assert result["trained_on"] == [SHORT.sweep]
+    assert list(result["regions"]) == [RS.REAL_SWEEP_REGIONS[0].name]
+    assert SHORT.name in result["trained_regions"]
+    assert any("not blind" in line for line in lines)
