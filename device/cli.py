@@ -95,8 +95,9 @@ def _extension_parsers():
     """Subcommands that live with their feature."""
     from device.defects import cli as defects_cli
     from device.lens.motor import cli as motor_cli
+    from device.optics import cli as optics_cli
 
-    return [defects_cli.add_parser, motor_cli.add_parser]
+    return [defects_cli.add_parser, motor_cli.add_parser, optics_cli.add_parser]
 
 
 # --- run ---------------------------------------------------------------------------
