@@ -105,7 +105,8 @@ class Runner:
             raise self.error
         if self.opts.stats:
             print(json.dumps(self.summary()), flush=True)
-        return 0
+        bracket = self.app.bracket
+        return 1 if bracket is not None and bracket.state == "failed" else 0   # nothing taken
 
     def summary(self) -> dict:
         out = self.loop.stats.summary()

@@ -78,3 +78,10 @@ def test_step_from_the_half_maximum_width():
     # Half maximum (50) at 450 - 50*10/50 = 440 and 560: width 120, a quarter is 30.
     assert step_from_curve(curve) == 30
     assert step_from_curve({450: 60.0, 500: 100.0, 550: 60.0}) is None   # never falls to half
+
+
+def test_failed_autofocus_takes_no_bracket_and_exits_1(tmp_path, capsys):
+    code, stats = _run(tmp_path, capsys, "--bracket", "3", "--source", SIM + ",scene=flat")
+    assert code == 1 and stats["af"]["state"] == "failed"
+    assert stats["bracket"]["state"] == "failed" and "autofocus failed" in stats["bracket"]["reason"]
+    assert stats["frames"] < 400 and not list(tmp_path.glob("*.json"))
