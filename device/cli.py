@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drive the focus motor ([motor] config; sim moves --source sim's lens)")
     r.add_argument("--autofocus", nargs="?", const="once", choices=AUTOFOCUS_MODES,
                    help="autofocus once at start (the default) or continuously")
+    r.add_argument("--bracket", type=positive_int, metavar="N",
+                   help="focus bracket: N captures centred on focus, then exit (needs --motor)")
+    r.add_argument("--bracket-step", type=positive_int, metavar="STEPS",
+                   help="motor steps between bracket frames (default: from the focus curve)")
+    r.add_argument("--bracket-from", choices=["focus", "here"],
+                   help="autofocus first (default) or centre the bracket where the lens is")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
@@ -95,8 +101,9 @@ def _extension_parsers():
     """Subcommands that live with their feature."""
     from device.defects import cli as defects_cli
     from device.lens.motor import cli as motor_cli
+    from device.optics import cli as optics_cli
 
-    return [defects_cli.add_parser, motor_cli.add_parser]
+    return [defects_cli.add_parser, motor_cli.add_parser, optics_cli.add_parser]
 
 
 # --- run ---------------------------------------------------------------------------
@@ -135,6 +142,9 @@ def run_overrides(args) -> dict:
         over.setdefault("autofocus", {}).update(enabled=True, mode=args.autofocus)
     if args.log_level:
         over.setdefault("log", {})["level"] = args.log_level
+    for flag, key in (("bracket", "frames"), ("bracket_step", "step"), ("bracket_from", "start")):
+        if getattr(args, flag, None) is not None:
+            over.setdefault("bracket", {})[key] = getattr(args, flag)
     return over
 
 

@@ -92,6 +92,8 @@ class Runner:
             worker.start()
             while worker.is_alive() and not self.loop.stop_event.is_set():
                 worker.join(0.2)
+                if self.app.finished.is_set():     # e.g. a focus bracket that is done
+                    self.loop.stop()
             worker.join(STOP_TIMEOUT_S)
             if worker.is_alive():
                 log.warning("the source did not return within %.1f s; stopping without it",
@@ -103,7 +105,8 @@ class Runner:
             raise self.error
         if self.opts.stats:
             print(json.dumps(self.summary()), flush=True)
-        return 0
+        bracket = self.app.bracket
+        return 1 if bracket is not None and bracket.state == "failed" else 0   # nothing taken
 
     def summary(self) -> dict:
         out = self.loop.stats.summary()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -23,6 +24,7 @@ from device.lens.autofocus import Autofocus
 from device.lens.motor import Motor, open_motor
 from device.loop.frame_loop import JsonlSink
 from device.loop.sink import Sink, close_all
+from device.optics.bracket import BracketSink
 from device.scoring.classic import ClassicScorer, Scorer
 from device.scoring.focus_net import scorer_from_config
 from device.service.notify import Notifier, ServiceNotifierSink
@@ -49,6 +51,8 @@ class App:
     defect_map: Optional[DefectMapSink] = None
     viewfinder: Optional[Viewfinder] = None
     web: Optional[Sink] = None
+    bracket: Optional[BracketSink] = None
+    finished: threading.Event = field(default_factory=threading.Event)   # the run's work is done
 
     def close(self) -> None:
         """Close the sinks (the autofocus sink stops and de-energises the motor)."""
@@ -80,6 +84,9 @@ def build_app(cfg: Config, source: FrameSource, *, headless: bool = False, pin_f
                                   still=source.capture_still if isinstance(source, Picamera2Source) else None,
                                   roi=cfg.scoring.roi)
         built.append(app.capture)
+        app.bracket = _bracket(cfg, app, source)
+        if app.bracket is not None:
+            built.append(app.bracket)
         if cfg.capture.enabled:
             log.info("capture-when-sharp: saving to %s", app.capture.dir)
         viewers = _viewers(cfg, app, headless, env)
@@ -91,7 +98,7 @@ def build_app(cfg: Config, source: FrameSource, *, headless: bool = False, pin_f
     except BaseException:
         close_all(built)
         raise
-    order = [app.defect_map, jsonl, app.capture, app.autofocus, *viewers, status]
+    order = [app.defect_map, jsonl, app.capture, app.autofocus, app.bracket, *viewers, status]
     app.sinks = [s for s in order if s is not None]
     return app
 
@@ -148,12 +155,33 @@ def _autofocus(cfg: Config, source: FrameSource, pin_factory) -> tuple[Motor, Au
                        state_dir=cfg.service.resolved_state_dir())
     fps = cfg.sim.fps if sim is not None else 0.0
     try:
-        af = Autofocus(motor, cfg.autofocus, start=cfg.autofocus.enabled, owns_motor=True,
+        # A bracket from focus starts with a one-shot autofocus.
+        start = cfg.autofocus.enabled or (cfg.bracket.frames > 0 and cfg.bracket.start == "focus")
+        af = Autofocus(motor, cfg.autofocus, start=start, owns_motor=True,
                        pin_factory=pin_factory, frame_period=1.0 / fps if fps > 0 else 1.0 / 30)
     except BaseException:
         motor.close()
         raise
     return motor, af
+
+
+def _bracket(cfg: Config, app: App, source: FrameSource) -> Optional[BracketSink]:
+    """The focus bracket; the run ends after it unless a feature that runs on is on."""
+    b = cfg.bracket
+    if b.frames == 0:
+        return None
+    if app.motor is None:
+        raise InputError("--bracket needs a focus motor: add --motor stepdir|uln2003|servo "
+                         "(or sim with --source sim)")
+    from device.capture.sink import ensure_writable_dir
+
+    folder = ensure_writable_dir(capture_dir(cfg))
+    runs_on = (cfg.web.listen is not None or cfg.capture.enabled
+               or cfg.autofocus.mode == "continuous")
+    fine = app.autofocus.search_steps()[1] if app.autofocus is not None else 1
+    return BracketSink(b, app.motor, folder, autofocus=app.autofocus, capture=cfg.capture,
+                       fine_step=fine, source_name=source.name,
+                       on_done=None if runs_on else app.finished.set)
 
 
 def _lens_reader(source: FrameSource, motor: Optional[Motor]) -> Optional[Callable[[], float]]:

@@ -18,6 +18,7 @@ from typing import Optional
 from device.common.listen import parse_listen
 from device.common import paths
 from device.common.roi import Roi, parse_roi
+from device.config.bracket import BracketConfig
 from device.config.convert import build, merge
 from device.errors import ConfigError
 
@@ -477,6 +478,7 @@ class Config:
     defects: DefectsConfig = field(default_factory=DefectsConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    bracket: BracketConfig = field(default_factory=BracketConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

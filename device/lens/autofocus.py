@@ -169,6 +169,10 @@ class Autofocus(Sink):
             return focus_value(frame.grey, self.roi)
         return float(result.focus)
 
+    def search_steps(self) -> tuple[int, int]:
+        """(coarse, fine) motor steps of the search (the focus bracket's fallback step)."""
+        return self._steps()
+
     def _steps(self) -> tuple[int, int]:
         lo, hi = self.motor.limits
         coarse = self.cfg.coarse_step or max(1, (hi - lo) // 10)
