@@ -19,7 +19,7 @@ within 2.5 px of a defect finds it; any other detection is false.
 Methods: ``classic`` (``device.defects.persistence``: ring-extremes candidates + persistence over
 scene changes) and, when ``models/defects.tflite`` loads, ``net`` (``device.defects.net``:
 DefectDetector per frame, which scores the ring rule's candidates with the net and the
-local texture, DefectSequence for persistence). Single frames also get recall per kind
+local texture, fed to the same persistence map at the sequence's lower per-frame bar). Single frames also get recall per kind
 (dead, hot, stuck: the same detections matched against that kind's defects alone). The Bayer injection, mosaic,
 demosaic and JPEG helpers are the training engineer's ``train/degrade.py`` (desktop code,
 used here only to make test data).
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from device.defects.persistence import DefectMap  # noqa: E402
+from device.defects.persistence import DefectMap, add_frame  # noqa: E402
 
 from device.defects.candidates import frame_candidates  # noqa: E402
 
@@ -104,7 +104,16 @@ def net_detector(model: str | None = None):
         return None
 
 
+def sequence_detector(det):
+    """The net as ``defects --sequence --model`` and the video report use it: the
+    sequence's per-frame bar, the full tile budget."""
+    from device.defects.net import SEQUENCE_MIN_SCORE, DefectDetector, DefectOptions
+
+    return DefectDetector(det.model, det.meta, DefectOptions(min_score=SEQUENCE_MIN_SCORE))
+
+
 def run_sequences(n_seq: int, jpeg: int, det) -> dict:
+    seq_det = sequence_detector(det) if det is not None else None
     rng = np.random.default_rng(2026)
     bigs = photos()
     res = {m: {"found": 0, "truth": 0, "false": 0, "clean_false": 0, "s_per_frame": 0.0}
@@ -124,11 +133,10 @@ def run_sequences(n_seq: int, jpeg: int, det) -> dict:
                         dm.add(f)
                     found = dm.confirmed()
                 else:
-                    from device.defects.net import DefectSequence
-                    ds = DefectSequence(det)
+                    dm = DefectMap()
                     for f in seq:
-                        ds.update(f)
-                    found = ds.persistent()
+                        add_frame(dm, f, seq_det)
+                    found = dm.confirmed()
                 r["s_per_frame"] += (time.perf_counter() - t) / len(seq)
                 if is_clean:
                     r["clean_false"] += len(found)

@@ -130,9 +130,10 @@ def test_map_round_trips_through_json():
         m.add(f)
     data = json.loads(json.dumps(m.to_json()))
     m2 = DefectMap()
-    assert m2.load_json(data)
+    m2.load_json(data)
     assert m2.confirmed() == m.confirmed() and m2.shape == (H, W)
-    assert not DefectMap().load_json({"tracks": [["bad"]]})
+    with pytest.raises(ValueError, match="track"):
+        DefectMap().load_json({"version": 2, "tracks": [["bad"]]})
 
 
 def test_live_sink_puts_the_map_in_results_and_saves_it_atomically(tmp_path):
@@ -216,7 +217,7 @@ def test_run_with_the_live_map_reports_it_and_saves_it(tmp_path):
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout.strip().splitlines()[-1])
     assert stats["defects"]["method"] == "classic" and stats["defects"]["frames_analysed"] >= 1
-    assert json.loads((tmp_path / "map.json").read_text())["version"] == 1
+    assert json.loads((tmp_path / "map.json").read_text())["version"] == 2
 
 
 def test_config_rejects_an_unknown_detector():
@@ -295,5 +296,5 @@ def test_the_saved_map_keeps_at_most_max_saved_tracks_the_strongest_first(monkey
     assert len(data["tracks"]) == 50 and m.tracked > 500
     assert [60, 80, 0, 6] in [t[:4] for t in data["tracks"]]
     again = DefectMap()
-    assert again.load_json(json.loads(json.dumps(data)))
+    again.load_json(json.loads(json.dumps(data)))
     assert [(d["y"], d["x"]) for d in again.confirmed()] == [(60, 80)]
