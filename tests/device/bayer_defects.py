@@ -78,3 +78,50 @@ def visible_sites(clean_frames, wanted, margin=24, spacing=48, contrast=90.0, se
                 picks.append((int(x), int(y), kind))
                 got += 1
     return picks
+
+
+# --- a fixed camera: defects put into the mosaic of real frames ------------------------------
+
+KIND_LEVELS = {"dead": (0, 12), "hot": (235, 256), "stuck": (70, 200)}   # [lo, hi) per kind
+MIN_CONTRAST = 60     # a photosite changed by less is no defect anyone could see
+
+
+def evenly_spaced(paths, n: int) -> list:
+    """``n`` of ``paths`` spread evenly from the first to the last (all when fewer)."""
+    paths = list(paths)
+    idx = np.unique(np.linspace(0, len(paths) - 1, min(n, len(paths))).round().astype(int))
+    return [paths[i] for i in idx]
+
+
+def random_sites(rng, shape, n: int, margin: int = 12, spacing: int = 8):
+    """``n`` photosites ``(y, x, kind, level)`` at least ``spacing`` apart (one detection
+    each), kinds in turn, levels drawn per kind from ``KIND_LEVELS``."""
+    h, w = shape
+    picks: list = []
+    kinds = ("dead", "hot", "stuck")
+    tries = 0
+    while len(picks) < n and tries < 50 * n:
+        tries += 1
+        y, x = int(rng.integers(margin, h - margin)), int(rng.integers(margin, w - margin))
+        if any(abs(y - py) < spacing and abs(x - px) < spacing for py, px, _, _ in picks):
+            continue
+        kind = kinds[len(picks) % 3]
+        picks.append((y, x, kind, int(rng.integers(*KIND_LEVELS[kind]))))
+    return picks
+
+
+def fixed_camera_frames(images, sites=()):
+    """The frames a fixed camera with defective photosites ``sites`` would give of
+    ``images`` (BGR): each is mosaicked, the sites set, demosaiced with OpenCV and stored
+    losslessly (a PNG round trip). Returns ``(frames, visible)``: per site, in how many
+    frames it changed its photosite by at least ``MIN_CONTRAST``."""
+    frames, visible = [], np.zeros(len(sites), int)
+    for img in images:
+        raw = mosaic(img)
+        for i, (y, x, _, level) in enumerate(sites):
+            visible[i] += abs(int(raw[y, x]) - level) >= MIN_CONTRAST
+            raw[y, x] = level
+        ok, png = cv2.imencode(".png", cv2.cvtColor(raw, cv2.COLOR_BayerBG2BGR))
+        assert ok
+        frames.append(cv2.imdecode(png, cv2.IMREAD_COLOR))
+    return frames, visible
