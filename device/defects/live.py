@@ -41,12 +41,15 @@ class DefectMapSink(Sink):
         self._last_save = time.monotonic()
         self._saved_count = -1
         self.errors = 0
-        if self.map_file is not None and self.map_file.exists():
+        if self.map_file is not None and (self.map_file.exists() or self.map_file.is_symlink()):
             self._resume()
         self._thread = threading.Thread(target=self._work, name="defect-map", daemon=True)
         self._thread.start()
 
     def _resume(self) -> None:
+        if not self.map_file.is_file():      # a FIFO or a device would block or never end
+            self._set_aside("not a regular file")
+            return
         try:
             self.map.load_json(read_json_file(self.map_file, max_bytes=MAX_MAP_BYTES))
         except OSError as exc:
