@@ -213,8 +213,10 @@ def cmd_check(args) -> int:
     if as_json:
         print(json.dumps({"json": str(j), "csv": str(c), **check["meta"]}), flush=True)
     else:
-        print(f"{sum(counts.values())} defective pixel(s): " +
-              ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; written to {j} and {c}", flush=True)
+        pixels = {k: v for k, v in counts.items() if k not in ("column", "row")}
+        lines = f", {counts.get('column', 0)} column and {counts.get('row', 0)} row defect(s)"
+        print(f"{sum(pixels.values())} defective pixel(s): " +
+              ", ".join(f"{v} {k}" for k, v in pixels.items()) + f"{lines}; written to {j} and {c}", flush=True)
     return 0
 
 

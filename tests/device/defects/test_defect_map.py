@@ -179,7 +179,8 @@ def test_dark_and_flat_frames_classify_every_injected_defect():
     check = sensor_check(darks, flats)
     got = {(d["x"], d["y"]): d["kind"] for d in check["defects"]}
     assert got == {(t["x"], t["y"]): t["kind"] for t in truth}
-    assert check["meta"]["counts"] == {"dead": 5, "hot": 10, "stuck": 5}
+    assert check["meta"]["counts"] == {"dead": 5, "hot": 10, "stuck": 5, "column": 0, "row": 0}
+    assert check["lines"] == []
     # Darks alone: dead pixels are invisible, stuck ones look hot, nothing else is flagged.
     dark_only = sensor_check(darks)
     got = {(d["x"], d["y"]): d["kind"] for d in dark_only["defects"]}
