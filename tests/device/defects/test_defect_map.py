@@ -299,3 +299,17 @@ def test_the_saved_map_keeps_at_most_max_saved_tracks_the_strongest_first(monkey
     again = DefectMap()
     again.load_json(json.loads(json.dumps(data)))
     assert [(d["y"], d["x"]) for d in again.confirmed()] == [(60, 80)]
+
+
+def test_a_still_compressed_noisy_scene_confirms_nothing():
+    """JPEG keeps some noise at the scale of the neighbourhood blocks while removing the
+    fine noise the estimate sees, so a few neighbourhoods pass the local test in every
+    frame; the scene test (a share of the whole scene must change) holds them back."""
+    rng = np.random.default_rng(8)
+    base = photo().astype(np.float32)
+    m = DefectMap(min_hits=3)
+    for _ in range(40):
+        noisy = np.clip(base + rng.normal(0.0, 3.0, base.shape), 0, 255).astype(np.uint8)
+        m.add(cv2.imdecode(cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR))
+    assert m.confirmed() == []
+    assert m.undecided()            # the scene's bright points persist: undecided, not lost
