@@ -166,12 +166,14 @@ SWEEP_FRAMES = 14
 SWEEP_DEFECTS = 200
 
 
-def run_sweeps(det, n_frames: int = SWEEP_FRAMES) -> dict:
+def run_sweeps(det, n_frames: int = SWEEP_FRAMES, population: bool = False) -> dict:
     """A fixed camera during a real focus sweep: ``n_frames`` spread over each sweep
     (all 10 of the PCB sweep), ``SWEEP_DEFECTS`` defective photosites set in the mosaic
     of every frame (``tests.device.bayer_defects``), demosaiced and stored as PNG; and the
-    same frames without defects. Recall counts defects visible in half of the frames."""
-    from tests.device.bayer_defects import evenly_spaced, fixed_camera_frames, random_sites
+    same frames without defects. Recall counts defects visible in half of the frames.
+    ``population``: the defects follow real sensors' statistics (``sensor_population``)."""
+    from tests.device.bayer_defects import (KIND_LEVELS, evenly_spaced, fixed_camera_frames,
+                                            random_sites, sensor_population)
 
     seq_det = sequence_detector(det) if det is not None else None
     methods = {"classic": None, **({"net": seq_det} if det is not None else {})}
@@ -182,11 +184,26 @@ def run_sweeps(det, n_frames: int = SWEEP_FRAMES) -> dict:
             continue
         images = [cv2.imread(str(p)) for p in paths]
         h, w = images[0].shape[:2]
-        sites = random_sites(np.random.default_rng(15), (h, w), SWEEP_DEFECTS)
-        frames, visible = fixed_camera_frames(images, sites)
+        rng = np.random.default_rng(15)
+        if population:
+            # Real statistics: singles with a tail of 2-3 photosite clusters (the lines are
+            # the dark-frame check's: a column is no point defect). One level per defect.
+            defects = [(px, kind, int(rng.integers(*KIND_LEVELS[kind])))
+                       for px, kind, _ in sensor_population(rng, (h, w), SWEEP_DEFECTS)[0]]
+        else:
+            defects = [([(y, x)], kind, level) for y, x, kind, level in random_sites(rng, (h, w), SWEEP_DEFECTS)]
+        sites = [(y, x, kind, level) for px, kind, level in defects for y, x in px]
+        frames, site_visible = fixed_camera_frames(images, sites)
         clean, _ = fixed_camera_frames(images)
-        shown = [s for s, v in zip(sites, visible) if v >= len(frames) / 2]
-        every = [(float(y), float(x)) for y, x, _, _ in sites]
+        # A defect is as visible as its most visible photosite; it is found at its centre.
+        visible, k = [], 0
+        for px, _, _ in defects:
+            visible.append(int(max(site_visible[k:k + len(px)])))
+            k += len(px)
+        centres = [(float(np.mean([p[0] for p in px])), float(np.mean([p[1] for p in px])), kind, 0)
+                   for px, kind, _ in defects]
+        shown = [c for c, v in zip(centres, visible) if v >= len(frames) / 2]
+        every = [(y, x) for y, x, _, _ in centres]
         mp = h * w / 1e6
         for m, d in methods.items():
             t = time.perf_counter()
@@ -199,12 +216,11 @@ def run_sweeps(det, n_frames: int = SWEEP_FRAMES) -> dict:
             for f in clean:
                 add_frame(cm, f, d)
             clean_found = cm.confirmed()
-            hits, _ = match(found, [(float(y), float(x)) for y, x, _, _ in shown])
+            hits, _ = match(found, [(y, x) for y, x, _, _ in shown])
             _, false = match(found, every)
             r = {"frames": len(frames), "recall": round(hits / max(len(shown), 1), 4),
-                 **{f"recall_{k}": round(match(found, [(float(y), float(x)) for y, x, kd, _ in shown
-                                                      if kd == k])[0] / max(1, sum(kd == k for *_, kd, _ in shown)), 3)
-                    for k in KINDS},
+                 **{f"recall_{k}": round(match(found, [(y, x) for y, x, kd, _ in shown if kd == k])[0]
+                                         / max(1, sum(kd == k for *_, kd, _ in shown)), 3) for k in KINDS},
                  "false_per_mp": round(false / mp, 3), "clean_false_per_mp": round(len(clean_found) / mp, 3),
                  "undecided": len(undecided), "clean_undecided": len(cm.undecided()),
                  "defects": len(shown), "megapixels": round(mp, 2), "ms_per_frame": round(ms, 1)}
@@ -311,6 +327,8 @@ def main() -> int:
     if args.only in (None, "sweep"):
         for name, r in run_sweeps(det).items():
             out[f"sweep_{name}"] = r
+        for name, r in run_sweeps(det, population=True).items():
+            out[f"sweep_{name}_real_statistics"] = r
     if args.only in (None, "single"):
         out["single_frame_jpeg90"] = run_single(args.images, det)
     if args.only in (None, "timing"):
@@ -321,6 +339,7 @@ def main() -> int:
                "timing": "ms per frame; net = single-frame tile budget, net_live = the loop's"}
     for name, *_ in SWEEPS:
         targets[f"sweep_{name}"] = "fixed camera, focus sweep: recall >= 0.95, <= 1 false/MP, 0 on clean"
+        targets[f"sweep_{name}_real_statistics"] = "same, defects with real statistics (clusters of 2-3)"
     for k, v in out.items():
         print(f"{k}  [{targets[k]}]")
         for m, r in v.items():
