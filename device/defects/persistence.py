@@ -73,7 +73,8 @@ TEXTURE_FLOOR = 6.0       # noise sigmas added to a block's mean |Laplacian|
 MIN_CHANGED_BLOCKS = 3
 MIN_SEEN_SHARE = 0.4      # candidate in at least this share of the frames since first seen
 SCENE_CHANGE_SHARE = 0.10  # of the scene's neighbourhoods, for any change to count (see _scene_moved)
-GRID_STEP = 7             # px between the neighbourhoods of that scene test
+GRID_STEP = 7             # px between the neighbourhoods of that scene test ...
+GRID_POINTS = 80_000      # ... and at most this many (1080p: 41,000; 2048x1536: 64,000)
 # Grey levels: the scene test's floor of a block-mean change. At 1.0 a still JPEG q90
 # scene with noise sigma 3 passed it (13% of neighbourhoods), at 1.25 and above none did.
 SCENE_TEST_FLOOR = 2.0
@@ -114,10 +115,12 @@ class Neighbourhood:
         self.shape = grey.shape
 
     def grid(self) -> np.ndarray:
-        """``at`` on a grid every ``GRID_STEP`` px: the scene as a whole."""
+        """``at`` on a grid every ``GRID_STEP`` px (coarser on big frames, so at most
+        ``GRID_POINTS`` points): the scene as a whole."""
         h, w = self.shape
         m = BLOCK_OFFSET + BLOCK
-        ys, xs = np.mgrid[m:max(m + 1, h - m):GRID_STEP, m:max(m + 1, w - m):GRID_STEP]
+        step = max(GRID_STEP, math.ceil(math.sqrt(h * w / GRID_POINTS)))
+        ys, xs = np.mgrid[m:max(m + 1, h - m):step, m:max(m + 1, w - m):step]
         return self.at(ys.ravel(), xs.ravel())
 
     def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
