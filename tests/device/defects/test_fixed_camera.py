@@ -77,3 +77,19 @@ def test_a_tripod_on_a_still_scene_says_it_cannot_decide(sweep, tmp_path):
     assert all("dark-frame check" in d["reason"] for d in out["undecided"])
     err = p.stderr.strip().splitlines()
     assert len(err) == 1 and "undecided" in err[0] and "--dark" in err[0], p.stderr
+
+
+def test_a_frame_size_change_in_a_sequence_is_one_warning_line_and_a_new_map(sweep, tmp_path):
+    """The same behaviour as the live map: a new size starts a new map (no traceback, no
+    exit 2); the report covers the frames of the last size and says so."""
+    _, frames, _, _ = sweep
+    paths = []
+    for i, f in enumerate(frames[:2] + [np.ascontiguousarray(f[:540]) for f in frames[2:5]]):
+        paths.append(tmp_path / f"f{i}.png")
+        cv2.imwrite(str(paths[-1]), f)
+    p = subprocess.run([sys.executable, "-m", "device", "defects", "--json", "--sequence", *paths],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["frames"] == 3
+    warn = [ln for ln in p.stderr.splitlines() if "frame size changed" in ln]
+    assert len(warn) == 1 and "Traceback" not in p.stderr, p.stderr
