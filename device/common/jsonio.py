@@ -56,3 +56,27 @@ def to_jsonable(value: Any) -> Any:
 def dumps(value: Any, **kw) -> str:
     """``json.dumps`` of ``to_jsonable(value)``."""
     return json.dumps(to_jsonable(value), allow_nan=False, **kw)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json_file(path: str | os.PathLike, *, max_bytes: int = 64 << 20) -> Any:
+    """A JSON file that a program wrote and a crash, a full disk or a person may have
+    damaged: ValueError with a short reason for anything that is not plain JSON (too
+    big, not UTF-8, NaN or Infinity, nested too deep); OSError when it cannot be read."""
+    with open(path, "rb") as fh:
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ValueError(f"larger than {max_bytes} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at line {exc.lineno})") from None

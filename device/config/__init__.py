@@ -357,13 +357,13 @@ class DefectsConfig:
     In one frame a pixel is a candidate when it lies beyond every pixel of the ring at
     distance 2 around it (the extremes of its neighbourhood) by ``threshold`` plus
     ``spread_gain`` times the ring's own range, and is the strongest in its 3x3. It is
-    confirmed once it was a candidate, in the same colour channel, in ``min_hits``
-    frames whose local scene differed by ``scene_change`` grey levels (texture moves
-    with the scene, a defect does not).
+    confirmed once it was a candidate in ``min_hits`` frames whose neighbourhood had
+    changed (block means by ``scene_change`` grey levels or more, beyond noise, or their
+    texture), and in most frames since it was first seen (texture moves with the scene, a
+    defect does not). One rule for the live map, ``defects --sequence`` and the video report.
     """
     live: bool = False
-    # The defect net's sequence rule (device.defects.net): its single-frame candidates come
-    # from the same ring rule as the classic map.
+    # Accepted so that older files still load; the one persistence rule uses min_hits.
     min_scene_changes: int = 3
     # The classic live map and the checks (device.defects.persistence).
     detector: str = "classic"            # per-frame candidates of the live map and video
@@ -371,7 +371,7 @@ class DefectsConfig:
     threshold: float = 16.0              # 0..255 units beyond the ring's extremes
     spread_gain: float = 0.3
     min_hits: int = 5
-    scene_change: float = 2.0            # grey levels (7x7 mean) between counted hits
+    scene_change: float = 1.0            # grey levels (5x5 block means) between counted hits
     every_n_frames: int = 5              # live map: analyse one frame in N (CPU budget)
     save_interval_s: float = 30.0
     map_file: Optional[str] = None       # None: <state dir>/defects.json

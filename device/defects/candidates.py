@@ -1,4 +1,4 @@
-"""Pixel-defect candidates in one frame, and the scene-motion test persistence needs.
+"""Pixel-defect candidates in one frame (persistence over frames: ``device.defects.persistence``).
 
 Single frame (``frame_candidates``): the rule ISPs use for dynamic defect correction,
 made scene-aware. A pixel is a candidate when, in one colour channel, it lies above
@@ -11,8 +11,6 @@ frame cannot tell a stuck photosite from a glint. Persistence can.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import cv2
 import numpy as np
 
@@ -22,8 +20,6 @@ from device.common.preprocess import to_bgr
 RING = np.ones((5, 5), np.uint8)
 RING[1:4, 1:4] = 0
 MARGIN = 2          # demosaicers leave garbage on the outermost rows and columns
-LOCAL_MEAN = 7      # window of the local-scene signature
-SCENE_STEP = 4      # subsampling of the frame-wide scene-motion measure
 SATURATED = 230.0   # 0..255: a pixel stuck at full scale is reported as hot
 CODES = ("+b", "+g", "+r", "-b", "-g", "-r")   # sign and channel of a candidate
 
@@ -61,31 +57,6 @@ def frame_candidates(image: np.ndarray, threshold: float = 16.0, spread_gain: fl
     codes = np.where(up[ys, xs, ch] > 0, ch, ch + 3)
     values = bgr[ys, xs, ch]
     return ys, xs, codes, strength, values
-
-
-def local_signature(image: np.ndarray) -> np.ndarray:
-    """7x7 mean grey level: what 'the scene around a pixel' is, for scene changes."""
-    bgr = to_bgr(image)
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    return cv2.blur(grey.astype(np.float32), (LOCAL_MEAN, LOCAL_MEAN))
-
-
-class SceneMotion:
-    """Did the frame as a whole move since the previous one? The median change of the
-    local means (``local_signature``, every ``SCENE_STEP``-th pixel) must reach the
-    threshold: a still scene measures 0.8 grey levels from sensor noise, a focus pull
-    0.9-1.1, a pan 7-49. Persistence rules use it so that noise or refocusing on a
-    tripod is never taken for the scene moving under a defect."""
-
-    def __init__(self):
-        self._prev: Optional[np.ndarray] = None
-
-    def update(self, scene: np.ndarray, threshold: float) -> bool:
-        coarse = scene[::SCENE_STEP, ::SCENE_STEP]
-        moved = self._prev is not None and self._prev.shape == coarse.shape and \
-            float(np.median(np.abs(coarse - self._prev))) >= threshold
-        self._prev = coarse.copy()
-        return moved
 
 
 def _kind(sign_hot: bool, mean_value: float) -> str:

@@ -3,7 +3,8 @@
 Without ``--sequence``: one JSON object per image, or per frame of a video,
 ``{"path", "frame"?, "defects": [{"x", "y", "kind", "confidence"}, ...]}``.
 With ``--sequence``: every input is a frame of one camera; one object for the whole
-sequence with only the defects that stayed put while the scene changed.
+sequence with the defects that stayed put while the scene around them changed, and as
+``undecided`` (with the reason) what stayed put over a scene that did not change.
 Coordinates are the input image's pixels.
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _print(obj: dict, as_json: bool) -> None:
 
 def cmd_defects(args) -> int:
     from device.config import load_config
-    from device.defects.net import DefectDetector, DefectSequence
+    from device.defects.net import DefectDetector
 
     if args.dark or args.report:      # the sensor check and the video report (issue 7)
         return cmd_check(args)
@@ -70,16 +71,10 @@ def cmd_defects(args) -> int:
         raise InputError("defects: give images or videos, or --dark N for the lens-capped sensor check")
 
     cfg = load_config(getattr(args, "config", None))
-    det = DefectDetector.from_config(cfg, args.model)
     as_json = args.json or not sys.stdout.isatty()
     if args.sequence:
-        seq = DefectSequence(det, min_scene_changes=cfg.defects.min_scene_changes)
-        for path in args.inputs:
-            for _, img in iter_frames(path):
-                seq.update(img)     # a bad frame ends the run: a sequence with holes is no sequence
-        _print({"paths": list(args.inputs), "frames": seq.frames, "defects": seq.persistent()},
-               as_json)
-        return 0
+        return _cmd_sequence(args, cfg, as_json)
+    det = DefectDetector.from_config(cfg, args.model)
     status = 0
     for path in args.inputs:
         try:
@@ -94,6 +89,33 @@ def cmd_defects(args) -> int:
             status = 2
     return status
 
+
+def _cmd_sequence(args, cfg, as_json: bool) -> int:
+    """Every input is a frame of one camera: the persistence rule of the live map
+    (``device.defects.persistence``) over all of them, with ``[defects] detector`` (or
+    the defect net when ``--model`` is given) for the per-frame candidates."""
+    from device.defects.net import DefectDetector
+    from device.defects.persistence import DefectMap, add_frame, load_detector
+
+    det = DefectDetector.from_config(cfg, args.model, sequence=True) if args.model else load_detector(cfg)
+    dmap = DefectMap.from_config(cfg.defects)
+    for path in args.inputs:
+        for _, img in iter_frames(path):
+            add_frame(dmap, img, det)   # a bad frame ends the run: a sequence with holes is no sequence
+    if dmap.resets:
+        print_error("focus-assist", f"the frame size changed {dmap.resets} time(s); only the last "
+                                    f"{dmap.frames} frame(s), of one size, were used", "warning")
+    undecided = dmap.undecided()
+    if undecided:
+        print_error("focus-assist", f"{len(undecided)} point(s) stayed put while the scene around "
+                                    "them did not change: a defect cannot be told from a bright "
+                                    "point of the scene there (listed as undecided); move, refocus "
+                                    "or relight, or run the lens-capped check: defects --dark 16",
+                    "warning")
+    _print({"paths": list(args.inputs), "frames": dmap.frames,
+            "method": "net" if det is not None else "classic",
+            "defects": dmap.confirmed(), "undecided": undecided}, as_json)
+    return 0
 
 
 # --- the lens-capped sensor check and the video report (device.defects.persistence, device.defects.video_report)
@@ -191,8 +213,10 @@ def cmd_check(args) -> int:
     if as_json:
         print(json.dumps({"json": str(j), "csv": str(c), **check["meta"]}), flush=True)
     else:
-        print(f"{sum(counts.values())} defective pixel(s): " +
-              ", ".join(f"{v} {k}" for k, v in counts.items()) + f"; written to {j} and {c}", flush=True)
+        pixels = {k: v for k, v in counts.items() if k not in ("column", "row")}
+        lines = f", {counts.get('column', 0)} column and {counts.get('row', 0)} row defect(s)"
+        print(f"{sum(pixels.values())} defective pixel(s): " +
+              ", ".join(f"{v} {k}" for k, v in pixels.items()) + f"{lines}; written to {j} and {c}", flush=True)
     return 0
 
 

@@ -1,7 +1,6 @@
 """The live defect map as a frame-loop sink: one frame in N analysed on its own thread."""
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -11,11 +10,16 @@ from typing import Optional
 import numpy as np
 
 from device.common.atomic import atomic_write_json
+from device.common.jsonio import read_json_file
 from device.defects.persistence import DefectMap, add_frame
 from device.loop.result import FrameResult
 from device.loop.sink import Sink
 
 log = logging.getLogger(__name__)
+
+# A saved map holds at most MAX_SAVED_TRACKS short tracks and MAX_DEFECTS entries (well
+# under 1 MB); anything far larger is not one.
+MAX_MAP_BYTES = 16 << 20
 
 
 class DefectMapSink(Sink):
@@ -30,26 +34,46 @@ class DefectMapSink(Sink):
         self.save_interval_s = save_interval_s
         self.detector = detector          # optional DefectDetector (the defect net)
         self._confirmed: list = []
+        self._undecided = 0
         self._pending = None
         self._cond = threading.Condition()
         self._stop = False
         self._last_save = time.monotonic()
         self._saved_count = -1
         self.errors = 0
-        if self.map_file is not None and self.map_file.exists():
+        if self.map_file is not None and (self.map_file.exists() or self.map_file.is_symlink()):
             self._resume()
         self._thread = threading.Thread(target=self._work, name="defect-map", daemon=True)
         self._thread.start()
 
     def _resume(self) -> None:
-        try:
-            data = json.loads(self.map_file.read_text())
-        except (OSError, ValueError) as exc:
-            log.warning("defect map: cannot read %s (%s); starting a new map", self.map_file, exc)
+        if not self.map_file.is_file():      # a FIFO or a device would block or never end
+            self._set_aside("not a regular file")
             return
-        if self.map.load_json(data):
-            self._confirmed = self.map.confirmed()
-            log.info("defect map: resumed %d confirmed defect(s) from %s", len(self._confirmed), self.map_file)
+        try:
+            self.map.load_json(read_json_file(self.map_file, max_bytes=MAX_MAP_BYTES))
+        except OSError as exc:
+            log.warning("defect map: cannot read %s (%s); starting a new map", self.map_file,
+                        exc.strerror or exc)
+            return
+        except ValueError as exc:
+            self.map.reset()
+            self._set_aside(str(exc))
+            return
+        self._confirmed = self.map.confirmed()
+        log.info("defect map: resumed %d confirmed defect(s) from %s", len(self._confirmed), self.map_file)
+
+    def _set_aside(self, why: str) -> None:
+        """A damaged map is kept for a person to look at, under a name no run reads."""
+        aside = self.map_file.with_name(f"{self.map_file.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            self.map_file.replace(aside)
+        except OSError as exc:
+            log.warning("defect map: %s is damaged (%s) and cannot be set aside (%s); starting a "
+                        "new map", self.map_file, why, exc.strerror or exc)
+            return
+        log.warning("defect map: %s is damaged (%s); set aside as %s, starting a new map",
+                    self.map_file, why, aside.name)
 
     def on_frame(self, frame, result: FrameResult) -> None:
         result.defects = self._confirmed
@@ -68,7 +92,8 @@ class DefectMapSink(Sink):
                 frame, self._pending = self._pending, None
             try:
                 self._analyse(frame.display)
-                self._confirmed = self.map.confirmed()
+                self._confirmed, und = self.map.report()
+                self._undecided = len(und)
                 if time.monotonic() - self._last_save >= self.save_interval_s:
                     self.save()
             except Exception as exc:   # never take the loop down over a map
@@ -90,6 +115,7 @@ class DefectMapSink(Sink):
 
     def stats(self) -> dict:
         return {"defects": {"confirmed": len(self._confirmed), "frames_analysed": self.map.frames,
+                            "undecided": self._undecided,
                             "tracked": self.map.tracked, "map_file": str(self.map_file) if self.map_file else None,
                             "method": "net" if self.detector is not None else "classic",
                             "list": self._confirmed[:100]}}

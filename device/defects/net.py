@@ -29,11 +29,9 @@ decides. The weights and the bar were chosen on scikit-image photos, never the
 benchmark's (bench/bench_defects.py), for about 3 false defects per megapixel in
 single JPEG frames.
 
-A single frame cannot tell a stuck photosite from a tiny specular highlight.
-``DefectSequence`` can: a defect stays on the same sensor pixel while the scene
-around it changes; a highlight moves with the scene or goes away. It keeps a
-defect only once it has been seen on the same pixel over ``min_scene_changes``
-different local neighbourhoods, so it asks each frame for a lower score.
+A single frame cannot tell a stuck photosite from a tiny specular highlight; over a
+sequence, the one persistence rule (``device.defects.persistence.DefectMap``) can. Its
+detections feed that map with the lower per-frame bar ``SEQUENCE_MIN_SCORE``.
 
 Coordinates are always the input image's pixels (x right, y down).
 """
@@ -41,22 +39,21 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import cv2
 import numpy as np
 
-from device.defects.candidates import SceneMotion, frame_candidates, local_signature
+from device.defects.candidates import frame_candidates
 from device.errors import InputError
 from device.scoring.inference import TFLiteModel, check_classes, check_input, map_outputs, open_model
-from device.common.preprocess import (DEFECT_KINDS, DEFECT_TILE, DEFECT_TOLERANCE_PX,
+from device.common.preprocess import (DEFECT_KINDS, DEFECT_TILE,
                          normalize_defect_tiles, to_bgr)
 
 log = logging.getLogger(__name__)
 
 LIVE_MAX_TILES = 8     # defect-net tiles per live frame (~0.25 ms each, single thread)
-FRAME_MOTION = 2.0         # grey levels: the live map's default scene_change (SceneMotion)
 SEQUENCE_MIN_SCORE = -3.0  # per-frame bar inside a sequence: persistence does the rest
 _P_EPS = 1e-4              # keeps logit(p) finite (|logit| <= 9.2)
 _NEAR = 2                  # px: a heat-map peak this close to a candidate is its evidence
@@ -297,111 +294,3 @@ class DefectDetector:
                 out.append((i, float(score[i])))
                 cells.setdefault((cx, cy), []).append((x, y))
         return out
-
-
-# --- persistence over a sequence -------------------------------------------------------
-
-@dataclass
-class _Track:
-    x: int
-    y: int
-    kinds: dict = field(default_factory=dict)   # kind -> summed confidence
-    hits: int = 0
-    scenes: int = 0                             # local neighbourhoods it was seen over
-    last_patch: Optional[np.ndarray] = None
-
-
-class DefectSequence:
-    """Frames of one camera -> the defects that stay put while the scene changes.
-
-    A detection's *local scene* is its grey neighbourhood (``patch`` px square, the
-    centre blanked so the defect itself does not count). Each time it is seen again
-    over a neighbourhood that differs from the last one by more than
-    ``scene_change`` grey levels (mean absolute difference), its scene count goes up.
-    A static highlight on a static object never gets past one scene, and a scene count
-    also needs the frame as a whole to have moved (``SceneMotion``, at
-    ``FRAME_MOTION`` grey levels), so noise on a still scene never counts.
-    """
-
-    def __init__(self, detector: DefectDetector, min_scene_changes: int = 3,
-                 min_hit_fraction: float = 0.5, tolerance_px: int = DEFECT_TOLERANCE_PX,
-                 patch: int = 15, scene_change: float = 6.0,
-                 min_score: float = SEQUENCE_MIN_SCORE):
-        self.detector = detector
-        self.min_score = float(min_score)
-        self.min_scenes = int(min_scene_changes)
-        self.min_hit_fraction = float(min_hit_fraction)
-        self.tol = int(tolerance_px)
-        self.patch = int(patch)
-        self.scene_change = float(scene_change)
-        self.frames = 0
-        self.shape: Optional[tuple[int, int]] = None
-        self.tracks: list[_Track] = []
-        self._motion = SceneMotion()
-
-    def _patch(self, padded: np.ndarray, x: int, y: int) -> np.ndarray:
-        """The neighbourhood of (x, y) from a frame padded by ``patch // 2`` on each side."""
-        p = padded[y:y + self.patch, x:x + self.patch].astype(np.float32)
-        c = self.patch // 2
-        p[c - 2:c + 3, c - 2:c + 3] = np.nan     # the defect blob is not the scene
-        return p
-
-    def update(self, image: np.ndarray) -> list[dict]:
-        """Add one frame; returns that frame's own detections."""
-        bgr = to_bgr(image)
-        shape = bgr.shape[:2]
-        if self.shape is None:
-            self.shape = shape
-        elif shape != self.shape:
-            raise InputError(f"frame of {shape[1]}x{shape[0]} in a sequence of "
-                             f"{self.shape[1]}x{self.shape[0]} frames (one camera, one size)")
-        self.frames += 1
-        r = self.patch // 2
-        padded = cv2.copyMakeBorder(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), r, r, r, r,
-                                    cv2.BORDER_REFLECT)
-        frame_moved = self._motion.update(local_signature(bgr), FRAME_MOTION)
-        # Recurring detections get a tile every frame, even when brighter glints compete
-        # for the tile budget or the defect is hard to see against this frame's scene.
-        dets = self.detector.detect(bgr, [(t.x, t.y) for t in self.tracks if t.hits >= 2],
-                                    min_score=self.min_score)
-        for d in dets:
-            tr = self._match(d["x"], d["y"])
-            if tr is None:
-                tr = _Track(d["x"], d["y"])
-                self.tracks.append(tr)
-            tr.hits += 1
-            tr.kinds[d["kind"]] = tr.kinds.get(d["kind"], 0.0) + d["confidence"]
-            patch = self._patch(padded, tr.x, tr.y)
-            if tr.last_patch is None or (frame_moved and
-                                         float(np.nanmean(np.abs(patch - tr.last_patch))) > self.scene_change):
-                tr.scenes += 1
-                tr.last_patch = patch
-        return dets
-
-    def _match(self, x: int, y: int) -> Optional[_Track]:
-        best, best_d = None, None
-        for tr in self.tracks:
-            d = max(abs(tr.x - x), abs(tr.y - y))
-            if d <= self.tol and (best_d is None or d < best_d):
-                best, best_d = tr, d
-        return best
-
-    def persistent(self) -> list[dict]:
-        """Defects seen over enough different scenes and in enough of the frames."""
-        out = []
-        need_hits = max(1, math.ceil(self.min_hit_fraction * self.frames))
-        for tr in self.tracks:
-            if tr.scenes < self.min_scenes or tr.hits < need_hits:
-                continue
-            kind = max(tr.kinds, key=tr.kinds.get)
-            conf = tr.kinds[kind] / tr.hits * min(1.0, tr.hits / max(1, self.frames))
-            out.append(_as_dict(tr.x, tr.y, kind, conf))
-        out.sort(key=lambda d: -d["confidence"])
-        return out
-
-
-def scan_sequence(detector: DefectDetector, frames: Iterable[np.ndarray], **kw) -> dict:
-    seq = DefectSequence(detector, **kw)
-    for f in frames:
-        seq.update(f)
-    return {"frames": seq.frames, "defects": seq.persistent()}

@@ -65,6 +65,32 @@ def _deviation(stack: np.ndarray, clip_k: float = 3.0):
     return zz, rr, level, sigmas
 
 
+LINE_K = 8.0        # a column or row stands out by this many sigmas of the line medians
+LINE_MIN_ABS = 1.0  # ... and by at least this many grey levels
+
+
+def _lines(resid: np.ndarray, k: float = LINE_K, min_abs: float = LINE_MIN_ABS):
+    """Column and row defects of a residual plane (stack minus its local median, one
+    channel): a whole line offset is below a pixel's noise bar but its median over the
+    line is measured over hundreds of pixels. Returns ``(lines, col_offset, row_offset)``
+    with the offsets (0 off the flagged lines) to take out before judging single pixels."""
+    h, w = resid.shape
+    inner = resid[MARGIN:h - MARGIN, MARGIN:w - MARGIN]
+    out, offsets = [], []
+    for axis, kind, n in ((0, "column", w), (1, "row", h)):
+        off = np.zeros(n, np.float32)
+        med = np.median(inner, axis=axis) if inner.size else np.zeros(0)
+        if len(med) >= 10:
+            centre, sd = clipped_sigma(med)
+            z = (med - centre) / sd
+            for i in np.nonzero((np.abs(z) > k) & (np.abs(med - centre) >= min_abs))[0].tolist():
+                off[i + MARGIN] = med[i] - centre
+                out.append({"kind": kind, "index": int(i + MARGIN), "offset": round(float(med[i] - centre), 2),
+                            "sigma": round(float(z[i]), 2)})
+        offsets.append(off)
+    return out, offsets[0], offsets[1]
+
+
 def sensor_check(darks: Sequence[np.ndarray], flats: Optional[Sequence[np.ndarray]] = None, *,
                  k: float = 6.0, min_abs: float = 6.0) -> dict:
     """Hot/dead/stuck map from lens-capped dark frames (and optional flat frames).
@@ -75,12 +101,22 @@ def sensor_check(darks: Sequence[np.ndarray], flats: Optional[Sequence[np.ndarra
     * dead: darker than its flat-stack neighbourhood by ``k`` sigma and ``min_abs``.
     Without flats, dead pixels are invisible (a dead pixel in the dark is just dark) and
     stuck ones are reported as hot.
+
+    Column and row defects (a line of photosites offset together, a few percent of a real
+    sensor's defects) are found first and listed in ``lines`` (``kind`` column or row,
+    ``index``, ``offset`` in grey levels, ``sigma``); their offset is taken out before single
+    pixels are judged. ``meta.counts`` counts them too; ``defects.csv`` stays per pixel.
     """
     dark = stack_frames(darks)
-    dz, dr, dlevel, dsig = _deviation(dark)
-    h, w = dz.shape
+    h, w = dark.shape[:2]
     inner = np.zeros((h, w), bool)
     inner[MARGIN:h - MARGIN, MARGIN:w - MARGIN] = True
+    # Column and row defects first (in the dark stack's grey residual), so that the
+    # pixels of a bright column are that column, not hundreds of hot pixels.
+    grey = dark.mean(axis=2)
+    lines, col_off, row_off = _lines(grey - cv2.medianBlur(grey.astype(np.float32), 5))
+    dark = dark - (col_off[None, :] + row_off[:, None])[..., None]
+    dz, dr, dlevel, dsig = _deviation(dark)
     hot = inner & (dz > k) & (dr > min_abs)
     meta = {"dark_frames": len(darks), "flat_frames": len(flats) if flats else 0, "k_sigma": k,
             "min_abs": min_abs, "dark_sigma": [round(s, 4) for s in dsig],
@@ -116,7 +152,8 @@ def sensor_check(darks: Sequence[np.ndarray], flats: Optional[Sequence[np.ndarra
              "sigma": round(float(z_out[y, x]), 2)} for y, x in zip(ys, xs)]
     rows.sort(key=lambda r: -abs(r["sigma"]))
     meta["counts"] = {kd: sum(r["kind"] == kd for r in rows) for kd in DEFECT_KINDS}
-    return {"meta": meta, "defects": rows}
+    meta["counts"].update({kd: sum(ln["kind"] == kd for ln in lines) for kd in ("column", "row")})
+    return {"meta": meta, "defects": rows, "lines": lines}
 
 
 def write_check(out_dir: Path, check: dict, *, overwrite: bool = False) -> tuple[Path, Path]:

@@ -86,7 +86,7 @@ def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None, d
                 bar.update(1)
         if bar is not None:
             bar.close()
-    persistent = dmap.confirmed()
+    persistent, undecided = dmap.report()
     # A frame's outliers on a persistent defect are that defect, not a transient error.
     kept = []
     for t in transients:
@@ -110,6 +110,7 @@ def scan_video(path: str, *, roi=None, defect_map: Optional[DefectMap] = None, d
                   "min": round(float(f.min()), 4), "median": round(float(np.median(f)), 4),
                   "max": round(float(f.max()), 4)},
         "persistent": persistent,
+        "undecided": undecided,
         "transients": kept,
         "map": {"detector": "net" if detector is not None else "classic", "min_hits": dmap.min_hits, "scene_change": dmap.scene_change, "threshold": dmap.threshold,
                 "transient_threshold": TRANSIENT_THRESHOLD},
@@ -184,6 +185,11 @@ def _markdown(s: dict) -> str:
         lines += ["", "![persistent defects](defects.png)"]
     else:
         lines += ["None found."]
+    if s.get("undecided"):
+        lines += ["", f"**Undecided: {len(s['undecided'])} point(s)** stayed on their pixel while the "
+                  "scene around them did not change, so a defect cannot be told from a bright point "
+                  "of the scene there (`defects.json`, `undecided`). The lens-capped check "
+                  "(`focus-assist defects --dark 16`) settles them."]
     lines += ["", "## Transient pixel errors", "",
               "Single-frame pixel errors (far outside their neighbourhood, not on a persistent "
               "defect), e.g. decoding or transmission glitches. Full list: `transients.csv`.", ""]

@@ -69,6 +69,28 @@ def test_report_lists_persistent_defects_transient_frames_and_the_focus_curve(vi
     assert "already holds a report.md" in capsys.readouterr().err
 
 
+def test_a_still_video_lists_its_stuck_pixels_as_undecided(tmp_path, capsys):
+    """A tripod on a still scene: the stuck pixels persist, nothing around them changes,
+    so the report confirms none and lists them as undecided, pointing to the dark check."""
+    path = tmp_path / "still.avi"
+    f = np.ascontiguousarray(skimage_data.astronaut()[:H, :W, ::-1])
+    for y, x in STUCK:
+        f[y, x] = extreme(f, y, x)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (W, H))
+    w.set(cv2.VIDEOWRITER_PROP_QUALITY, 100)
+    for _ in range(12):
+        w.write(f)
+    w.release()
+    out = tmp_path / "rep"
+    assert main(["defects", str(path), "--report", str(out), "--json", "--no-progress"]) == 0
+    data = json.loads((out / "defects.json").read_text())
+    assert data["persistent"] == []
+    und = {(d["y"], d["x"]) for d in data["undecided"]}
+    # The third sits in busy texture, where one still frame does not make it a candidate.
+    assert all(any(abs(y - a) <= 1 and abs(x - b) <= 1 for a, b in und) for y, x in STUCK[:2]), und
+    assert "Undecided" in (out / "report.md").read_text() and "--dark" in (out / "report.md").read_text()
+
+
 def test_truncated_video_is_reported_up_to_where_it_ends(video, tmp_path, capsys):
     cut = tmp_path / "cut.avi"
     raw = video.read_bytes()
