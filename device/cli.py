@@ -197,7 +197,7 @@ def cmd_score(args) -> int:
             if cnn is not None:
                 out.update(cnn(img, grey, roi))
         except FocusAssistError as exc:
-            _error(exc)
+            _error(_naming(path, exc))
             status = EXIT_USAGE
             continue
         if _wants_json(args):
@@ -230,7 +230,7 @@ def cmd_sweep(args) -> int:
             paths.append(path)
             where.append(i)
         except FocusAssistError as exc:
-            _error(exc)
+            _error(_naming(path, exc))
             status = EXIT_USAGE
     if not curve:
         # Each image already had its line; a summary would only repeat (or misstate) them.
@@ -250,6 +250,12 @@ def cmd_sweep(args) -> int:
 
 
 # --- entry point ---------------------------------------------------------------------
+
+def _naming(path: str, exc: BaseException) -> str:
+    """A batch's error line names its file (an ROI or size error alone does not say which)."""
+    text = str(exc)
+    return text if text.startswith(path) else f"{path}: {text}"
+
 
 def _error(exc: BaseException) -> None:
     print_error("focus-assist", exc)
