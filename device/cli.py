@@ -15,7 +15,7 @@ from device.common.cli_types import positive_int
 from device.common.cli_types import print_error
 from device.common.roi import parse_roi
 from device.config import AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS, ConfigError
-from device.errors import FocusAssistError, InputError, SourceError
+from device.errors import FocusAssistError, SourceError
 
 log = logging.getLogger("focus-assist")
 
@@ -31,7 +31,25 @@ def _roi_arg(text: str):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line and exit 2, as argparse does, without the usage dump
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{_dash_hint(message, self.prog)}\n")
+
+
+def _dash_hint(message: str, prog: str = "focus-assist score") -> str:
+    """argparse reads any value that starts with '-' (an ROI at x = -1, a file named -a.jpg)
+    as an option; say so, and how to write it."""
+    if message.startswith("argument --roi: expected one argument"):
+        return " (a value that starts with '-' must be joined to the flag: --roi=-1,0,10,10)"
+    if "arguments are required: images" in message:
+        return f" (a file name that starts with '-' must follow '--': {prog} -- -name.jpg)"
+    return ""
+
+
+def _add_max_pixels(p) -> None:
+    from device.config.inputs import DEFAULT_MAX_IMAGE_PIXELS
+
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_IMAGE_PIXELS,
+                   metavar="N", help="refuse images whose header claims more than N pixels "
+                                     f"(default {DEFAULT_MAX_IMAGE_PIXELS:,})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,12 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--roi", type=_roi_arg)
     s.add_argument("--model", metavar="FILE",
                    help="focus model (default: models/focus.tflite, shipped with the package)")
-    s.add_argument("images", nargs="+")
+    _add_max_pixels(s)
+    s.add_argument("images", nargs="+", help="image files; - or /dev/stdin reads a piped image")
     s.set_defaults(func=cmd_score)
 
     w = sub.add_parser("sweep", help="find the sharpest frame of a focus sweep")
     w.add_argument("--json", action="store_true")
     w.add_argument("--roi", type=_roi_arg)
+    _add_max_pixels(w)
     w.add_argument("images", nargs="+", help="the sweep's images, in lens order")
     w.set_defaults(func=cmd_sweep)
 
@@ -162,11 +182,11 @@ def _wants_json(args) -> bool:
     return args.json or not sys.stdout.isatty()
 
 
-def _load_grey(path: str):
+def _load_grey(path: str, max_pixels: int):
     from device.common.preprocess import to_grey
     from device.sources.files import read_image
 
-    img = read_image(path)
+    img = read_image(path, max_pixels)
     return img, to_grey(img)
 
 
@@ -178,7 +198,7 @@ def cmd_score(args) -> int:
     status = EXIT_OK
     for path in args.images:
         try:
-            img, grey = _load_grey(path)
+            img, grey = _load_grey(path, args.max_pixels)
             roi = check_roi(args.roi, grey.shape)
             m = score_frame(grey, roi)
             out = {"path": path, "width": int(grey.shape[1]), "height": int(grey.shape[0]),
@@ -187,7 +207,7 @@ def cmd_score(args) -> int:
             if cnn is not None:
                 out.update(cnn(img, grey, roi))
         except FocusAssistError as exc:
-            _error(exc)
+            _error(_naming(path, exc))
             status = EXIT_USAGE
             continue
         if _wants_json(args):
@@ -206,32 +226,46 @@ def _cnn_scorer(model_path=None):
 
 
 def cmd_sweep(args) -> int:
+    import numpy as np
+
     from device.common.roi import check_roi
     from device.scoring.measures import focus_value, refine_peak
 
-    status, paths, curve = EXIT_OK, [], []
-    for path in args.images:
+    status, paths, curve, where = EXIT_OK, [], [], []
+    for i, path in enumerate(args.images):
         try:
-            _, grey = _load_grey(path)
+            _, grey = _load_grey(path, args.max_pixels)
             # Native scale: stills of one sweep are ranked, not compared across resolutions.
             curve.append(focus_value(grey, check_roi(args.roi, grey.shape), native=True))
             paths.append(path)
+            where.append(i)
         except FocusAssistError as exc:
-            _error(exc)
+            _error(_naming(path, exc))
             status = EXIT_USAGE
     if not curve:
-        raise InputError("sweep: no readable images")
+        # Each image already had its line; a summary would only repeat (or misstate) them.
+        return EXIT_USAGE
     best, refined = refine_peak(curve)
-    out = {"best_index": best, "best_path": paths[best], "refined_index": round(refined, 3),
-           "curve": [round(c, 4) for c in curve], "paths": paths, "roi": list(args.roi) if args.roi else None}
+    # Indices count the arguments, skipped images included; the refined peak interpolates
+    # between the argument positions of its scored neighbours.
+    refined_arg = float(np.interp(refined, range(len(where)), where))
+    out = {"best_index": where[best], "best_path": paths[best], "refined_index": round(refined_arg, 3),
+           "curve": [round(c, 4) for c in curve], "paths": paths, "indices": where,
+           "roi": list(args.roi) if args.roi else None}
     if _wants_json(args):
         print(json.dumps(out), flush=True)
     else:
-        print(f"sharpest: {paths[best]} (index {best}, refined {refined:.2f})")
+        print(f"sharpest: {paths[best]} (index {where[best]}, refined {refined_arg:.2f})")
     return status
 
 
 # --- entry point ---------------------------------------------------------------------
+
+def _naming(path: str, exc: BaseException) -> str:
+    """A batch's error line names its file (an ROI or size error alone does not say which)."""
+    text = str(exc)
+    return text if text.startswith(path) else f"{path}: {text}"
+
 
 def _error(exc: BaseException) -> None:
     print_error("focus-assist", exc)

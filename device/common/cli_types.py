@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable, Optional
 
 
@@ -15,6 +16,8 @@ def number(kind: type = int, lo: Optional[float] = None, hi: Optional[float] = N
             v = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not math.isfinite(v):   # NaN passes every range test below
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if lo is not None and (v <= lo if above else v < lo):
             raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {lo}, got {v}")
         if hi is not None and v > hi:

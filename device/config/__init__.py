@@ -9,7 +9,6 @@ in ``convert``.
 from __future__ import annotations
 
 import os
-import tomllib
 import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,6 +19,8 @@ from device.common import paths
 from device.common.roi import Roi, parse_roi
 from device.config.bracket import BracketConfig
 from device.config.convert import build, merge
+from device.config.inputs import InputConfig
+from device.config.tomlfile import read_toml
 from device.errors import ConfigError
 
 @dataclass(frozen=True)
@@ -479,22 +480,14 @@ class Config:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     web: WebConfig = field(default_factory=WebConfig)
     bracket: BracketConfig = field(default_factory=BracketConfig)
+    input: InputConfig = field(default_factory=InputConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
     """Read ``path`` (TOML) if given, apply ``overrides`` (nested dict), validate."""
     data: dict = {}
     if path is not None:
-        p = Path(path)
-        try:
-            with p.open("rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {p}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+        data = read_toml(Path(path))
     if overrides:
         data = merge(data, overrides)
     return build(Config, data)

@@ -3,12 +3,15 @@ ConfigError that names the key. Shared by every config section."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import fields
 from typing import Any
 
+from device.config.limits import check_range
 from device.errors import ConfigError
+
 
 def _is_dataclass_type(tp) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
@@ -48,14 +51,25 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        check_range(key, value)
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:   # an integer beyond any float
+            raise ConfigError(f"{key}: {value} is too large") from None
+        # The one finite-number check: NaN passes every ``x < 0`` test, inf overflows timers.
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value}")
+        check_range(key, value)
+        return value
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
+        if "\x00" in value:   # no path, prefix or name can hold one
+            raise ConfigError(f"{key}: must not contain a null byte")
         return value
     if origin is typing.Literal:
         if value not in args:

@@ -49,13 +49,15 @@ def open_source(spec: str, cfg: Config = Config()) -> FrameSource:
             raise InputError("video: needs a path, device or URL, e.g. video:clip.mp4")
         from device.sources.files import VideoSource
 
-        return VideoSource(rest, timeout_s=cfg.source.timeout_s)
+        return VideoSource(rest, timeout_s=cfg.source.timeout_s,
+                           backoff_s=cfg.service.retry_backoff_s,
+                           backoff_max_s=cfg.service.retry_backoff_max_s)
     if kind == "images":
         if not rest:
             raise InputError("images: needs a glob, e.g. images:'sweep/*.jpg'")
         from device.sources.files import ImageSource
 
-        return ImageSource(rest)
+        return ImageSource(rest, max_pixels=cfg.input.max_image_pixels)
     if kind == "picamera2" and not rest:
         from device.sources.picam import Picamera2Source, camera_available
 

@@ -236,7 +236,9 @@ def _place_defects(cfg: SimConfig, rng: np.random.Generator) -> list:
             tries += 1
             y = int(rng.integers(3, cfg.height - 3))
             x = int(rng.integers(3, cfg.width - 3))
-            if any(abs(y - ty) < 4 and abs(x - tx) < 4 for ty, tx in taken):
+            # A 7x7 window lookup, not a scan of every placed pixel: 2000 defects place in
+            # milliseconds instead of minutes.
+            if any((y + dy, x + dx) in taken for dy in range(-3, 4) for dx in range(-3, 4)):
                 continue
             taken.add((y, x))
             level = {"hot": 0.9 + 0.1 * rng.random(), "dead": 0.0,

@@ -76,7 +76,7 @@ def test_score_batch_keeps_going_after_bad_files(blur_series, tmp_path):
     (["run", "--config", "/no/such.toml"], "not found"),
     (["run", "--roi", "1,2,3"], "ROI"),
     (["run", "--frames", "0"], "must be > 0"),
-    (["sweep", "/no/a.png", "/no/b.png"], "no readable images"),
+    (["sweep", "/no/a.png", "/no/b.png"], "no such file"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle, blur_series):
     args = [blur_series[0] if a == "IMG" else a for a in args]

@@ -29,7 +29,12 @@ class ServoMotor(Motor):
                                        max_pulse_width=cfg.max_pulse_width,
                                        pin_factory=pin_factory)
         except Exception as exc:
-            raise MotorError(f"cannot open the servo pin: {exc}") from None
+            # gpiozero's PinPWMUnsupported carries no text: the class name is the reason.
+            reason = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+            if exc.__class__.__name__ == "PinPWMUnsupported":
+                reason += (" (the pin factory has no PWM; with GPIOZERO_PIN_FACTORY=mock set "
+                           "GPIOZERO_MOCK_PIN_CLASS=mockpwmpin)")
+            raise MotorError(f"cannot open the servo pin {cfg.servo_pin}: {reason}") from None
         self._angle_range = (lo_a, hi_a)
         super().__init__(**kw)
 

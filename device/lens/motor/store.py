@@ -9,7 +9,9 @@ mid-move and the position is uncertain (the caller warns and suggests ``motor ho
 from __future__ import annotations
 
 import json
+import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,10 @@ from device.common.atomic import atomic_write_json
 from device.errors import MotorError
 
 FILE_NAME = "motor-position.json"
+# The file is about 80 bytes; anything far larger is not one this program wrote.
+MAX_BYTES = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,26 +40,51 @@ class PositionStore:
         self.path = Path(path)
 
     def load(self) -> Optional[StoredPosition]:
-        """The saved position, or None if there is none. A file that cannot be read is a
-        ``MotorError`` (with the fix), never a silent guess."""
+        """The saved position, or None if there is none. A damaged file (not JSON, not UTF-8,
+        not a regular file, nested too deep, no integer position) is renamed aside with a
+        warning and None returned: the motor then starts uncalibrated and asks to be homed.
+        A file that cannot be read at all is a ``MotorError`` (with the fix)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            st = os.stat(self.path)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise MotorError(f"cannot read the motor position file {self.path}: "
                              f"{exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            # Reading a FIFO would block start-up; a huge file is not ours.
+            return self._set_aside("not a small regular file")
         try:
-            data = json.loads(text)
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise MotorError(f"cannot read the motor position file {self.path}: "
+                             f"{exc.strerror}") from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
             pos = data["position"]
             if isinstance(pos, bool) or not isinstance(pos, int):
                 raise TypeError("position is not an integer")
             return StoredPosition(position=pos, moving=bool(data.get("moving", False)),
                                   driver=str(data.get("driver", "")),
                                   saved_at=float(data.get("saved_at", 0.0)))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MotorError(f"motor position file {self.path} is damaged ({exc}); delete it "
-                             "and run 'focus-assist motor home' or 'zero'") from None
+        except UnicodeDecodeError:
+            return self._set_aside("not UTF-8 text")
+        except RecursionError:
+            return self._set_aside("nested too deeply")
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            return self._set_aside(str(exc) or exc.__class__.__name__)
+
+    def _set_aside(self, why: str) -> None:
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise MotorError(f"motor position file {self.path} is damaged ({why}) and cannot be "
+                             f"moved aside ({exc.strerror}); delete it and run "
+                             "'focus-assist motor home' or 'zero'") from None
+        log.warning("motor position file %s was damaged (%s); moved it to %s and starting "
+                    "uncalibrated", self.path, why, aside.name)
+        return None
 
     def save(self, position: int, *, moving: bool = False, driver: str = "") -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

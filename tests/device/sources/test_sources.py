@@ -99,10 +99,11 @@ def test_images_source_reads_sorted_files_in_order(tmp_path, photo_bgr):
     assert values == sorted(values, reverse=True)
 
 
-def test_images_source_rejects_a_corrupt_file(tmp_path):
+def test_images_source_of_only_corrupt_files_is_an_input_error(tmp_path):
+    # One unreadable file is skipped (issue 19 F19); when none can be read, the run stops.
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with open_source(f"images:{tmp_path}/*.png") as src:
-        with pytest.raises(InputError, match="decode"):
+        with pytest.raises(InputError, match="none of the 1 files could be read"):
             src.read()
 
 
