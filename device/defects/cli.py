@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from device.common.cli_types import number, print_error
+from device.common.cli_types import number, positive_float, print_error
 from device.errors import InputError
 
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".h264", ".mjpeg", ".mjpg", ".webm", ".m4v"}
@@ -133,7 +133,7 @@ def add_check_arguments(d) -> None:
     g.add_argument("--flat-source", help="a different source for the flat frames (e.g. a sim spec)")
     g.add_argument("--out", metavar="DIR", help="where --dark writes defects.json and defects.csv "
                                                 "(default: ./sensor-check-<time>)")
-    g.add_argument("--sigma", type=float, default=6.0, help="--dark threshold in noise sigmas (default 6)")
+    g.add_argument("--sigma", type=positive_float, default=6.0, help="--dark threshold in noise sigmas (default 6)")
     g.add_argument("--report", metavar="DIR", help="scan each VIDEO and write a quality report into DIR")
     g.add_argument("--roi", help="focus ROI X,Y,W,H for --report (default: whole frame)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

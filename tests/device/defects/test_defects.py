@@ -263,3 +263,14 @@ def test_detect_is_evidence_scored_and_merged(detector):
     pts = [(d["x"], d["y"]) for d in detector.detect(img, min_score=-9.0)]
     r2 = detector.opts.merge_px ** 2
     assert all((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2 > r2 for i, a in enumerate(pts) for b in pts[:i])
+
+
+def test_f24_defects_sigma_must_be_a_positive_finite_number(capsys):
+    import pytest
+    from device.cli import main
+    for bad in ("-5", "nan", "inf", "0"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["defects", "--dark", "3", "--sigma", bad])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--sigma" in err[0]
