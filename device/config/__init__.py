@@ -19,6 +19,7 @@ from device.common.listen import parse_listen
 from device.common import paths
 from device.common.roi import Roi, parse_roi
 from device.config.convert import build, merge
+from device.config.stars import SkyConfig, StarsConfig
 from device.errors import ConfigError
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class SimConfig:
     # Steps per frame the lens turns by itself, bouncing at the ends: a person turning the
     # focus ring by hand (for capture-when-sharp and viewfinder demos). 0: it stays put.
     ring_speed: float = 0.0
+    sky: SkyConfig = field(default_factory=SkyConfig)   # scene = "stars" (issue 16)
 
     def __post_init__(self):
         if self.width < 64 or self.height < 64:
@@ -145,6 +147,7 @@ MotorDriver = typing.Literal["sim", "stepdir", "uln2003", "servo"]
 AutofocusMode = typing.Literal["once", "continuous"]
 MOTOR_DRIVERS: tuple[str, ...] = typing.get_args(MotorDriver)
 AUTOFOCUS_MODES: tuple[str, ...] = typing.get_args(AutofocusMode)
+AF_MEASURES: tuple[str, ...] = ("focus", "hfr", "fwhm")
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,7 @@ class AutofocusConfig:
     button_pin: Optional[int | str] = None  # GPIO push button that triggers a one-shot AF
     blur_steps_per_px: float = 0.0      # >0: use the CNN's blur_px to size the first step
     fit: str = "v"                      # peak fit on log focus: v (symmetric V) | parabola
+    measure: str = "focus"              # focus (contrast) | hfr | fwhm (stars: a V-curve)
 
     def __post_init__(self):
         if self.mode not in ("once", "continuous"):
@@ -248,6 +252,8 @@ class AutofocusConfig:
             raise ConfigError("autofocus.blur_steps_per_px must be >= 0")
         if self.fit not in ("v", "parabola"):
             raise ConfigError("autofocus.fit must be 'v' or 'parabola'")
+        if self.measure not in AF_MEASURES:
+            raise ConfigError(f"autofocus.measure must be one of {', '.join(AF_MEASURES)}")
 
 
 @dataclass(frozen=True)
@@ -477,6 +483,7 @@ class Config:
     defects: DefectsConfig = field(default_factory=DefectsConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    stars: StarsConfig = field(default_factory=StarsConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
