@@ -77,6 +77,7 @@ class StarField:
     rejected_hot: int
     rejected_edge: int
     rejected_blend: int
+    light: float = 0.0        # all light above the sky, summed (clouds dim it, defocus not)
 
     @property
     def status(self) -> str:
@@ -168,13 +169,15 @@ def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
     # A faint donut's ring can break into arcs: one dilation joins them into one star.
     mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
     n, _labels, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    # Defocus spreads starlight but keeps it, whether or not the stars are detected.
+    light = float((binned - level).sum()) * BIN * BIN
     noise = BIN * noise_b                         # a BIN x BIN mean divides white noise by BIN
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = np.nonzero(areas >= cfg.min_area)[0] + 1
     if keep.size > _MAX_CANDIDATES:
         keep = keep[np.argsort(-stats[keep, cv2.CC_STAT_AREA])[:_MAX_CANDIDATES]]
     if keep.size == 0:
-        return _empty(w, h, sky, noise)
+        return _empty(w, h, sky, noise, light=light)
     bw = stats[keep, cv2.CC_STAT_WIDTH].astype(np.float64)
     bh = stats[keep, cv2.CC_STAT_HEIGHT].astype(np.float64)
     stretched = np.maximum(bw, bh) > 1.6 * np.minimum(bw, bh) + 1
@@ -189,7 +192,7 @@ def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
     n_blend = int((inside & stretched).sum())
     cx, cy, radius = cx[sel], cy[sel], radius[sel]
     if cx.size == 0:
-        return _empty(w, h, sky, noise, edge=n_edge, blend=n_blend)
+        return _empty(w, h, sky, noise, edge=n_edge, blend=n_blend, light=light)
     local = level[np.clip((cy / BIN).astype(int), 0, h2 - 1), np.clip((cx / BIN).astype(int), 0, w2 - 1)]
     m = _measure_all(grey, cx, cy, radius, local, noise)
     # A faint donut is detected by its brightest arc: when the half-flux radius fills
@@ -235,7 +238,7 @@ def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
     return StarField(width=w, height=h, stars=stars, count=int(good.size),
                      saturated=int(saturated.sum()), hfr=med_hfr, fwhm=med_fwhm,
                      hfr_spread=spread, background=sky, noise=noise, rejected_hot=n_hot,
-                     rejected_edge=n_edge, rejected_blend=n_blend)
+                     rejected_edge=n_edge, rejected_blend=n_blend, light=light)
 
 
 _STAMP_HALVES = (6, 12, 24, int(_MAX_APERTURE) + 1)
@@ -304,8 +307,9 @@ def _measure(grey, cx, cy, radius, local, noise: float, half: int) -> dict:
     rows = np.arange(len(x))
     c0, c1 = cum[rows, k - 1], cum[rows, k]
     r0, r1 = rs[rows, k - 1], rs[rows, k]
-    t = np.clip((halfflux - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0, 1.0)
-    hfr = r0 + t * (r1 - r0)
+    with np.errstate(invalid="ignore"):    # a star whose flux is all in one pixel: inf - inf
+        t = np.clip((halfflux - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0, 1.0)
+        hfr = r0 + t * (r1 - r0)
     hfr = np.where(np.isfinite(hfr), hfr, np.nan)
     # Moments in a Gaussian window of the star's own size (noise far out would dominate
     # moments weighted by r^2; a hard threshold leaves a few pixels that look stretched).
@@ -320,8 +324,9 @@ def _measure(grey, cx, cy, radius, local, noise: float, half: int) -> dict:
             "hfr": hfr, "fwhm": fwhm, "ellip": ellip}
 
 
-def _empty(w: int, h: int, sky: float, noise: float, *, edge: int = 0, blend: int = 0) -> StarField:
+def _empty(w: int, h: int, sky: float, noise: float, *, edge: int = 0, blend: int = 0,
+           light: float = 0.0) -> StarField:
     nan = math.nan
     return StarField(width=w, height=h, stars=(), count=0, saturated=0, hfr=nan, fwhm=nan,
                      hfr_spread=nan, background=sky, noise=noise, rejected_hot=0,
-                     rejected_edge=edge, rejected_blend=blend)
+                     rejected_edge=edge, rejected_blend=blend, light=light)
