@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from device.common.cli_types import positive_int
 from device.common.cli_types import print_error
 from device.common.roi import parse_roi
-from device.config import AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS, ConfigError
+from device.config import AF_MEASURES, AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS, ConfigError
 from device.errors import FocusAssistError, InputError, SourceError
 
 log = logging.getLogger("focus-assist")
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drive the focus motor ([motor] config; sim moves --source sim's lens)")
     r.add_argument("--autofocus", nargs="?", const="once", choices=AUTOFOCUS_MODES,
                    help="autofocus once at start (the default) or continuously")
+    r.add_argument("--measure", choices=AF_MEASURES,
+                   help="what the autofocus optimises: focus (contrast) or star size hfr|fwhm")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
@@ -83,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="find the sharpest frame of a focus sweep")
     w.add_argument("--json", action="store_true")
     w.add_argument("--roi", type=_roi_arg)
+    w.add_argument("--measure", choices=AF_MEASURES, default="focus",
+                   help="focus (contrast, the default) or star size hfr|fwhm (a V-curve fit)")
     w.add_argument("images", nargs="+", help="the sweep's images, in lens order")
     w.set_defaults(func=cmd_sweep)
 
@@ -95,8 +99,9 @@ def _extension_parsers():
     """Subcommands that live with their feature."""
     from device.defects import cli as defects_cli
     from device.lens.motor import cli as motor_cli
+    from device.scoring import stars_cli
 
-    return [defects_cli.add_parser, motor_cli.add_parser]
+    return [defects_cli.add_parser, motor_cli.add_parser, stars_cli.add_parser]
 
 
 # --- run ---------------------------------------------------------------------------
@@ -135,6 +140,8 @@ def run_overrides(args) -> dict:
         over.setdefault("autofocus", {}).update(enabled=True, mode=args.autofocus)
     if args.log_level:
         over.setdefault("log", {})["level"] = args.log_level
+    if args.measure:
+        over.setdefault("autofocus", {})["measure"] = args.measure
     return over
 
 
@@ -199,6 +206,10 @@ def cmd_sweep(args) -> int:
     from device.common.roi import check_roi
     from device.scoring.measures import focus_value, refine_peak
 
+    if args.measure != "focus":
+        from device.scoring.stars_cli import star_sweep
+
+        return star_sweep(args)
     status, paths, curve = EXIT_OK, [], []
     for path in args.images:
         try:

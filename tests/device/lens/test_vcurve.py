@@ -3,6 +3,7 @@ size curve, and closed loops on the simulated sky (Moffat seeing through an obst
 pupil, noise, hot pixels, backlash), asserting where the lens ENDS."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -162,3 +163,14 @@ def test_star_size_reports_clouds_when_the_starlight_drops():
     assert size.why().startswith("clouds: star count fell from ")
     size.reset()
     assert not math.isnan(size(cloudy.read()))   # a new run judges from its own start
+
+
+def test_run_measure_hfr_focuses_the_simulated_sky_end_to_end(capsys):
+    from device.cli import main
+
+    rc = main(["run", "--source", "sim:scene=stars,seed=3,width=320,height=240,best_position=420,"
+               "start_position=520", "--motor", "sim", "--autofocus", "--measure", "hfr",
+               "--frames", "120", "--stats", "--headless"])
+    stats = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert rc == 0
+    assert stats["af"]["state"] == "focused" and stats["af"]["in_focus"], stats["af"]
