@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 from device.common.cli_types import positive_int
 from device.common.cli_types import print_error
 from device.common.roi import parse_roi
-from device.config import AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS, ConfigError
+from device.config import AF_MEASURES, AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS, ConfigError
 from device.errors import FocusAssistError, SourceError
 
 log = logging.getLogger("focus-assist")
@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="motor steps between bracket frames (default: from the focus curve)")
     r.add_argument("--bracket-from", choices=["focus", "here"],
                    help="autofocus first (default) or centre the bracket where the lens is")
+    r.add_argument("--measure", choices=AF_MEASURES,
+                   help="what the autofocus optimises: focus (contrast) or star size hfr|fwhm")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--json", action="store_true")
     w.add_argument("--roi", type=_roi_arg)
     _add_max_pixels(w)
+    w.add_argument("--measure", choices=AF_MEASURES, default="focus",
+                   help="focus (contrast, the default) or star size hfr|fwhm (a V-curve fit)")
     w.add_argument("images", nargs="+", help="the sweep's images, in lens order")
     w.set_defaults(func=cmd_sweep)
 
@@ -122,8 +126,9 @@ def _extension_parsers():
     from device.defects import cli as defects_cli
     from device.lens.motor import cli as motor_cli
     from device.optics import cli as optics_cli
+    from device.scoring import stars_cli
 
-    return [defects_cli.add_parser, motor_cli.add_parser, optics_cli.add_parser]
+    return [defects_cli.add_parser, motor_cli.add_parser, optics_cli.add_parser, stars_cli.add_parser]
 
 
 # --- run ---------------------------------------------------------------------------
@@ -165,6 +170,8 @@ def run_overrides(args) -> dict:
     for flag, key in (("bracket", "frames"), ("bracket_step", "step"), ("bracket_from", "start")):
         if getattr(args, flag, None) is not None:
             over.setdefault("bracket", {})[key] = getattr(args, flag)
+    if args.measure:
+        over.setdefault("autofocus", {})["measure"] = args.measure
     return over
 
 
@@ -231,6 +238,10 @@ def cmd_sweep(args) -> int:
     from device.common.roi import check_roi
     from device.scoring.measures import focus_value, refine_peak
 
+    if args.measure != "focus":
+        from device.scoring.stars_cli import star_sweep
+
+        return star_sweep(args)
     status, paths, curve, where = EXIT_OK, [], [], []
     for i, path in enumerate(args.images):
         try:

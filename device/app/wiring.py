@@ -154,11 +154,21 @@ def _autofocus(cfg: Config, source: FrameSource, pin_factory) -> tuple[Motor, Au
     motor = open_motor(cfg.motor, sim_camera=sim, pin_factory=pin_factory,
                        state_dir=cfg.service.resolved_state_dir())
     fps = cfg.sim.fps if sim is not None else 0.0
+    af_cfg, measure, search = cfg.autofocus, None, None
+    if cfg.autofocus.measure != "focus":    # star autofocus (issue 16): a V-curve on star size
+        from dataclasses import replace
+
+        from device.lens.vcurve import star_autofocus
+
+        measure, search = star_autofocus(cfg.autofocus.measure, cfg.stars, roi=cfg.scoring.roi,
+                                         default_step=round(sim.depth_of_field) if sim else 20)
+        af_cfg = replace(cfg.autofocus, average_frames=cfg.stars.af_frames)
     try:
         # A bracket from focus starts with a one-shot autofocus.
         start = cfg.autofocus.enabled or (cfg.bracket.frames > 0 and cfg.bracket.start == "focus")
-        af = Autofocus(motor, cfg.autofocus, start=start, owns_motor=True,
-                       pin_factory=pin_factory, frame_period=1.0 / fps if fps > 0 else 1.0 / 30)
+        af = Autofocus(motor, af_cfg, start=start, owns_motor=True,
+                       pin_factory=pin_factory, frame_period=1.0 / fps if fps > 0 else 1.0 / 30,
+                       search=search, measure=measure)
     except BaseException:
         motor.close()
         raise

@@ -20,6 +20,7 @@ from device.common.roi import Roi, parse_roi
 from device.config.bracket import BracketConfig
 from device.config.convert import build, merge
 from device.config.inputs import InputConfig
+from device.config.stars import SkyConfig, StarsConfig
 from device.config.tomlfile import read_toml
 from device.errors import ConfigError
 
@@ -59,6 +60,7 @@ class SimConfig:
     # Steps per frame the lens turns by itself, bouncing at the ends: a person turning the
     # focus ring by hand (for capture-when-sharp and viewfinder demos). 0: it stays put.
     ring_speed: float = 0.0
+    sky: SkyConfig = field(default_factory=SkyConfig)   # scene = "stars" (issue 16)
 
     def __post_init__(self):
         if self.width < 64 or self.height < 64:
@@ -147,6 +149,7 @@ MotorDriver = typing.Literal["sim", "stepdir", "uln2003", "servo"]
 AutofocusMode = typing.Literal["once", "continuous"]
 MOTOR_DRIVERS: tuple[str, ...] = typing.get_args(MotorDriver)
 AUTOFOCUS_MODES: tuple[str, ...] = typing.get_args(AutofocusMode)
+AF_MEASURES: tuple[str, ...] = ("focus", "hfr", "fwhm")
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ class AutofocusConfig:
     button_pin: Optional[int | str] = None  # GPIO push button that triggers a one-shot AF
     blur_steps_per_px: float = 0.0      # >0: use the CNN's blur_px to size the first step
     fit: str = "v"                      # peak fit on log focus: v (symmetric V) | parabola
+    measure: str = "focus"              # focus (contrast) | hfr | fwhm (stars: a V-curve)
 
     def __post_init__(self):
         if self.mode not in ("once", "continuous"):
@@ -250,6 +254,8 @@ class AutofocusConfig:
             raise ConfigError("autofocus.blur_steps_per_px must be >= 0")
         if self.fit not in ("v", "parabola"):
             raise ConfigError("autofocus.fit must be 'v' or 'parabola'")
+        if self.measure not in AF_MEASURES:
+            raise ConfigError(f"autofocus.measure must be one of {', '.join(AF_MEASURES)}")
 
 
 @dataclass(frozen=True)
@@ -481,6 +487,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     bracket: BracketConfig = field(default_factory=BracketConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    stars: StarsConfig = field(default_factory=StarsConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

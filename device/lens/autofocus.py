@@ -77,12 +77,16 @@ class Autofocus(Sink):
 
     def __init__(self, motor, cfg: AutofocusConfig = AutofocusConfig(), *, roi=None,
                  start: bool = False, owns_motor: bool = False, pin_factory=None,
-                 frame_period: float = 1.0 / 30, search: Optional[Callable] = None):
+                 frame_period: float = 1.0 / 30, search: Optional[Callable] = None,
+                 measure: Optional[Callable] = None):
         self.motor = motor
         # ``search(p0, limits, coarse, fine, first_step)`` -> a generator speaking the
         # protocol of ``contrast_search``; other strategies plug in here (the benchmark's
         # full sweep and libcamera-style scan run through this same sink).
         self._search_factory = search
+        # ``measure(frame, result)`` -> the value the search is sent (default: the
+        # contrast ``result.focus``); the star autofocus sends the median star size.
+        self._measure = measure
         self.cfg = cfg
         self.roi: Optional[Roi] = tuple(roi) if roi else None
         self.owns_motor = owns_motor
@@ -120,7 +124,10 @@ class Autofocus(Sink):
     def on_frame(self, frame, result: FrameResult) -> None:
         if self._closed:
             return
-        value = self._value(frame, result)
+        # A costly measure (stars) is only taken while it is used.
+        wanted = self._measure is None or self.state == SCANNING or self._trigger is not None \
+            or self.cfg.mode == "continuous"
+        value = self._value(frame, result) if wanted else float("nan")
         steps = self.motor.steps
         moved = self.motor.busy or steps != self._last_steps
         self._last_steps = steps
@@ -165,6 +172,8 @@ class Autofocus(Sink):
 
     # --- internals ---------------------------------------------------------------------
     def _value(self, frame, result: FrameResult) -> float:
+        if self._measure is not None:
+            return float(self._measure(frame, result))
         if self.roi is not None and self.roi != result.roi:
             return focus_value(frame.grey, self.roi)
         return float(result.focus)

@@ -7,9 +7,14 @@ position; shot and read noise are added after the blur, then the frame goes thro
 12-bit ADC and the sRGB curve to 8 bits. Like a real camera, the frame returned by
 ``read()`` was exposed at the lens position in force at the *previous* read, so an
 autofocus must let a frame pass after every move.
+
+``scene=stars`` renders a night sky instead (``device.sources.sky``): stars whose pupil
+image grows with the same blur radius, recorded linearly (an astronomer's raw-derived
+frame: the sRGB curve would inflate the faint wings the star measures read).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ADC_LEVELS = 4096
 MOSAIC_SCENES = ("astronaut", "coffee", "chelsea", "rocket")
+STAR_SCENE = "stars"
 _CACHE_SIZE = 24
 _NOISE_MARGIN = 64
 
@@ -78,7 +84,7 @@ def load_scene(scene: str, width: int, height: int, seed: int) -> np.ndarray:
         log.info("sim: %s; rendering a dead-leaves scene instead", exc)
         return scenes.dead_leaves(height, width, seed)
     raise InputError(f"sim: unknown scene {scene!r} (a bundled photo name, mosaic, dead_leaves, "
-                     f"flat, or an image file path)")
+                     f"flat, stars, or an image file path)")
 
 
 class SimCamera(FrameSource):
@@ -101,18 +107,30 @@ class SimCamera(FrameSource):
         self._position = float(start)
         self._exposed = float(start)
         self._shown = float(start)          # where the newest frame was exposed
-        self._linear = srgb_to_linear(load_scene(cfg.scene, cfg.width, cfg.height, cfg.seed))
+        self._sky = None
+        if cfg.scene == STAR_SCENE:
+            from device.sources.sky import StarSky
+
+            self._sky = StarSky(cfg.sky, cfg.width, cfg.height, cfg.seed)
+            self._linear = None
+        else:
+            self._linear = srgb_to_linear(load_scene(cfg.scene, cfg.width, cfg.height, cfg.seed))
         self._noise = rng.standard_normal(
             (cfg.height + _NOISE_MARGIN, cfg.width + _NOISE_MARGIN, 3)).astype(np.float32)
         self._rng = rng
         self._cache: OrderedDict = OrderedDict()
-        lut = linear_to_srgb(np.arange(ADC_LEVELS, dtype=np.float32) / (ADC_LEVELS - 1))
+        lut = np.arange(ADC_LEVELS, dtype=np.float32) / (ADC_LEVELS - 1)
+        if self._sky is None:
+            lut = linear_to_srgb(lut)
         self._adc_to_srgb = np.clip(lut * 255.0 + 0.5, 0, 255).astype(np.uint8)
         self._hang_after = hang_after
         self._fail_after = fail_after
         self._wake = threading.Event()
         self._next_t = 0.0
-        self.defects = _place_defects(cfg, np.random.default_rng(cfg.seed + 7919))
+        placed = cfg
+        if self._sky is not None:
+            placed = dataclasses.replace(cfg, hot_pixels=cfg.hot_pixels + cfg.sky.hot_pixels)
+        self.defects = _place_defects(placed, np.random.default_rng(cfg.seed + 7919))
         self._ring_dir = 1.0
 
     # --- the lens -----------------------------------------------------------------------
@@ -154,17 +172,24 @@ class SimCamera(FrameSource):
         radius = round(self.blur_radius(position) * 4) / 4
         mag = 1.0 + self.cfg.breathing * (position - self.best_position) / self.lens_range
         mag = round(mag, 4)
-        key = (radius, mag)
+        shift = (0.0, 0.0)
+        if self._sky is not None:
+            mag = 1.0   # breathing is far below a star's size; drift moves the field instead
+            shift = tuple(round(v, 1) for v in self._sky.shift(self._index))
+        key = (radius, mag, shift)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
         img = self._linear
-        if mag != 1.0:
+        if self._sky is not None:
+            img = np.repeat(self._sky.linear(radius, shift)[:, :, None], 3, axis=2)
+        elif mag != 1.0:
             h, w = img.shape[:2]
             m = cv2.getRotationMatrix2D((w / 2, h / 2), 0.0, mag)
             img = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        img = convolve(img, disc_psf(radius, soft_edge=0.6))
+        if self._sky is None:
+            img = convolve(img, disc_psf(radius, soft_edge=0.6))
         sigma = np.sqrt(np.maximum(img, 0) / self.cfg.full_well + (self.cfg.read_noise / 255.0) ** 2)
         entry = (img * (ADC_LEVELS - 1), sigma * (ADC_LEVELS - 1))
         self._cache[key] = entry
@@ -254,14 +279,19 @@ _SIM_TEST_HOOKS = ("hang_after", "fail_after")
 def open_sim(options: dict, cfg: SimConfig) -> SimCamera:
     """``sim:key=value,...`` options override the ``[sim]`` config section."""
     from device.config import build
-    import dataclasses
+    from device.config.stars import SkyConfig
 
     hooks = {k: options.pop(k) for k in list(options) if k in _SIM_TEST_HOOKS}
     base = dataclasses.asdict(cfg)
+    sky = {f.name for f in dataclasses.fields(SkyConfig)}
     for k, v in options.items():
-        if k not in base:
-            raise InputError(f"sim: unknown option {k!r} (known: {', '.join(sorted(base))})")
-        base[k] = _parse_value(v)
+        if k in base and k != "sky":
+            base[k] = _parse_value(v)
+        elif k in sky:   # the star scene's sky: sim:scene=stars,seeing_fwhm=3.5
+            base["sky"][k] = _parse_value(v)
+        else:
+            known = sorted((set(base) - {"sky"}) | sky)
+            raise InputError(f"sim: unknown option {k!r} (known: {', '.join(known)})")
     try:
         cfg = build(SimConfig, base, "sim")
     except Exception as exc:
