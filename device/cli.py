@@ -158,7 +158,7 @@ def run_overrides(args) -> dict:
         over.setdefault("overlay", {})["preview"] = args.preview
     if args.capture_when_sharp:
         over.setdefault("capture", {})["enabled"] = True
-    if args.capture_dir:
+    if args.capture_dir is not None:     # '' reaches the config check, not the default
         over.setdefault("capture", {})["dir"] = args.capture_dir
     if args.motor:
         over.setdefault("motor", {}).update(enabled=True, driver=args.motor)

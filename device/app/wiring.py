@@ -230,7 +230,8 @@ def _viewers(cfg: Config, app: App, headless: bool, env: Mapping[str, str]) -> l
             token = cfg.web.token or env.get(TOKEN_ENV) or None
             app.web = WebViewfinder(cfg.web.listen, vf, source=app.source, scorer=app.scorer,
                                     autofocus=app.autofocus, capture=app.capture, token=token,
-                                    quality=cfg.web.jpeg_quality, max_width=cfg.web.max_width)
+                                    quality=cfg.web.jpeg_quality, max_width=cfg.web.max_width,
+                                    allowed_hosts=cfg.web.allowed_hosts)
             sinks.append(app.web)
     except BaseException:
         close_all(sinks)

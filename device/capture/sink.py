@@ -11,9 +11,11 @@ decided), the cooldown has passed and the per-run cap is not reached. Below ``ca
 pauses (warning, ``stats()["capture"]["low_disk"]``) and resumes when space returns.
 
 Files: ``<prefix>-<UTC time>-f<frame index>.<jpg|png|dng>`` and a JSON sidecar with the
-same stem, each written to a hidden temporary name, fsync'd and linked into place
-(``device.common.atomic``), never replacing an existing file. The image is written first and
-the sidecar last, so a sidecar always describes a complete image.
+same stem, each written to a hidden temporary name marked ``.fa-tmp``, fsync'd and linked
+into place (``device.common.atomic``), never replacing an existing file. The image is
+written and fsync'd first, its sidecar is linked into place next, and the image last: a
+visible image therefore always has its sidecar, even after ``kill -9`` (what a kill can
+leave is a sidecar whose image is missing, plus the image's hidden temporary file).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from device.common.atomic import atomic_write_bytes, atomic_write_json, atomic_write_via, is_temp_name
+from device.common.atomic import TEMP_MARK, atomic_write_json, commit, is_temp_name, stage
 from device.config import CaptureConfig, Config
 from device.errors import InputError
 from device.capture.decide import DECIDERS, NET_AGREES, decide_peak, peak_rise
@@ -41,6 +43,7 @@ from device.capture.trap import PeakEvent, TrapFocus
 from device.common.jsonio import to_jsonable
 from device.loop.result import FrameResult
 from device.loop.sink import Sink
+from device.service.logs import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ EXTENSIONS = {"jpeg": ".jpg", "png": ".png", "dng": ".dng"}
 DISK_CHECK_S = 2.0
 MAX_NAME_TRIES = 1000
 STALE_TEMP_S = 120.0
+WRITE_TEST = ".write-test."
+WARN_EVERY_S = 10.0      # a held shutter or a stalled card repeats a warning every frame
 
 
 def ensure_writable_dir(path: str | os.PathLike, what: str = "capture dir") -> Path:
@@ -60,7 +65,7 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "capture dir") -> P
     if not p.is_dir():
         raise InputError(f"{what} {p}: is not a folder")
     try:
-        fd, name = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=p)
+        fd, name = tempfile.mkstemp(prefix=WRITE_TEST, suffix=TEMP_MARK, dir=p)
         os.close(fd)
         os.unlink(name)
     except OSError as exc:
@@ -68,15 +73,21 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "capture dir") -> P
     return p
 
 
-def remove_stale_temps(folder: Path) -> int:
-    """Delete temporary files a crash left behind (only our own hidden ``.tmp`` names)."""
+def is_own_temp(name: str, prefix: str) -> bool:
+    """A temporary file this program named and marked: a capture of ``prefix`` or the
+    write test, with ``TEMP_MARK``. Anything else in the folder is the user's."""
+    return is_temp_name(name) and (name.startswith(f".{prefix}-") or name.startswith(WRITE_TEST))
+
+
+def remove_stale_temps(folder: Path, prefix: str) -> int:
+    """Delete temporary files a crash left behind: only ``is_own_temp`` names."""
     n = 0
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return 0
     for e in entries:
-        if e.is_file(follow_symlinks=False) and is_temp_name(e.name):
+        if e.is_file(follow_symlinks=False) and is_own_temp(e.name, prefix):
             try:
                 # Only old ones: a second process may be writing into the folder right now.
                 if time.time() - e.stat(follow_symlinks=False).st_mtime < STALE_TEMP_S:
@@ -124,31 +135,35 @@ class CaptureWriter:
     def write(self, *, ext: str, frame_index: int, sidecar: dict,
               data: Optional[bytes] = None, writer: Optional[Callable[[Path], None]] = None,
               when: Optional[float] = None, tag: str = "") -> Path:
-        """Write the image (bytes, or ``writer(tmp_path)``) and then its sidecar."""
+        """Stage the image (bytes, or ``writer(tmp_path)``), link its sidecar into place,
+        then the image: an image is never visible without its sidecar."""
         when = time.time() if when is None else when
-        for n in range(MAX_NAME_TRIES):
-            stem = self._stem(frame_index, when, tag + (f"-{n}" if n else ""))
-            img_path = self.dir / f"{stem}{ext}"
-            side_path = self.dir / f"{stem}.json"
-            if img_path.exists() or side_path.exists():
-                continue
-            try:
-                if data is not None:
-                    atomic_write_bytes(img_path, data, overwrite=False)
-                else:
-                    atomic_write_via(img_path, writer, overwrite=False)
-            except FileExistsError:   # taken between the check and the link: next name
-                continue
-            break
-        else:
+        first = self.dir / f"{self._stem(frame_index, when, tag)}{ext}"
+        tmp = stage(first, writer if data is None else (lambda t: t.write_bytes(data)))
+        try:
+            meta = dict(sidecar)
+            meta["bytes"] = tmp.stat().st_size
+            meta["sha256"] = hashlib.sha256(data).hexdigest() if data is not None else _sha256_file(tmp)
+            meta["captured_at"] = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
+            for n in range(MAX_NAME_TRIES):
+                stem = self._stem(frame_index, when, tag + (f"-{n}" if n else ""))
+                img_path = self.dir / f"{stem}{ext}"
+                side_path = self.dir / f"{stem}.json"
+                if img_path.exists() or side_path.exists():
+                    continue
+                meta["image"] = img_path.name
+                try:
+                    atomic_write_json(side_path, meta, overwrite=False)
+                except FileExistsError:   # taken between the check and the link: next name
+                    continue
+                try:
+                    return commit(tmp, img_path, overwrite=False)
+                except FileExistsError:
+                    side_path.unlink(missing_ok=True)
+                    continue
             raise FileExistsError(f"no free capture name for frame {frame_index} in {self.dir}")
-        meta = dict(sidecar)
-        meta["image"] = img_path.name
-        meta["bytes"] = img_path.stat().st_size
-        meta["sha256"] = hashlib.sha256(data).hexdigest() if data is not None else _sha256_file(img_path)
-        meta["captured_at"] = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
-        atomic_write_json(side_path, meta, overwrite=False)
-        return img_path
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -210,7 +225,7 @@ class CaptureSink(Sink):
         self._disk_checked = 0.0
         self._announced_cnn = False
         self.counts = {"captures": 0, "peaks": 0, "not_sharp": 0, "cooldown": 0, "cap": 0,
-                       "low_disk": 0, "dropped": 0, "errors": 0,
+                       "low_disk": 0, "dropped": 0, "errors": 0, "no_dir": 0,
                        # which rule decided each peak (device.capture.decide)
                        **{"by_" + d: 0 for d in DECIDERS}}
         self.queued = 0           # images handed to the worker (counts toward the cap)
@@ -218,6 +233,7 @@ class CaptureSink(Sink):
         self.free_mb: Optional[float] = None
         self.last_path: Optional[str] = None
         self.cnn: Optional[bool] = None
+        self._warn = Throttle(log, WARN_EVERY_S)
         self._worker = threading.Thread(target=self._work, name="capture-writer", daemon=True)
         self._worker.start()
         if cfg.enabled:
@@ -230,7 +246,7 @@ class CaptureSink(Sink):
 
     def _prepare_dir(self) -> None:
         ensure_writable_dir(self.dir)
-        remove_stale_temps(self.dir)
+        remove_stale_temps(self.dir, self.cfg.prefix)
         self._dir_ready = True
 
     # --- disk space ----------------------------------------------------------------------
@@ -289,6 +305,11 @@ class CaptureSink(Sink):
         if not self._check_disk(force=True):
             self.counts["low_disk"] += 1
             return
+        if not self.dir.is_dir():
+            self.counts["no_dir"] += 1
+            self._warn.warning("capture: capture dir %s is gone; focus peaks are not saved "
+                               "until it is back", self.dir)
+            return
         if decision.decided_by != NET_AGREES:
             log.info("capture: frame %d: %s", best_frame.index, decision.reason)
         peak = {"best_value": event.best_value, "history_max": event.history_max,
@@ -314,6 +335,11 @@ class CaptureSink(Sink):
             self.counts["low_disk"] += 1
             return {"ok": False, "reason": f"low disk space ({self.free_mb:.0f} MB free)"}
         frame, result = self._latest
+        if not self.dir.is_dir():
+            self.counts["no_dir"] += 1
+            self._warn.warning("capture: capture dir %s is gone; the shutter saves nothing "
+                               "until it is back", self.dir)
+            return {"ok": False, "reason": f"capture dir {self.dir} is gone"}
         if not self._enqueue(frame, result, "manual", None, self._lens_position()):
             return {"ok": False, "reason": self._refusal or "busy"}
         return {"ok": True, "frame_index": int(frame.index), "dir": str(self.dir)}
@@ -335,7 +361,7 @@ class CaptureSink(Sink):
                 self._jobs.put_nowait(job)
             except queue.Full:
                 self.counts["dropped"] += 1
-                log.warning("capture: writer is behind; frame %d not saved", frame.index)
+                self._warn.warning("capture: writer is behind; frame %d not saved", frame.index)
                 self._refusal = "writer busy"
                 return False
             self.queued += 1
@@ -362,7 +388,7 @@ class CaptureSink(Sink):
                 self.counts["errors"] += 1
                 if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
                     self.low_disk = True
-                log.error("capture: saving frame %d failed: %s", job["frame"].index, exc)
+                self._warn.error("capture: saving frame %d failed: %s", job["frame"].index, exc)
 
     def _pi_mode(self) -> Optional[str]:
         if self.cfg.pi_mode != "frame" and self._still is not None:

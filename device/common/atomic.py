@@ -52,11 +52,29 @@ def atomic_write_via(path: str | os.PathLike, writer, *, overwrite: bool = True)
     file in the same folder, which is then fsync'd and renamed (or linked) into place.
 
     The temporary name keeps the target's extension (writers pick the format from it) and
-    is hidden and marked ``.tmp``, so a crash mid-write never leaves a complete-looking file.
+    is hidden and marked ``TEMP_MARK``, so a crash mid-write never leaves a complete-looking
+    file, and a clean-up can tell our leftovers from other programs' files.
     """
     target = Path(path)
-    folder = target.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=folder)
+    tmp = stage(target, writer)
+    try:
+        return commit(tmp, target, overwrite=overwrite)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# Marks a temporary name as this program's own (see is_temp_name); no other program uses it.
+TEMP_MARK = ".fa-tmp"
+
+
+def stage(path: str | os.PathLike, writer) -> Path:
+    """First half of an atomic write: ``writer(tmp)`` fills a hidden, marked temporary file
+    beside ``path`` and it is fsync'd. Nothing is visible yet: ``commit`` makes it so, or the
+    caller unlinks the returned path."""
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{TEMP_MARK}{target.suffix}",
+                                    dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -66,18 +84,25 @@ def atomic_write_via(path: str | os.PathLike, writer, *, overwrite: bool = True)
             os.fsync(fd)
         finally:
             os.close(fd)
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            os.link(tmp, target)
-            tmp.unlink()
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(folder)
+    return tmp
+
+
+def commit(tmp: Path, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Second half: the staged ``tmp`` appears as ``path`` in one step (``FileExistsError``
+    with ``overwrite=False`` if the name is taken; ``tmp`` is then left for the caller)."""
+    target = Path(path)
+    if overwrite:
+        os.replace(tmp, target)
+    else:
+        os.link(tmp, target)
+        tmp.unlink()
+    _fsync_dir(target.parent)
     return target
 
 
 def is_temp_name(name: str) -> bool:
     """True for the hidden temporary names the writers above use (left behind by a crash)."""
-    return name.startswith(".") and (name.endswith(".tmp") or ".tmp." in name)
+    return name.startswith(".") and (name.endswith(TEMP_MARK) or TEMP_MARK + "." in name)

@@ -1,4 +1,4 @@
-"""The web viewfinder's ``HOST:PORT``: parsed once, by the config and the server alike."""
+"""The web viewfinder's ``HOST:PORT`` and token rules: checked once, by the config and the server alike."""
 from __future__ import annotations
 
 from device.errors import ConfigError
@@ -21,3 +21,22 @@ def parse_listen(text: str) -> tuple[str, int]:
     if any(c.isspace() for c in host) or "/" in host:
         raise ConfigError(f"web address {text!r}: bad host")
     return host, p
+
+
+# RFC 6265's cookie-octet: the token travels as a cookie value, and anything outside this
+# set (space, ';', ',', '"', '\\', controls, non-ASCII) is either cut there or refused.
+_TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - set('",;\\')
+MIN_TOKEN_LEN = 8
+
+
+def check_token(token: Optional[str], what: str = "the web token") -> None:
+    """A token must survive the round trip URL -> cookie -> header: ConfigError if not."""
+    if token is None:
+        return
+    bad = sorted({c for c in token if c not in _TOKEN_CHARS})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad[:5])
+        raise ConfigError(f"{what} contains {shown}: use printable ASCII without spaces, "
+                          f"quotes, commas, semicolons or backslashes (it is sent as a cookie)")
+    if len(token) < MIN_TOKEN_LEN:
+        raise ConfigError(f"{what} must be at least {MIN_TOKEN_LEN} characters")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from device.common.listen import parse_listen
+from device.common.listen import check_token, parse_listen
 from device.common import paths
 from device.common.roi import Roi, parse_roi
 from device.config.bracket import BracketConfig
@@ -456,18 +456,21 @@ class WebConfig:
     jpeg_quality: int = 75
     max_width: int = 1280               # wider display frames are scaled down for the stream
     history_s: float = 10.0             # focus sparkline span
+    allowed_hosts: tuple[str, ...] = ()  # extra Host names to answer (DNS rebinding guard); "*": any
 
     def __post_init__(self):
         if self.listen is not None:
             parse_listen(self.listen)   # raises ConfigError naming the problem
-        if self.token is not None and len(self.token) < 8:
-            raise ConfigError("web.token must be at least 8 characters")
+        check_token(self.token, "web.token")
         if not 10 <= self.jpeg_quality <= 100:
             raise ConfigError("web.jpeg_quality must lie in 10..100")
         if self.max_width < 160:
             raise ConfigError("web.max_width must be >= 160")
         if not 1 <= self.history_s <= 600:
             raise ConfigError("web.history_s must lie in 1..600")
+        for name in self.allowed_hosts:
+            if not name or any(c.isspace() or c in "/@\\" for c in name):
+                raise ConfigError(f"web.allowed_hosts: {name!r} is not a host name")
 
 
 @dataclass(frozen=True)

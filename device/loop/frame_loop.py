@@ -9,7 +9,9 @@ non-zero and systemd restarts it.
 """
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import random
 import threading
 import time
@@ -24,6 +26,7 @@ from device.common.jsonio import dumps
 from device.common.rate import RateMeter
 from device.loop.result import FrameResult
 from device.loop.sink import Sink, close_all
+from device.service.logs import Throttle
 from device.scoring.classic import Scorer
 from device.sources.base import Frame, FrameSource
 
@@ -80,17 +83,63 @@ class LoopStats:
 
 
 class JsonlSink(Sink):
-    """One JSON object per frame (the per-frame log): ``FrameResult.to_json``."""
+    """One JSON object per frame (the per-frame log): ``FrameResult.to_json``.
 
-    def __init__(self, path: str):
+    A write that fails (a full SD card, an I/O error) never stops the loop: the log pauses,
+    says so once, and tries again every ``retry_s``; ``stats()`` counts the lines lost. Lines
+    go to the file unbuffered, one write each, so a failure is seen at the frame it hits and
+    no buffered lines are held back to fail again at close.
+    """
+
+    RETRY_S = 30.0
+
+    def __init__(self, path: str, *, retry_s: float = RETRY_S,
+                 clock: Callable[[], float] = time.monotonic):
         self.path = path
-        self._fh = open(path, "w", encoding="utf-8")
+        self._fh = open(path, "wb", buffering=0)
+        self.retry_s = retry_s
+        self._clock = clock
+        self._paused_until: Optional[float] = None
+        self._torn = False            # a failed write may have left half a line
+        self.lost = 0
+        self._warn = Throttle(log, 600.0, clock)
 
     def on_frame(self, frame: Frame, result: FrameResult) -> None:
-        self._fh.write(dumps(result) + "\n")
+        if self._paused_until is not None and self._clock() < self._paused_until:
+            self.lost += 1
+            return
+        line = (dumps(result) + "\n").encode("utf-8")
+        try:
+            self._write((b"\n" if self._torn else b"") + line)
+        except OSError as exc:
+            self.lost += 1
+            self._paused_until = self._clock() + self.retry_s
+            self._warn.error("frame log %s: %s; paused, retrying every %.0f s (the loop goes on)",
+                             self.path, exc.strerror or exc, self.retry_s)
+            return
+        if self._paused_until is not None:
+            self._paused_until = None
+            log.info("frame log %s: writing again (%d lines lost so far)", self.path, self.lost)
+
+    def _write(self, data: bytes) -> None:
+        view, done = memoryview(data), 0
+        try:
+            while done < len(data):
+                n = self._fh.write(view[done:])
+                if not n:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += n
+        finally:
+            self._torn = 0 < done < len(data) or (self._torn and done == 0)
+
+    def stats(self) -> dict:
+        return {"frame_log": {"lines_lost": self.lost, "paused": self._paused_until is not None}}
 
     def _close(self) -> None:
-        self._fh.close()
+        try:
+            self._fh.close()
+        except OSError:
+            pass
 
 
 class Loop:

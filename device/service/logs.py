@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import IO, Mapping, Optional
+import threading
+import time
+from typing import IO, Callable, Mapping, Optional
 
 from device.errors import ConfigError
 
@@ -105,3 +107,42 @@ def setup_logging(level: str | int = "info", *, stream: Optional[IO] = None,
     root.addHandler(handler)
     root.setLevel(levelno)
     return handler
+
+
+class Throttle:
+    """Log a message that can repeat every frame at most once per ``interval_s``.
+
+    Messages are told apart by their format string, so "frame 12 not saved" and "frame 13
+    not saved" are one message. The first is logged at once; later ones inside the interval
+    are counted, and the next one logged says how many were held back. ``clock`` is
+    injectable (tests); calls may come from several threads.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.logger = logger
+        self.interval_s = float(interval_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict = {}          # format string -> (time logged, held back since)
+
+    def log(self, level: int, msg: str, *args) -> bool:
+        """Log now (True) or count it as held back (False)."""
+        now = self._clock()
+        with self._lock:
+            logged, held = self._last.get(msg, (None, 0))
+            if logged is not None and now - logged < self.interval_s:
+                self._last[msg] = (logged, held + 1)
+                return False
+            self._last[msg] = (now, 0)
+        if held:
+            msg = msg + " (and %d more like it since the last one, not shown)"
+            args = (*args, held)
+        self.logger.log(level, msg, *args)
+        return True
+
+    def warning(self, msg: str, *args) -> bool:
+        return self.log(logging.WARNING, msg, *args)
+
+    def error(self, msg: str, *args) -> bool:
+        return self.log(logging.ERROR, msg, *args)

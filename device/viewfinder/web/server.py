@@ -11,14 +11,24 @@ Routes (all behind the token when one is set):
   ``POST /api/roi`` ``{"roi": [x, y, w, h] | null}`` (scored-frame pixels);
   ``POST /api/autofocus``; ``POST /api/capture``.
 
+Every request must name an allowed ``Host`` (``access.HostPolicy``: DNS rebinding), and every
+POST must be ``Content-Type: application/json`` from no foreign ``Origin`` or
+``Sec-Fetch-Site`` (cross-site request forgery: a browser sends such a POST only after a CORS
+preflight, which this server never grants). Every response carries ``nosniff``, a CSP
+that allows only the page's own inline script and style (by hash), ``frame-ancestors
+'none'`` and ``Referrer-Policy: no-referrer``.
+
 Bad requests get a 4xx with ``{"error": ...}``. Nothing a client sends reaches the frame
 loop except through the scorer's ``set_roi`` and the features' own trigger methods, each
 called with validated values; handler threads are daemons.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,11 +37,12 @@ from typing import TYPE_CHECKING, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from device.common.jsonio import dumps, to_jsonable
-from device.common.listen import parse_listen
 from device.common.roi import check_roi
 from device.errors import ConfigError, FocusAssistError
 from device.loop.sink import Sink
-from device.viewfinder.web.access import COOKIE, cookie_token, require_token, token_ok
+from device.common.listen import check_token, parse_listen
+from device.viewfinder.web.access import (COOKIE, HostPolicy, cookie_token, require_token,
+                                          same_origin, token_ok)
 from device.viewfinder.web.stream import MjpegStream
 
 if TYPE_CHECKING:
@@ -46,6 +57,27 @@ log = logging.getLogger(__name__)
 MAX_BODY = 4096
 BOUNDARY = "focusassistframe"
 PAGE = Path(__file__).with_name("index.html")
+FOREIGN_FETCH_SITES = ("cross-site", "same-site")
+
+
+def content_security_policy(page: bytes) -> str:
+    """A CSP that fits ``page``: its inline ``<script>`` and ``<style>`` blocks by SHA-256,
+    images and fetches from this server only, and no framing at all."""
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rb"<%s>(.*?)</%s>" % (tag.encode(), tag.encode()), page, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'"
+                        for b in blocks) or "'none'"
+    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+            "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")
+
+
+def security_headers(page: bytes) -> dict:
+    return {"X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": content_security_policy(page),
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+            "Cross-Origin-Resource-Policy": "same-origin"}
 
 
 class ApiError(Exception):
@@ -82,9 +114,11 @@ class WebViewfinder(Sink):
     def __init__(self, listen: str, viewfinder: "Viewfinder", *, source: "Optional[FrameSource]" = None,
                  scorer: "Optional[Scorer]" = None, autofocus: "Optional[Autofocus]" = None,
                  capture: "Optional[CaptureSink]" = None,
-                 token: Optional[str] = None, quality: int = 75, max_width: int = 1280):
+                 token: Optional[str] = None, quality: int = 75, max_width: int = 1280,
+                 allowed_hosts: tuple = ()):
         host, port = parse_listen(listen)
         require_token(host, token)
+        check_token(token or None)      # $FOCUS_ASSIST_WEB_TOKEN skips the config's check
         self.viewfinder = viewfinder
         self.source = source
         self.scorer = scorer
@@ -98,6 +132,9 @@ class WebViewfinder(Sink):
         self.server.app = self
         self.stream = MjpegStream(viewfinder, quality, max_width)
         self.host, self.port = host, self.server.server_address[1]
+        self.hosts = HostPolicy(host, self.port, tuple(allowed_hosts), socket.gethostname())
+        self.page = PAGE.read_bytes()
+        self.headers = security_headers(self.page)
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="web-viewfinder", daemon=True)
         self._thread.start()
@@ -248,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
-        for k, v in (headers or {}).items():
+        for k, v in {**self.app.headers, **(headers or {})}.items():
             self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
@@ -259,6 +296,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": message, "status": status})
+
+    def _query(self) -> tuple[str, dict]:
+        # A literal '+' stays a '+' (tokens may hold one); nothing here takes spaces.
+        url = urlsplit(self.path)
+        return url.path, parse_qs(url.query.replace("+", "%2B"))
+
+    def _check_host(self) -> None:
+        host = self.headers.get("Host")
+        if len(self.headers.get_all("Host") or ()) > 1 or not self.app.hosts.allows(host):
+            self.close_connection = True
+            raise ApiError(403, f"Host {host!r} is not allowed here: open the viewfinder by its "
+                                "address, or add the name to [web] allowed_hosts")
+
+    def _check_same_origin(self) -> None:
+        """State changes only from our own page: JSON, no foreign Origin or fetch site."""
+        origin = self.headers.get("Origin")
+        if origin is not None and not same_origin(origin, self.headers.get("Host")):
+            raise ApiError(403, f"cross-origin request from {origin!r} refused")
+        site = (self.headers.get("Sec-Fetch-Site") or "").strip().lower()
+        if site in FOREIGN_FETCH_SITES:
+            raise ApiError(403, f"{site} request refused")
+        if self.headers.get_content_type() != "application/json":
+            raise ApiError(415, "send the request body as Content-Type: application/json")
 
     def _token_given(self, query: dict) -> Optional[str]:
         auth = self.headers.get("Authorization", "")
@@ -273,6 +333,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _guard(self, fn) -> None:
         try:
+            self._check_host()
             fn()
         except ApiError as exc:
             self._safe_error(exc.status, exc.message)
@@ -307,18 +368,19 @@ class _Handler(BaseHTTPRequestHandler):
         raise ApiError(405, f"{self.command} is not allowed here")
 
     def _get(self) -> None:
-        url = urlsplit(self.path)
-        query = parse_qs(url.query)
-        path = url.path
+        path, query = self._query()
         if not self._authorised(query):
             raise ApiError(401, "missing or wrong token: open the page as /?token=...")
         if path == "/" and "token" in query and self.app.token:
-            # Take the token from the URL once: a cookie carries it from now on.
-            cookie = f"{COOKIE}={query['token'][0]}; Path=/; HttpOnly; SameSite=Strict"
+            # Take the token from the URL once: a cookie carries it from now on. The cookie
+            # is made from our own token, and only when the URL's token is that token.
+            if not token_ok(self.app.token, query["token"][0]):
+                raise ApiError(401, "wrong token in the address")
+            cookie = f"{COOKIE}={self.app.token}; Path=/; HttpOnly; SameSite=Strict"
             self._send(303, b"", "text/plain", {"Location": "/", "Set-Cookie": cookie})
             return
         if path in ("/", "/index.html"):
-            self._send(200, PAGE.read_bytes(), "text/html; charset=utf-8")
+            self._send(200, self.app.page, "text/html; charset=utf-8")
         elif path == "/api/status":
             self._json(200, self.app.status())
         elif path == "/snapshot.jpg":
@@ -334,17 +396,26 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError(404, f"not found: {path}")
 
     def _post(self) -> None:
-        url = urlsplit(self.path)
-        if not self._authorised(parse_qs(url.query)):
+        path, query = self._query()
+        # Refused before the body is read: the connection cannot carry another request.
+        self.close_connection = True
+        if not self._authorised(query):
             raise ApiError(401, "missing or wrong token")
-        if not url.path.startswith("/api/") or url.path == "/api/status":
-            raise ApiError(405 if url.path in ("/", "/api/status", "/stream.mjpg", "/snapshot.jpg") else 404,
-                           f"cannot POST to {url.path}")
+        if not path.startswith("/api/") or path == "/api/status":
+            raise ApiError(405 if path in ("/", "/api/status", "/stream.mjpg", "/snapshot.jpg") else 404,
+                           f"cannot POST to {path}")
+        self._check_same_origin()
+        self.close_connection = False
         body = self._read_json()
-        self._json(200, self.app.control(url.path, body))
+        self._json(200, self.app.control(path, body))
 
     def _read_json(self) -> dict:
         length = self.headers.get("Content-Length")
+        if len(self.headers.get_all("Content-Length") or ()) > 1 or (
+                length is not None and self.headers.get("Transfer-Encoding")):
+            # Two framings of one body is how requests are smuggled past a proxy.
+            self.close_connection = True
+            raise ApiError(400, "send exactly one Content-Length and no Transfer-Encoding")
         if length is None:
             if self.headers.get("Transfer-Encoding"):
                 self.close_connection = True
@@ -365,6 +436,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             raise ApiError(400, "body is not valid JSON") from None
+        except RecursionError:      # a 4 KB body can nest deeper than json's stack allows
+            raise ApiError(400, "body nests too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "body must be a JSON object")
         return body
@@ -375,6 +448,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
+        for k, v in self.app.headers.items():
+            self.send_header(k, v)
         self.end_headers()
         self.close_connection = True
         if self.command == "HEAD":

@@ -33,7 +33,7 @@ def read_parts(port: int, n: int, timeout: float = 5.0) -> list[bytes]:
     """Read ``n`` JPEG parts from /stream.mjpg with a raw socket (bounded)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         buf, parts = b"", []
         end = time.monotonic() + timeout
         while len(parts) < n and time.monotonic() < end:
@@ -125,7 +125,7 @@ def test_mjpeg_stream_delivers_decodable_distinct_frames(live):
 
 def test_a_client_vanishing_mid_stream_disturbs_nobody(live):
     rude = socket.create_connection(("127.0.0.1", live.port), timeout=5)
-    rude.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    rude.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     rude.recv(1000)
     rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     rude.close()                                   # RST, in the middle of a part
@@ -152,7 +152,7 @@ def test_peak_reset(live):
     live.viewfinder.peak.update(1e9)              # as if the lens had passed a huge peak
     _, _, s = live.request("GET", "/api/status")
     assert s["focus"]["peak"] == 1e9
-    status, _, _ = live.request("POST", "/api/peak/reset")
+    status, _, _ = live.request("POST", "/api/peak/reset", {})
     assert status == 200
     live.wait_frames(live.loop.stats.frames + 2)
     _, _, s = live.request("GET", "/api/status")
@@ -207,11 +207,11 @@ def test_controls_of_present_features_call_them(tmp_path):
         # one level each: the sinks' own status, not wrapped again
         assert s["autofocus"]["state"] == "idle" and "af" not in s["autofocus"]
         assert s["capture"]["count"] == 0 and s["capture"]["captures"] == 0 and "capture" not in s["capture"]
-        status, _, body = lv.request("POST", "/api/autofocus")
+        status, _, body = lv.request("POST", "/api/autofocus", {})
         assert status == 200 and body["autofocus"]["state"] in ("idle", "scanning")
         lv.wait_frames(lv.loop.stats.frames + 3)
         assert lv.autofocus.runs == 1                    # the trigger reached the loop
-        status, _, body = lv.request("POST", "/api/capture")
+        status, _, body = lv.request("POST", "/api/capture", {})
         assert status == 200 and body["capture"]["ok"] is True, body
         end = time.monotonic() + 10
         while lv.capture.count < 1 and time.monotonic() < end:

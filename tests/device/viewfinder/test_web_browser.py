@@ -51,18 +51,22 @@ def live(tmp_path):
 def test_viewfinder_page_in_headless_chromium(browser, live):
     page = browser.new_page(viewport={"width": 1100, "height": 720})
     page.set_default_timeout(10_000)
+    # The page runs under the server's CSP: any inline code it did not hash shows up here.
+    violations: list = []
+    page.on("console", lambda msg: violations.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
     try:
         page.goto(f"http://127.0.0.1:{live.port}/?token={TOKEN}")
         assert page.url.endswith(f":{live.port}/")                 # the token left the address bar
         # The stream decodes.
-        page.wait_for_function("document.getElementById('stream').naturalWidth > 0")
+        _wait_js(page, "document.getElementById('stream').naturalWidth > 0")
         assert page.evaluate("document.getElementById('stream').naturalWidth") == 640
         # The score is live.
-        page.wait_for_function("/^[0-9.]+$/.test(document.getElementById('score').textContent)")
+        _wait_js(page, "/^[0-9.]+$/.test(document.getElementById('score').textContent)")
         first = page.evaluate("document.getElementById('frames').textContent")
-        page.wait_for_function(f"document.getElementById('frames').textContent !== '{first}'")
+        _wait_js(page, f"document.getElementById('frames').textContent !== '{first}'")
         # The focus net's verdict is on the page, and its tile map is the heat layer.
-        page.wait_for_function("/^CNN (sharp|defocus|motion|flat) /.test(document.getElementById('cnn').textContent)")
+        _wait_js(page, "/^CNN (sharp|defocus|motion|flat) /.test(document.getElementById('cnn').textContent)")
         frame, result, _ = live.viewfinder.latest()
         assert result.cnn is not None and result.cnn.tile_map is not None
         heat = live.viewfinder.layers(frame, result).heat
@@ -73,12 +77,12 @@ def test_viewfinder_page_in_headless_chromium(browser, live):
         # A toggle round-trips to the server...
         assert live.viewfinder.toggles["heatmap"] is True
         page.uncheck("input[data-el=heatmap]")
-        page.wait_for_function("true")
+        _wait_js(page, "true")
         _wait(lambda: live.viewfinder.toggles["heatmap"] is False)
         # ...and so do a button and an ROI dragged on the picture.
         page.click("#capture")
         _wait(lambda: live.capture.count == 1)
-        page.wait_for_function("document.getElementById('captures').textContent === 'captures 1'")
+        _wait_js(page, "document.getElementById('captures').textContent === 'captures 1'")
         box = page.locator("#stream").bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25)
         page.mouse.down()
@@ -90,7 +94,8 @@ def test_viewfinder_page_in_headless_chromium(browser, live):
         page.check("input[data-el=heatmap]")
         _wait(lambda: live.viewfinder.toggles["heatmap"] is True)
         live.wait_frames(live.loop.stats.frames + 10)
-        page.wait_for_function("document.getElementById('spark').toDataURL().length > 2000")
+        _wait_js(page, "document.getElementById('spark').toDataURL().length > 2000")
+        assert violations == [], violations
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "viewfinder.png"))
     finally:
@@ -104,4 +109,16 @@ def _wait(pred, timeout=5.0):
     while not pred():
         if time.monotonic() > end:
             raise AssertionError("timed out waiting for the page's request")
+        time.sleep(0.05)
+
+
+def _wait_js(page, expression: str, timeout: float = 10.0):
+    """Poll ``expression`` from Python: Playwright's ``wait_for_function`` evaluates a string
+    inside the page, which the page's CSP (no 'unsafe-eval') rightly forbids."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {expression}")
         time.sleep(0.05)
