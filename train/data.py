@@ -33,6 +33,7 @@ from device.common.preprocess import (DEFECT_KINDS, DEFECT_TILE, FOCUS_CLASSES, 
 from device.common.scenes import PHOTO_NAMES, dead_leaves, load_photo
 
 from . import degrade
+from .detail import tile_detail
 
 KINDS = ("focus", "defects")
 SPLITS = ("train", "val", "test")
@@ -261,19 +262,6 @@ def _check_size(img: np.ndarray, tile: int, src: Source) -> None:
 
 
 # ----------------------------------------------------------------------------- samples
-def tile_detail(tiles: np.ndarray) -> np.ndarray:
-    """Per-tile detail, ``(N,)``: mean squared Sobel gradient over the tile's variance
-    (plus a noise floor), i.e. how fine the tile's structure is whatever its contrast.
-    Blur lowers it; a bokeh or a soft sky has little of it to begin with."""
-    out = np.empty(len(tiles), np.float32)
-    for i, t in enumerate(tiles):
-        f = t.astype(np.float32)
-        gx = cv2.Sobel(f, cv2.CV_32F, 1, 0)
-        gy = cv2.Sobel(f, cv2.CV_32F, 0, 1)
-        out[i] = float((gx * gx + gy * gy).mean() / (f.var() + 25.0))
-    return out
-
-
 def detail_threshold(grey: np.ndarray, tile: int, ratio: float, floor: float) -> float:
     """The detail a tile of ``grey`` needs to count as sharp in the original: ``ratio``
     of the photo's own best (90th percentile of its textured tiles), at least ``floor``."""

@@ -1,9 +1,9 @@
 """Real training tiles from a real focus sweep, labelled by the sweep's own evidence.
 
 Every frame is brought to the working scale the device scores at and cut into focus
-tiles, never across a seam (the frames of ``../shared/data/focus_sweeps`` are two
+tiles, never across a seam (the frames of the shared data's ``focus_sweeps`` are two
 half-frames joined at row 540). Per tile position the sweep gives a local focus curve,
-the tile's detail (``train.data.tile_detail``) frame by frame:
+the tile's detail (``train.detail.tile_detail``) frame by frame:
 
 - the frames at the curve's top (detail >= ``SHARP_SHARE`` of the peak) are ``sharp``;
 - frames well down the curve (detail <= ``DEFOCUS_SHARE`` of the peak) are ``defocus``,
@@ -26,6 +26,7 @@ from device.common.optics import disc_psf
 from device.common.preprocess import (FOCUS_CLASSES, FOCUS_MAX_BLUR_PX, FOCUS_TILE, extract_tiles,
                                       textured_mask, tile_origins, to_grey, working_scale)
 from device.errors import InputError
+from train.detail import tile_detail
 
 SHARP_SHARE = 0.85        # of the peak detail: still at the top of the local curve
 DEFOCUS_SHARE = 0.35      # of the peak detail: well down the curve
@@ -88,8 +89,6 @@ def seam_origins(shape: tuple[int, int], tile: int, seam: int | None) -> np.ndar
 def estimate_blur(sharp_tile: np.ndarray, target_detail: float) -> float:
     """The disc radius (working px) that brings ``sharp_tile``'s detail down to
     ``target_detail``: the first radius of ``BLUR_RADII`` at or below it."""
-    from train.data import tile_detail
-
     f = sharp_tile.astype(np.float32)
     for r in BLUR_RADII:
         blurred = cv2.filter2D(f, -1, disc_psf(float(r)), borderType=cv2.BORDER_REFLECT)
@@ -101,8 +100,6 @@ def estimate_blur(sharp_tile: np.ndarray, target_detail: float) -> float:
 def label_sweep(folder: str | Path, tile: int = FOCUS_TILE, seam: int | None = 540) -> SweepTiles:
     """All decided tiles of the sweep in ``folder`` (frames in file-name order; ``seam`` in
     full-size rows, None for frames that are one picture)."""
-    from train.data import tile_detail
-
     files = sweep_files(folder)
     frames = [_working_grey(f, seam) for f in files]
     shape = frames[0][0].shape

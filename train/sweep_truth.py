@@ -1,4 +1,4 @@
-"""Where regions of the real focus sweeps in ../shared/data are sharp and where they are
+"""Where regions of the real focus sweeps in the shared data folder are sharp and where they are
 blurred, judged by eye: the one statement of that truth, for the training report
 (``focus-train evaluate``), the benchmarks and the tests alike. Pure data: no TensorFlow,
 no pytest, so the device's tests on the Pi's stack can read it too."""
