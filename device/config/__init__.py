@@ -230,6 +230,7 @@ class AutofocusConfig:
     button_pin: Optional[int | str] = None  # GPIO push button that triggers a one-shot AF
     blur_steps_per_px: float = 0.0      # >0: use the CNN's blur_px to size the first step
     fit: str = "v"                      # peak fit on log focus: v (symmetric V) | parabola
+    sweep: bool = True                  # coarse scan as one move, measured every frame
 
     def __post_init__(self):
         if self.mode not in ("once", "continuous"):
