@@ -7,7 +7,10 @@ shot/read noise, focus breathing, a one-frame statistics lag and the sim motor's
 Each strategy runs through the same ``Autofocus`` sink, so the frame accounting is
 identical: frames exposed while the lens moves are dropped, then ``settle_frames``.
 
-* ours: ``device.lens.autofocus.contrast_search`` with the default ``[autofocus]`` config.
+* ours: ``device.lens.autofocus.contrast_search`` with the default ``[autofocus]`` config
+  (a sweep measured on every frame, creeping at fine steps near the peak).
+* stepped: the same search with ``sweep = false`` (coarse steps, each stopped, settled and
+  measured; the default before the sweep).
 * sweep: every 1/50 of the range (one depth of field) from the low end, 1 settle frame,
   then the parabola peak of the sweep (``refine_peak``, as ``focus-assist sweep`` does).
 * libcamera: scan from the low end in steps of 1/12 of the range, 5 frames per step,
@@ -41,7 +44,7 @@ from device.sources.sim import SimCamera
 
 FPS = 30.0
 NO_TILES = np.zeros((1, 1), np.float32)   # the AF reads result.focus alone
-METHODS = ("ours", "sweep", "libcamera")
+METHODS = ("ours", "stepped", "sweep", "libcamera")
 
 
 # --- the two baselines, in the search protocol of device.lens.autofocus.contrast_search ----------
@@ -118,6 +121,8 @@ def run_trial(task: dict) -> dict:
     method = task["method"]
     if method == "ours":
         af = Autofocus(motor, AutofocusConfig(), start=True, frame_period=1 / FPS)
+    elif method == "stepped":
+        af = Autofocus(motor, AutofocusConfig(sweep=False), start=True, frame_period=1 / FPS)
     elif method == "sweep":
         af = Autofocus(motor, AutofocusConfig(timeout_frames=2000), start=True,
                        frame_period=1 / FPS, search=full_sweep)

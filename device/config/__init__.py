@@ -236,6 +236,7 @@ class AutofocusConfig:
     blur_steps_per_px: float = 0.0      # >0: use the CNN's blur_px to size the first step
     fit: str = "v"                      # peak fit on log focus: v (symmetric V) | parabola
     measure: str = "focus"              # focus (contrast) | hfr | fwhm (stars: a V-curve)
+    sweep: bool = True                  # coarse scan as one move, measured every frame
 
     def __post_init__(self):
         if self.mode not in ("once", "continuous"):

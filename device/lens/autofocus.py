@@ -9,19 +9,30 @@ like the algorithm, and ``on_frame`` never blocks: motion runs on the motor's ow
 
 The search:
 
-1. Measure where the lens is, then scan in coarse steps towards the larger part of the
-   travel, stopping early once the measure falls below ``stop_ratio`` of the best so far
-   (libcamera's contrast ratio). If the first step falls, or the scan reaches a limit
-   without a peak, it scans the other way.
-2. Every measurement position is reached by a final approach in the motor's approach
-   direction, so all samples see the gear play taken up on the same side.
-3. The peak is fitted on log(focus) through the best sample and its two neighbours.
+1. Sweep (``[autofocus] sweep = true``, the default): from where the lens is, one
+   continuous move towards the larger part of the travel, measured on every frame while
+   the lens moves (the frame shows the lens where it was ``settle_frames`` earlier), so a
+   sample costs one frame instead of a stop, a settle frame and a measure. Once the
+   measure has risen e^1 above the sweep's lowest value while moving in the approach
+   direction, the peak is near and the sweep creeps on at one fine step a frame; it stops
+   once the measure falls below ``stop_ratio`` of the best past the best (libcamera's
+   contrast ratio), or turns round at a limit. If the sweep crossed the peak at full
+   speed or against the approach direction, it creeps through it once more from two fine
+   steps before the fitted peak, in the approach direction. With ``sweep = false``, the
+   older scan: coarse steps, stop, settle and measure at each.
+2. Samples fitted are only those with the gear play taken up on the usual side: a
+   frame-clocked sweep in the approach direction once it has travelled the backlash
+   overshoot (or started approached), and every stop-and-measure position (each reached
+   by a final approach in the motor's approach direction). A motor on its own thread
+   knows where it was at a frame only to about a frame, so its sweep samples steer the
+   search but are never fitted.
+3. The peak is fitted on log(focus) through the best consistent sample and its two
+   neighbours. Once they are within two fine steps, a parabola, and that is the answer.
    Across coarse spacing the measure is cusp-shaped, so a symmetric V is fitted (or a
    hyperbola once four samples lie near the top; on the simulated lens the V is 2-4x
-   more accurate than a parabola at coarse spacing); once the neighbours are within two
-   fine steps, a parabola. The fine pass measures at the fitted vertex, or one fine step
-   beside a coarse sample the vertex lands on, until the best sample is bracketed at
-   fine spacing; then the final approach, backlash-safe like every move.
+   more accurate than a parabola at coarse spacing) and the AF measures at its vertex,
+   or one fine step beside a sample the vertex lands on, until the best sample is
+   bracketed at fine spacing; then the final approach, backlash-safe like every move.
 4. "focused" only if the best sample beats samples on both sides by ``min_rise``:
    the measure truly rose and fell. Otherwise (a flat, featureless scene; a peak at a
    travel limit; a timeout) "failed", and the lens goes back to where it started.
@@ -33,6 +44,7 @@ value at lock and then held still for ``retrigger_delay`` frames, as libcamera d
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -103,6 +115,9 @@ class Autofocus(Sink):
         self._values: list[float] = []
         self._idle_run = 0
         self._last_steps = motor.steps
+        self._seen: deque = deque(maxlen=8)   # motor position at each frame, newest last
+        self._sweep_from: Optional[int] = None
+        self._sweep_taken_up = False
         # With a motor on its own thread we only know to the frame when it stopped, so
         # one more frame is dropped than the camera's lag needs.
         self._settle = cfg.settle_frames + (0 if motor.frame_clocked else 1)
@@ -132,6 +147,7 @@ class Autofocus(Sink):
         moved = self.motor.busy or steps != self._last_steps
         self._last_steps = steps
         self._idle_run = 0 if moved else self._idle_run + 1
+        self._seen.append(self.motor.position)
         if self._trigger is not None:
             why, self._trigger = self._trigger, None
             if self.state != SCANNING:
@@ -205,7 +221,8 @@ class Autofocus(Sink):
             self._search = contrast_search(p0, self.motor.limits, coarse=coarse, fine=fine,
                                            stop_ratio=self.cfg.stop_ratio,
                                            min_rise=self.cfg.min_rise, fit=self.cfg.fit,
-                                           first_step=first)
+                                           first_step=first, sweep=self.cfg.sweep,
+                                           approach=self.motor.approach)
         self.state, self.reason = SCANNING, why
         self.frames = self.moves = 0
         self.runs += 1
@@ -217,7 +234,10 @@ class Autofocus(Sink):
 
     def _drive(self, value: float) -> None:
         kind, _pos = self._request
-        if kind == "go":
+        if kind in ("sweep", "creep"):
+            self._resume(self._sweep_sample(value, _pos))
+            return
+        if kind in ("go", "to"):
             if not self.motor.busy:
                 self._resume(None)
             return
@@ -230,6 +250,24 @@ class Autofocus(Sink):
         self._values = []
         self._resume((mean, self.motor.approached))
 
+    def _sweep_sample(self, value: float, end: int) -> tuple:
+        """(value, consistent, position, arrived) for this frame of a sweep.
+
+        The frame shows the lens where it was ``settle`` frames ago (the statistics lag);
+        with a motor on its own thread that is known only to about a frame, so those
+        samples steer the scan but are never fitted. A frame-clocked sample counts as
+        consistent once the sweep, in the approach direction, has taken up the gear play.
+        """
+        lag = self._settle
+        if len(self._seen) <= lag or self._sweep_from is None:
+            return value, False, None, False
+        pos = self._seen[-1 - lag]
+        arrived = not self.motor.busy and all(p == end for p in list(self._seen)[-1 - lag:])
+        up = (end - self._sweep_from) * self.motor.approach > 0
+        consistent = (self.motor.frame_clocked and up and (
+            self._sweep_taken_up or abs(pos - self._sweep_from) >= self.motor.overshoot))
+        return value, consistent, pos, arrived
+
     def _resume(self, answer) -> None:
         try:
             req = self._search.send(answer)
@@ -237,13 +275,30 @@ class Autofocus(Sink):
             out: Outcome = stop.value
             self._end(out.state, out.reason)
             return
-        self._request = req
+        prev, self._request = self._request, req
         kind, pos = req
+        if kind in ("sweep", "creep"):
+            here = self.motor.position
+            if prev is None or prev[0] not in ("sweep", "creep") or prev[1] != pos:
+                # A new sweep: straight there, no backlash legs.
+                self._sweep_from = here
+                self._sweep_taken_up = self.motor.approached and not self.motor.busy
+                self._seen.clear()
+                self._seen.append(here)
+                self.moves += 1
+            if kind == "sweep":
+                if self.motor.target != pos:
+                    self.motor.move_to(pos, compensate=False)
+            elif here != pos:   # creep: one fine step a frame
+                step = self._steps()[1]
+                nxt = min(here + step, pos) if pos > here else max(here - step, pos)
+                self.motor.move_to(nxt, compensate=False)
+            return
         if pos != self.motor.position or self.motor.busy:
             self.motor.move_to(pos)
             self.moves += 1
             self._idle_run = 0
-        elif kind == "go":
+        elif kind in ("go", "to"):
             self._resume(None)
 
     def _end(self, state: str, reason: str) -> None:

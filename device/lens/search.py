@@ -81,6 +81,7 @@ def fit_peak(x, y, kind: str = "v") -> float:
 # --- the search ------------------------------------------------------------------------
 
 TOP_LOG_SPAN = 2.5   # samples within e^2.5 (12x) of the best feed the hyperbola fit
+CREEP_RISE = 1.0     # log rise above a sweep's lowest value at which it slows to fine steps
 
 
 def _vertex(samples: dict, l: int, b: int, r: int, kind: str, close: float) -> float:
@@ -114,14 +115,23 @@ Request = tuple  # ("measure", position) or ("go", position)
 
 def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
                     stop_ratio: float = 0.75, min_rise: float = 0.15, fit: str = "v",
-                    first_step: Optional[int] = None,
-                    ) -> Generator[Request, Optional[tuple[float, bool]], Outcome]:
+                    first_step: Optional[int] = None, sweep: bool = False,
+                    approach: int = 1,
+                    ) -> Generator[Request, Optional[tuple], Outcome]:
     """The AF search as a generator (see the module docstring).
 
     Yields requests; each ``("measure", p)`` is answered with ``(value, consistent)``,
     where ``consistent`` says the lens reached ``p`` by the usual final approach (only
     those samples are fitted; a sample taken with the gear play in an unknown state still
     steers the scan). ``("go", p)`` is answered with None. Returns an ``Outcome``.
+
+    With ``sweep`` the coarse scan is one continuous move towards a travel limit,
+    ``("sweep", limit)``, measured on every frame while the lens moves; ``("creep",
+    limit)`` is the same at one fine step a frame. Each frame answers them with
+    ``(value, consistent, position, arrived)``, ``position`` being where the lens was when
+    the frame was exposed (None while that is not known yet). The search yields the
+    request again to keep going, or anything else to stop the sweep where it is.
+    ``("to", p)`` moves (backlash-safe) without measuring and is answered with None.
     """
     lo, hi = limits
     tol = max(1, fine // 3)
@@ -159,12 +169,61 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
     def best() -> int:
         return max(raw, key=raw.get)
 
+    def bracketed(b: int) -> bool:
+        """Consistent samples within two fine steps on both sides of ``b``."""
+        if b not in good:
+            return False
+        l, r = neighbours(good, b)
+        return l is not None and r is not None and b - l <= 2 * fine and r - b <= 2 * fine
+
+    def sweep_to(end: int, creep: bool = False):
+        # One continuous move, a sample every frame: far cheaper than stop-settle-measure
+        # per coarse step. Once the measure has risen CREEP_RISE above the sweep's lowest
+        # value in the approach direction, the peak is near: one fine step a frame from
+        # there on, so the samples bracket it at fine spacing. It stops once the measure
+        # falls below stop_ratio of the best, past the best.
+        direction = 1 if end == hi else -1
+        low = None
+        while True:
+            value, consistent, pos, arrived = yield ("creep" if creep else "sweep", end)
+            if pos is not None:
+                v = record(pos, (value, consistent))
+                low = v if low is None else min(low, v)
+                if (pos - best()) * direction > 0 and v < stop_ratio * raw[best()]:
+                    return
+                if creep and good and bracketed(max(good, key=good.get)) \
+                        and (pos - max(good, key=good.get)) * direction > 0:
+                    return      # bracketed at fine spacing: nothing more to learn here
+                if direction == approach and math.log(v / low) >= CREEP_RISE:
+                    creep = True
+            if arrived:
+                return
+
     record(p0, (yield ("measure", p0)))
     step = max(1, first_step or coarse)
     # Towards the larger part of the travel first: that is where the peak more likely is.
     first_dir = 1 if hi - p0 >= p0 - lo else -1
-    for direction in (first_dir, -first_dir):
+    # A first step hint within two fine steps (the CNN sees little blur): the peak is
+    # near, so the first sweep creeps from the start.
+    near_hint = first_step is not None and first_step <= 2 * fine
+    for direction in (first_dir, -first_dir) if sweep else ():
         if rose_and_fell():
+            break
+        yield from sweep_to(hi if direction > 0 else lo, creep=near_hint)
+    if sweep and rose_and_fell() and not bracketed(best()):
+        # The fast sweep passed the peak, or crossed it against the approach direction:
+        # creep through it once more from the usual side, from two fine steps before it.
+        b = best()
+        l, r = neighbours(raw, b)
+        v = _vertex(raw, l, b, r, fit, close=2 * fine) if l is not None and r is not None else b
+        start = clamp(v - approach * 2 * fine)
+        if start != b:
+            # Only a position: the creep's first frame measures it (a stop-and-measure
+            # would spend one frame more on the same sample).
+            yield ("to", start)
+            yield from sweep_to(hi if approach > 0 else lo, creep=True)
+    for direction in (first_dir, -first_dir):
+        if rose_and_fell() or sweep:
             break
         b = best()
         l, r = neighbours(raw, b)
@@ -201,15 +260,24 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
     # measure at the vertex, until the vertex lands on a sample bracketed at fine spacing.
     coarse_best = best()
     target = None
-    for _ in range(8):
-        b = max(good, key=good.get) if good else coarse_best
-        l, r = neighbours(good, b)
-        if b not in good or l is None or r is None:
-            # A missing neighbour (e.g. only the start sample was there): measure one.
-            if b not in good:
-                q = b
-            elif l is None:
-                q = clamp(b - fine)
+    for _ in range(10):
+        b = max(good, key=good.get) if good else None
+        l, r = neighbours(good, b) if b is not None else (None, None)
+        # A higher sample taken with the gear play in the other state (a sweep down) may
+        # sit beside a consistent fine bracket; one far from it means a different peak.
+        shoulder = b is not None and good[b] < raw[best()] / (1 + min_rise) \
+            and not (bracketed(b) and abs(best() - b) <= 2 * fine)
+        if b is None or l is None or r is None or shoulder:
+            # No consistent bracket yet: measure where all samples (a sweep's too) put the
+            # peak, then beside the best consistent sample, towards that estimate.
+            rb = best()
+            rl, rr = neighbours(raw, rb)
+            v = clamp(_vertex(raw, rl, rb, rr, fit, close=2 * fine)) if rl is not None \
+                and rr is not None else rb
+            if b is None or all(abs(p - v) > tol for p in good):
+                q = v
+            elif r is not None or (l is None and v <= b):
+                q = clamp(b - fine)     # the missing side of b, else towards v
             else:
                 q = clamp(b + fine)
             if q in good:   # at a limit: the peak is not bracketed
@@ -217,30 +285,30 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
             record(q, (yield ("measure", q)))
             continue
         v = clamp(_vertex(good, l, b, r, fit, close=2 * fine))
+        if sweep and bracketed(b):
+            target = v          # bracketed at fine spacing: the parabola is reliable
+            break
         near = min(good, key=lambda p: abs(p - v))
-        if abs(near - v) <= tol:
-            nl, nr = neighbours(good, near)
-            close_l = nl is not None and near - nl <= 2 * fine
-            close_r = nr is not None and nr - near <= 2 * fine
-            if close_l and close_r:
-                target = v          # bracketed at fine spacing: the parabola is reliable
-                break
-            # A fit through widely spaced samples cannot place the peak to the depth of
-            # field: probe one fine step out on the side without a close neighbour
-            # (towards the fitted peak, or the higher neighbour, if both lack one).
-            if close_l != close_r:
-                d = 1 if close_l else -1
-            elif v != near:
-                d = 1 if v > near else -1
-            else:
-                d = 1 if nr is not None and (nl is None or good[nr] > good[nl]) else -1
-            q = clamp(near + d * fine)
-            if q in good:
-                target = v
-                break
-            record(q, (yield ("measure", q)))
+        if abs(near - v) > tol:
+            record(v, (yield ("measure", v)))
             continue
-        record(v, (yield ("measure", v)))
+        nl, nr = neighbours(good, near)
+        close_l = nl is not None and near - nl <= 2 * fine
+        close_r = nr is not None and nr - near <= 2 * fine
+        if close_l and close_r:
+            target = v
+            break
+        if close_l != close_r:
+            d = 1 if close_l else -1
+        elif v != near:
+            d = 1 if v > near else -1
+        else:
+            d = 1 if nr is not None and (nl is None or good[nr] > good[nl]) else -1
+        q = clamp(near + d * fine)
+        if q in good:
+            target = v
+            break
+        record(q, (yield ("measure", q)))
     if target is None:
         target = max(good, key=good.get) if good else best()
     rise = raw[coarse_best] / max(min(raw.values()), _FLOOR)

@@ -156,6 +156,78 @@ def test_cnn_blur_hint_sizes_the_first_step():
     assert af.frames < af2.frames       # a 4 px blur says "near": fine steps find it sooner
 
 
+@pytest.fixture
+def requests(monkeypatch):
+    """Every request the AF's search yields, in order (for all AFs built in the test)."""
+    import device.lens.autofocus as afmod
+
+    seen = []
+    real = afmod.contrast_search
+
+    def recording(*args, **kw):
+        req = yield from _recorded(real(*args, **kw), seen)
+        return req
+    monkeypatch.setattr(afmod, "contrast_search", recording)
+    return seen
+
+
+def _recorded(search, seen):
+    answer = None
+    try:
+        while True:
+            req = search.send(answer)
+            seen.append(req)
+            answer = yield req
+    except StopIteration as stop:
+        return stop.value
+
+
+@pytest.mark.parametrize("scene,best,start", [
+    ("mosaic", 780.0, 30.0),     # far below the peak: sweeps up
+    ("camera", 200.0, 990.0),    # far above it: sweeps down, then creeps back up
+    ("grass", 420.0, 600.0),     # close above it
+])
+def test_sweep_takes_fewer_frames_than_stop_and_measure(requests, scene, best, start):
+    """The default sweep measures while the lens moves; the stepped scan stops at each
+    sample. Both end in focus; the sweep in fewer frames."""
+    cam, motor, af = rig(scene, best, start, slack=7)
+    drive(cam, af)
+    reqs = list(requests)
+    cam2, motor2, af2 = rig(scene, best, start, slack=7, sweep=False)
+    drive(cam2, af2)
+    assert af.state == af2.state == "focused", (af.reason, af2.reason)
+    assert cam.in_focus() and cam2.in_focus(), (cam.lens_position, cam2.lens_position)
+    assert motor.approached
+    kinds = {k for k, _ in reqs}
+    assert "sweep" in kinds and "creep" in kinds
+    assert af.frames < af2.frames, (af.frames, af2.frames)
+
+
+def test_sweep_fits_only_samples_with_the_gear_play_taken_up(requests):
+    """Sweeping down (against the approach direction) leaves the lens 12 steps of gear
+    play away from where an upward approach puts it: those samples must not be fitted,
+    so the search creeps back up through the peak before it decides."""
+    cam, motor, af = rig("coffee", 300.0, 700.0, slack=12)
+    drive(cam, af)
+    reqs = requests
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    sweeps = [(k, p) for k, p in reqs if k in ("sweep", "creep", "to")]
+    assert sweeps[0] == ("sweep", 0)                     # down first: more travel below
+    last_to = max(i for i, (k, _) in enumerate(sweeps) if k == "to")
+    assert sweeps[last_to + 1][0] == "creep" and sweeps[last_to + 1][1] == 1000   # then up
+
+
+def test_sweep_with_a_threaded_motor_steers_but_is_not_fitted(requests):
+    """On its own thread the motor's position at a frame is known only to a frame, so
+    the search confirms the peak with stop-and-measure samples."""
+    cam, motor, af = rig("mosaic", 420.0, 150.0, threaded=True)
+    drive(cam, af, frames=400)
+    reqs = requests
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    assert any(k == "sweep" for k, _ in reqs) and any(k == "measure" for k, _ in reqs[1:])
+    af.close()
+
+
 # --- peak fits -------------------------------------------------------------------------------
 
 def test_fits_recover_a_known_vertex():
