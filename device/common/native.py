@@ -40,7 +40,10 @@ def quiet_opencv() -> None:
     if "OPENCV_LOG_LEVEL" not in os.environ:
         import cv2
 
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        except AttributeError:      # the Pi stack's OpenCV has only the top-level setter
+            cv2.setLogLevel(0)      # 0 = LOG_LEVEL_SILENT
 
 
 @contextlib.contextmanager

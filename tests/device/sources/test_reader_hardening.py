@@ -77,7 +77,8 @@ def test_f13_run_source_images_refuses_above_the_configured_limit(tmp_path, good
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_f14_float_tiffs_in_0_to_1_become_16_bit(tmp_path, photo_bgr, dtype):
     p = tmp_path / "f.tif"
-    cv2.imwrite(str(p), photo_bgr.astype(dtype) / 255.0)
+    # Uncompressed: the Pi stack's OpenCV (4.11) writes float32 TIFFs lossily by default.
+    cv2.imwrite(str(p), (photo_bgr / 255.0).astype(dtype), [cv2.IMWRITE_TIFF_COMPRESSION, 1])
     img = read_image(p)
     assert img.dtype == np.uint16
     # The same picture: back to 8 bit it matches the photo within rounding.
