@@ -11,22 +11,14 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from device.common.cli_types import positive_int
+from device.common.cli_types import positive_int, roi_arg
 from device.common.cli_types import print_error
-from device.common.roi import parse_roi
-from device.config import AF_MEASURES, AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS, ConfigError
+from device.config import AF_MEASURES, AUTOFOCUS_MODES, LOG_LEVELS, MOTOR_DRIVERS
 from device.errors import FocusAssistError, SourceError
 
 log = logging.getLogger("focus-assist")
 
 EXIT_OK, EXIT_FAULT, EXIT_USAGE = 0, 1, 2
-
-
-def _roi_arg(text: str):
-    try:
-        return parse_roi(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "images:GLOB or picamera2")
     r.add_argument("--frames", type=positive_int, help="stop after N frames")
     r.add_argument("--headless", action="store_true", help="no on-screen preview")
-    r.add_argument("--roi", type=_roi_arg, help="region of interest X,Y,W,H in frame pixels")
+    r.add_argument("--roi", type=roi_arg, help="region of interest X,Y,W,H in frame pixels")
     r.add_argument("--seed", type=int, help="seed of the simulated camera")
     r.add_argument("--config", help="TOML config file")
     r.add_argument("--log-jsonl", help="write one JSON object per frame to this file")
@@ -100,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("score", help="score images: focus measures (and the CNN's verdict)")
     s.add_argument("--json", action="store_true", help="JSON lines (the default when piped)")
-    s.add_argument("--roi", type=_roi_arg)
+    s.add_argument("--roi", type=roi_arg)
     s.add_argument("--model", metavar="FILE",
                    help="focus model (default: models/focus.tflite, shipped with the package)")
     _add_max_pixels(s)
@@ -109,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="find the sharpest frame of a focus sweep")
     w.add_argument("--json", action="store_true")
-    w.add_argument("--roi", type=_roi_arg)
+    w.add_argument("--roi", type=roi_arg)
     _add_max_pixels(w)
     w.add_argument("--measure", choices=AF_MEASURES, default="focus",
                    help="focus (contrast, the default) or star size hfr|fwhm (a V-curve fit)")

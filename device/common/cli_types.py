@@ -37,3 +37,14 @@ def print_error(prog: str, message, kind: str = "error") -> None:
     import sys
 
     print(f"{prog}: {kind}: {message}", file=sys.stderr, flush=True)
+
+
+def roi_arg(text: str):
+    """``--roi X,Y,W,H`` for argparse (the one parser, ``device.common.roi.parse_roi``)."""
+    from device.common.roi import parse_roi
+    from device.errors import ConfigError
+
+    try:
+        return parse_roi(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -1,6 +1,8 @@
 """The web viewfinder's ``HOST:PORT`` and token rules: checked once, by the config and the server alike."""
 from __future__ import annotations
 
+from typing import Optional
+
 from device.errors import ConfigError
 
 

@@ -108,8 +108,8 @@ def normalize_defect_tiles(tiles: np.ndarray) -> np.ndarray:
     return t * np.float32(1.0 / 255.0)
 
 
-def to_grey(image: np.ndarray) -> np.ndarray:
-    """Any OpenCV-readable array (grey, BGR, BGRA, 8 or 16 bit, float) -> grey uint8."""
+def grey_plane(image: np.ndarray) -> np.ndarray:
+    """Grey, BGR or BGRA (any depth) -> one grey plane in the input's own depth and units."""
     import cv2
 
     img = image
@@ -118,6 +118,12 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     if img.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         img = cv2.cvtColor(img, code)
+    return img
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """Any OpenCV-readable array (grey, BGR, BGRA, 8 or 16 bit, float) -> grey uint8."""
+    img = grey_plane(image)
     if img.dtype == np.uint8:
         return img
     if img.dtype == np.uint16:

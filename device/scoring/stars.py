@@ -36,6 +36,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from device.common.preprocess import grey_plane
 from device.common.roi import check_roi
 from device.config.stars import StarsConfig
 
@@ -92,12 +93,7 @@ class StarField:
 
 def _grey(image: np.ndarray) -> tuple[np.ndarray, float]:
     """float32 grey in the input's own units, and its full scale."""
-    img = image
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        img = cv2.cvtColor(img, code)
+    img = grey_plane(image)
     if img.dtype == np.uint8:
         full = 255.0
     elif img.dtype == np.uint16:

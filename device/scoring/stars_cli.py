@@ -9,31 +9,23 @@ image is one line on stderr and exit status 2; a frame without stars is a result
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
 import sys
 
-from device.common.cli_types import print_error
-from device.common.roi import check_roi, parse_roi
-from device.errors import ConfigError, FocusAssistError, InputError
+from device.common.cli_types import print_error, roi_arg
+from device.common.roi import check_roi
+from device.errors import FocusAssistError, InputError
 
 EXIT_OK, EXIT_USAGE = 0, 2
 CSV_FIELDS = ("path", "x", "y", "flux", "peak", "hfr", "fwhm", "saturated")
 
 
-def _roi_arg(text: str):
-    try:
-        return parse_roi(text)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_parser(sub) -> None:
     s = sub.add_parser("stars", help="detect stars and measure their size (HFR, FWHM)")
     s.add_argument("--json", action="store_true", help="JSON lines (the default when piped)")
-    s.add_argument("--roi", type=_roi_arg, help="region of interest X,Y,W,H in image pixels")
+    s.add_argument("--roi", type=roi_arg, help="region of interest X,Y,W,H in image pixels")
     s.add_argument("--stars-csv", metavar="FILE", help="write every star found to this CSV")
     s.add_argument("--config", help="TOML config file (its [stars] section)")
     s.add_argument("images", nargs="+")
@@ -59,20 +51,25 @@ def _measure_file(path: str, roi, cfg):
     return measure_stars(img, check_roi(roi, img.shape), cfg)
 
 
+def _fields(paths, roi, cfg, failed: list):
+    """(path, StarField) for each readable image; an unreadable one is one line on stderr
+    and is appended to ``failed``."""
+    for path in paths:
+        try:
+            yield path, _measure_file(path, roi, cfg)
+        except FocusAssistError as exc:
+            print_error("focus-assist", exc)
+            failed.append(path)
+
+
 def cmd_stars(args) -> int:
     from device.common.atomic import atomic_write_text
     from device.config import load_config
 
     cfg = load_config(args.config).stars
     as_json = args.json or not sys.stdout.isatty()
-    status, rows = EXIT_OK, []
-    for path in args.images:
-        try:
-            field = _measure_file(path, args.roi, cfg)
-        except FocusAssistError as exc:
-            print_error("focus-assist", exc)
-            status = EXIT_USAGE
-            continue
+    rows, failed = [], []
+    for path, field in _fields(args.images, args.roi, cfg, failed):
         out = field_json(path, field)
         rows.extend((path, round(s.x, 2), round(s.y, 2), round(s.flux, 1), round(s.peak, 2),
                      round(s.hfr, 3), round(s.fwhm, 3), int(s.saturated)) for s in field.stars)
@@ -94,25 +91,17 @@ def cmd_stars(args) -> int:
             atomic_write_text(args.stars_csv, buf.getvalue())
         except OSError as exc:
             raise InputError(f"cannot write {args.stars_csv}: {exc.strerror}") from None
-    return status
+    return EXIT_USAGE if failed else EXIT_OK
 
 
 def star_sweep(args) -> int:
     """``sweep --measure hfr|fwhm``: the star-size curve and its V-curve (hyperbola) fit."""
-    import json
-
     from device.config import load_config
     from device.lens.vcurve import fit_vcurve
 
     cfg = load_config(getattr(args, "config", None)).stars
-    status, paths, curve, counts = EXIT_OK, [], [], []
-    for path in args.images:
-        try:
-            field = _measure_file(path, args.roi, cfg)
-        except FocusAssistError as exc:
-            print_error("focus-assist", exc)
-            status = EXIT_USAGE
-            continue
+    paths, curve, counts, failed = [], [], [], []
+    for path, field in _fields(args.images, args.roi, cfg, failed):
         paths.append(path)
         curve.append(field.size(args.measure) if field.count >= cfg.min_stars else math.nan)
         counts.append(field.count)
@@ -135,4 +124,4 @@ def star_sweep(args) -> int:
     else:
         how = f"V-curve R^2 {fit.r2:.2f}" if fit.ok else f"smallest stars; no V-curve ({fit.reason})"
         print(f"sharpest: {paths[best]} (index {best}, {how})")
-    return status
+    return EXIT_USAGE if failed else EXIT_OK
