@@ -39,6 +39,12 @@ def main() -> int:
         out[name] = res
         print(f"\n{name}: at most {opts.max_tiles} tiles per crop")
         print("\n".join(RS.table(res)))
+    # The live verdict: the net and the focus curve, the sweep rocked through focus and back.
+    for name, predict in (("live verdict (net and curve)", scorer.predict), ("curve alone", None)):
+        res = RS.evaluate_fused(predict)
+        out[name] = res
+        print(f"\n{name}: each sweep played through focus and back, {RS.PLAY_DT_S} s a frame")
+        print("\n".join(RS.fused_table(res)))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

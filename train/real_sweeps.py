@@ -17,15 +17,19 @@ import cv2
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from device.config.verdict import VerdictConfig
 from device.errors import InputError
 from device.scoring.focus_net import LIVE_MAX_TILES
 from device.scoring.measures import score_frame
 from device.scoring.pooling import FocusNetOptions, judge
+from device.scoring.verdict import FocusCurve, fuse
 from train.sweep_truth import REAL_SWEEP_REGIONS, SweepTruth
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LIVE_OPTIONS = FocusNetOptions(max_tiles=LIVE_MAX_TILES)
 TARGET_AUC, TARGET_ACCURACY = 0.95, 0.90
+# A sweep played as the live loop sees it: one frame per lens position, this far apart.
+PLAY_DT_S = 0.1
 
 
 def sweep_frames(region: SweepTruth, shared: Path = SHARED_DATA) -> list[Path]:
@@ -142,3 +146,67 @@ def report_section(predict: Callable, shared: Path = SHARED_DATA,
                     *table(result), "",
                     f"**Pooled: AUC {p['auc_sharp_prob']:.3f}, accuracy {p['accuracy_label']:.3f}: "
                     f"targets {'met' if result['targets_met'] else 'not met'}.**\n", apart]
+
+
+def _play(verdicts: list, values: list, order: list, cfg: VerdictConfig, dt: float) -> dict:
+    """Feed frames in ``order`` through one focus curve; the fused verdict per visit."""
+    curve, out = FocusCurve(cfg), []
+    for k, i in enumerate(order):
+        out.append((i, fuse(verdicts[i], curve.update(values[i], k * dt), cfg)))
+    return out
+
+
+def fused_rows(predict: Callable, region: SweepTruth, shared: Path = SHARED_DATA,
+               opts: FocusNetOptions = LIVE_OPTIONS, cfg: VerdictConfig = VerdictConfig(),
+               dt: float = PLAY_DT_S) -> dict:
+    """The live verdict (``device.scoring.verdict``: net and focus curve) on the judged
+    frames of ``region``, with the sweep played through focus and back as a user rocks
+    the ring: ``first_pass`` (the curve has not yet gone over its top for the early frames)
+    and ``return_pass`` (the top is known). ``predict=None`` is the curve alone."""
+    paths = sweep_frames(region, shared)
+    verdicts, values = [], []
+    for p in paths:
+        grey = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if grey is None:
+            raise InputError(f"{p}: not a readable image")
+        verdicts.append(None if predict is None else judge(grey, region.roi, predict, opts))
+        values.append(score_frame(grey, region.roi).focus)
+    n = len(paths)
+    played = _play(verdicts, values, list(range(n)) + list(range(n - 2, -1, -1)), cfg, dt)
+    judged = region.good | region.blurred
+    out = {}
+    for name, visits in (("first_pass", played[:n]), ("return_pass", played[n:])):
+        out[name] = [{"frame": i, "sharp": i in region.good,
+                      "sharp_prob": round(v.sharp_prob, 4) if v else 0.5,
+                      "label": v.label if v else "unknown",
+                      "decided_by": v.decided_by if v else "nothing"}
+                     for i, v in visits if i in judged]
+    return out
+
+
+def evaluate_fused(predict: Callable, regions: Iterable[SweepTruth] = REAL_SWEEP_REGIONS,
+                   shared: Path = SHARED_DATA, opts: FocusNetOptions = LIVE_OPTIONS,
+                   cfg: VerdictConfig = VerdictConfig()) -> dict:
+    """AUC and accuracy of the live verdict, per region and pooled, for both passes."""
+    out: dict = {"regions": {}, "pooled": {}}
+    pooled: dict = {"first_pass": [], "return_pass": []}
+    for region in regions:
+        rows = fused_rows(predict, region, shared, opts, cfg)
+        out["regions"][region.name] = {
+            k: {"crops": len(v), "auc": auc(v, "sharp_prob"), "accuracy": accuracy(v),
+                "decided_by": sorted({r["decided_by"] for r in v}), "rows": v}
+            for k, v in rows.items()}
+        for k, v in rows.items():
+            pooled[k] += v
+    for k, v in pooled.items():
+        out["pooled"][k] = {"crops": len(v), "auc": auc(v, "sharp_prob"), "accuracy": accuracy(v)}
+    return out
+
+
+def fused_table(result: dict) -> list[str]:
+    lines = ["| region | AUC, first pass | accuracy, first pass | AUC, return pass | accuracy, return pass |",
+             "|---|---|---|---|---|"]
+    for name, r in list(result["regions"].items()) + [("**pooled**", result["pooled"])]:
+        a, b = r["first_pass"], r["return_pass"]
+        lines.append(f"| {name} | {a['auc']:.3f} | {a['accuracy']:.3f} | {b['auc']:.3f} | {b['accuracy']:.3f} |")
+    return lines

@@ -117,8 +117,10 @@ class Runner:
         last = self.loop.last_result
         if last is not None:
             out["last"] = {"focus": last.focus}
-            if last.cnn is not None:
-                out["last"].update(label=last.cnn.label, sharp_prob=last.cnn.sharp_prob)
+            if last.label is not None:
+                out["last"].update(label=last.label, sharp_prob=last.sharp_prob)
+            if last.verdict is not None:
+                out["last"]["verdict_by"] = last.verdict.decided_by
         return to_jsonable(out)
 
     def _install_signals(self):

@@ -21,6 +21,7 @@ from device.config.bracket import BracketConfig
 from device.config.convert import build, merge
 from device.config.inputs import InputConfig
 from device.config.stars import SkyConfig, StarsConfig
+from device.config.verdict import VerdictConfig
 from device.config.tomlfile import read_toml
 from device.errors import ConfigError
 
@@ -492,6 +493,7 @@ class Config:
     bracket: BracketConfig = field(default_factory=BracketConfig)
     input: InputConfig = field(default_factory=InputConfig)
     stars: StarsConfig = field(default_factory=StarsConfig)
+    verdict: VerdictConfig = field(default_factory=VerdictConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

@@ -36,6 +36,25 @@ class CnnVerdict:
         return out
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """The live loop's sharpness verdict: the net and the focus curve of the current pass
+    together (``device.scoring.verdict``). ``decided_by`` is ``net``, ``curve``,
+    ``net_and_curve``, ``net_unsure`` (the net's own answer, no evidence outweighs it)
+    or ``no_detail``."""
+    label: str                        # "sharp" | "defocus" | "motion" | "flat"
+    sharp_prob: float
+    decided_by: str
+    net_weight: float
+    curve_weight: float
+    curve_ratio: Optional[float]      # the ROI's focus value / the recent curve's top
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "sharp_prob": round(self.sharp_prob, 4),
+                "verdict_by": self.decided_by, "net_weight": self.net_weight,
+                "curve_weight": self.curve_weight, "curve_ratio": self.curve_ratio}
+
+
 @dataclass
 class FrameResult:
     frame: int                        # the frame's index in its source
@@ -46,13 +65,19 @@ class FrameResult:
     roi: Optional[Roi] = None         # (x, y, w, h) in frame pixels, checked against the frame
     cnn: Optional[CnnVerdict] = None
     defects: Optional[list] = None    # confirmed defects, attached by the live defect map
+    verdict: Optional[Verdict] = None # the net and the focus curve together (live loop)
 
     @property
     def sharp_prob(self) -> Optional[float]:
+        """The reported p(sharp): the fused verdict's where there is one, else the net's."""
+        if self.verdict is not None:
+            return self.verdict.sharp_prob
         return self.cnn.sharp_prob if self.cnn is not None else None
 
     @property
     def label(self) -> Optional[str]:
+        if self.verdict is not None:
+            return self.verdict.label
         return self.cnn.label if self.cnn is not None else None
 
     @property
@@ -64,7 +89,17 @@ class FrameResult:
         out = {"focus": self.focus, "measures": dict(self.measures), "tile_map": self.tile_map}
         if self.cnn is not None:
             out.update(self.cnn.to_json(with_map=False))
+        self._add_verdict(out)
         return out
+
+    def _add_verdict(self, out: dict) -> None:
+        """``label``/``sharp_prob`` become the fused verdict's; the net's own answer stays
+        as ``net_label``/``net_sharp_prob``."""
+        if self.verdict is None:
+            return
+        if self.cnn is not None:
+            out["net_label"], out["net_sharp_prob"] = self.cnn.label, self.cnn.sharp_prob
+        out.update(self.verdict.to_json())
 
     def to_json(self) -> dict:
         """The frame-log record (one JSON line per frame); arrays stay arrays until
@@ -74,6 +109,7 @@ class FrameResult:
                "roi": list(self.roi) if self.roi else None}
         if self.cnn is not None:
             out.update(self.cnn.to_json())
+        self._add_verdict(out)
         if self.defects is not None:
             out["defects"] = self.defects
         return out

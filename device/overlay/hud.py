@@ -18,10 +18,15 @@ class HudInfo:
     peak: Optional[float] = None
     label: Optional[str] = None
     sharp_prob: Optional[float] = None
+    verdict_by: Optional[str] = None    # which evidence decided the label (scoring.verdict)
     autofocus: Optional[str] = None
     motor: Optional[str] = None
     captures: Optional[int] = None
     fps: Optional[float] = None
+
+
+# The label line names the evidence when the focus curve had a say in it.
+_VERDICT_PREFIX = {"curve": "curve", "net_and_curve": "CNN+curve"}
 
 
 def hud_lines(info: HudInfo) -> list[str]:
@@ -31,7 +36,7 @@ def hud_lines(info: HudInfo) -> list[str]:
         lines.append(f"focus {info.focus:.1f}{peak}")
     if info.label:
         p = f" {info.sharp_prob:.2f}" if info.sharp_prob is not None else ""
-        lines.append(f"CNN {info.label}{p}")
+        lines.append(f"{_VERDICT_PREFIX.get(info.verdict_by, 'CNN')} {info.label}{p}")
     if info.autofocus:
         lines.append(f"AF {info.autofocus}")
     if info.motor:

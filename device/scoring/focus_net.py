@@ -17,7 +17,9 @@ import numpy as np
 from device.common.preprocess import FOCUS_CLASSES, FOCUS_TILE
 from device.loop.result import CnnVerdict, FrameResult
 from device.scoring.inference import TFLiteModel, check_classes, check_input, map_outputs, open_model
+from device.config.verdict import VerdictConfig
 from device.scoring.pooling import FocusNetOptions, judge
+from device.scoring.verdict import FocusCurve, fuse
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,14 @@ class FocusScorer:
 
 
 class CnnScorer:
-    """The live-loop scorer: classic measures and tile map, plus the focus net's verdict."""
+    """The live-loop scorer: classic measures and tile map, the focus net's verdict, and
+    (unless ``verdict`` is None) the verdict fused with the region's focus curve."""
 
-    def __init__(self, classic, focus: FocusScorer):
+    def __init__(self, classic, focus: FocusScorer, verdict: Optional[VerdictConfig] = VerdictConfig()):
         self.classic = classic
         self.focus = focus
+        self.verdict_cfg = verdict
+        self.curve = FocusCurve(verdict) if verdict is not None else None
 
     @property
     def roi(self):
@@ -72,10 +77,15 @@ class CnnScorer:
 
     def set_roi(self, roi) -> None:
         self.classic.set_roi(roi)
+        if self.curve is not None:
+            self.curve.reset()            # another region: another curve
 
     def score(self, frame) -> FrameResult:
         result = self.classic.score(frame)
         result.cnn = self.focus.analyse(frame.grey, result.roi)
+        if self.curve is not None:
+            evidence = self.curve.update(result.focus, result.timestamp)
+            result.verdict = fuse(result.cnn, evidence, self.verdict_cfg)
         return result
 
 
@@ -87,7 +97,7 @@ def scorer_from_config(cfg, classic, model_path=None):
     log.info("focus net: %s (%s, %d threads, %d bytes)", focus.model.path,
              focus.meta.get("model_version", "no metadata"), focus.model.num_threads,
              focus.model.size_bytes)
-    return CnnScorer(classic, focus)
+    return CnnScorer(classic, focus, cfg.verdict if cfg.verdict.enabled else None)
 
 
 def image_verdict_fn(cfg=None, model_path=None):

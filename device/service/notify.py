@@ -228,8 +228,8 @@ class ServiceNotifierSink(Sink):
             self.watchdog.maybe_ping(now)
         if math.isfinite(result.focus):
             self.focus = float(result.focus)
-        if result.cnn is not None:
-            self.verdict = (result.cnn.label, float(result.cnn.sharp_prob))
+        if result.label is not None:
+            self.verdict = (result.label, float(result.sharp_prob))
         if self._window_start is None:
             self._window_start = now
             self._window_frames = 0

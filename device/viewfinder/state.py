@@ -136,6 +136,7 @@ class Viewfinder(Sink):
             peak=self.peak.peak or None,
             label=result.label,
             sharp_prob=result.sharp_prob,
+            verdict_by=result.verdict.decided_by if result.verdict is not None else None,
             autofocus=af.state if af is not None else None,
             motor=str(af.position) if af is not None else None,
             captures=self.capture.count if self.capture is not None else None,

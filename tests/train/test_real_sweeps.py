@@ -8,7 +8,7 @@ from device.common.preprocess import FOCUS_CLASSES
 from device.scoring.focus_net import FocusScorer
 from tests.conftest import shared_data
 from train import real_sweeps as RS
-from train.sweep_truth import HEATSINK_TOP, SweepTruth
+from train.sweep_truth import BOARD_TEXT, HEATSINK_TOP, SweepTruth
 
 
 def _constant(p_sharp: float):
@@ -59,3 +59,20 @@ def test_regions_of_a_sweep_the_model_was_trained_on_are_not_pooled_as_blind():
     assert list(result["regions"]) == [RS.REAL_SWEEP_REGIONS[0].name]
     assert SHORT.name in result["trained_regions"]
     assert any("not blind" in line for line in lines)
+
+
+def test_on_a_real_pcb_sweep_the_curve_outvotes_the_net_where_the_net_is_wrong():
+    """The shipped net calls the sharp frames of the PCB's "SW1" text blurred; rocked
+    through focus, the live verdict (net and curve) gets every judged frame right on the
+    return pass, and the curve alone does too."""
+    shared_data("pcb_focus_sweep")
+    scorer = FocusScorer.from_path(num_threads=1)
+    net_alone = RS.evaluate(scorer.predict, [BOARD_TEXT])["regions"][BOARD_TEXT.name]
+    fused = RS.fused_rows(scorer.predict, BOARD_TEXT)
+    curve = RS.fused_rows(None, BOARD_TEXT)
+    assert net_alone["accuracy_label"] < 0.9                       # the failure being fixed
+    assert RS.accuracy(fused["return_pass"]) == 1.0
+    assert RS.accuracy(curve["return_pass"]) == 1.0
+    assert {r["decided_by"] for r in fused["return_pass"]} <= {"curve", "net_and_curve"}
+    # on the first pass the early frames have no curve yet: the net speaks alone there
+    assert fused["first_pass"][0]["decided_by"] in ("net", "net_unsure")

@@ -177,8 +177,9 @@ class WebViewfinder(Sink):
                  "measures": result.measures if result else None}
         if result is not None and result.cnn is not None:
             cnn = result.cnn
-            focus.update(label=cnn.label, sharp_prob=cnn.sharp_prob, probs=cnn.probs,
-                         blur_px=cnn.blur_px)
+            focus.update(label=result.label, sharp_prob=result.sharp_prob, probs=cnn.probs,
+                         blur_px=cnn.blur_px, net_label=cnn.label, net_sharp_prob=cnn.sharp_prob,
+                         verdict_by=result.verdict.decided_by if result.verdict else "net")
         out = {
             "source": self.source.info() if self.source is not None else None,
             "frames": vf.frames,

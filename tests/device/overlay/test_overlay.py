@@ -166,6 +166,9 @@ def test_hud_lists_only_known_facts_and_colours_the_bar_by_peak_distance():
                                     captures=3, fps=29.5))
     assert lines == ["focus 12.0  peak 20.0", "CNN sharp 0.90", "captures 3", "29.5 fps"]
     assert ov.hud_lines(ov.HudInfo()) == []
+    # the label line names the evidence when the focus curve had a say in it
+    for by, head in (("curve", "curve sharp"), ("net_and_curve", "CNN+curve sharp"), ("net", "CNN sharp")):
+        assert ov.hud_lines(ov.HudInfo(label="sharp", sharp_prob=0.9, verdict_by=by)) == [f"{head} 0.90"]
     assert ov.bar_colour(1.0) == (0, 220, 0) and ov.bar_colour(0.5) == (0, 0, 230)
 
 

@@ -166,6 +166,35 @@ def test_loop_scorer_merges_classic_and_cnn():
     assert not isinstance(scorer_from_config(off, ClassicScorer(off.scoring)), CnnScorer)
 
 
+def test_loop_scorer_fuses_the_net_with_the_focus_curve_on_a_real_pcb_sweep():
+    """Rocked through focus on the PCB's "SW1" text, where the shipped net alone calls
+    the sharp frames blurred: on the way back the reported label follows the curve, the
+    net's own answer stays in the log, and a new ROI starts a new curve."""
+    from device.scoring.classic import ClassicScorer
+    from device.sources.base import Frame
+    from tests.sweep_truth import BOARD_TEXT
+
+    cfg = load_config(overrides={"models": {"num_threads": 1}, "scoring": {"roi": list(BOARD_TEXT.roi)}})
+    s = scorer_from_config(cfg, ClassicScorer(cfg.scoring))
+    paths = pcb_sweep_paths()
+    order = list(range(len(paths))) + list(range(len(paths) - 2, -1, -1))
+    greys = {i: cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for i, p in enumerate(paths)}
+    back = {}
+    for k, i in enumerate(order):
+        r = s.score(Frame(grey=greys[i], timestamp=0.1 * k, index=k))
+        if k >= len(paths) - 1:          # the turn and the way back
+            back[i] = r.to_json()
+    for i in BOARD_TEXT.good:
+        assert back[i]["label"] == "sharp", back[i]
+        assert back[i]["verdict_by"] in ("curve", "net_and_curve")
+    assert any(back[i]["net_label"] != "sharp" for i in BOARD_TEXT.good)   # the net alone is wrong
+    for i in BOARD_TEXT.blurred:
+        assert back[i]["label"] != "sharp", back[i]
+    s.set_roi((0, 0, 640, 480))
+    r = s.score(Frame(grey=greys[3], timestamp=0.1 * len(order), index=len(order)))
+    assert r.verdict.curve_weight == 0.0                 # one frame of the new region: no curve
+
+
 def test_score_json_contract(tmp_path):
     img = tmp_path / "coffee.png"
     cv2.imwrite(str(img), load_photo("coffee"))
