@@ -1,12 +1,12 @@
 """Capture-when-sharp on the real PCB sweep and on simulated hand-turned lenses.
 
-    python bench/bench_capture.py [--scale 1] [--sim-seeds 8] [--json OUT]
+    python bench/bench_capture.py [--scale 2] [--sim-seeds 6] [--json OUT]
 
-Targets (issue 7): on ``../shared/data/pcb_focus_sweep`` played as a video, each image
-held for 5 frames, ROI 750,500,550,500 (the switch top, sharp at 005-007): captures only
-at frames 005-007, at least one, at most one per pass through focus. Run forward and
-then backward (two passes), with the classic rule alone and with the focus CNN gating
-(when ``models/focus.tflite`` loads).
+Targets (issues 7 and 14): every judged region of the three real sweeps beside the project
+(``train/sweep_truth.py``: the PCB sweep's switch top and "SW1" text, the Pi board's
+heatsink, the USB dongle's text) played as a video, each image held for 5 frames, forward
+and then back (two passes): exactly one capture per pass, inside the judged sharp frames,
+with the classic rule alone and with the focus net (when ``models/focus.tflite`` loads).
 
 Also reported: the sink's per-frame cost (the loop pays it; writes are on a thread),
 the time to save one full-size capture (encode + fsync + link, on the writer thread),
@@ -34,10 +34,9 @@ from device.capture.sink import CaptureSink  # noqa: E402
 from device.config import CaptureConfig, ScoringConfig, SimConfig, load_config  # noqa: E402
 from device.scoring.classic import ClassicScorer  # noqa: E402
 from device.sources.base import Frame  # noqa: E402
-from tests.sweep_truth import SWITCH_TOP  # noqa: E402
+from tests.sweep_truth import REAL_SWEEP_REGIONS  # noqa: E402
 
-SWEEP = ROOT.parent / "shared" / "data" / "pcb_focus_sweep"
-ROI = SWITCH_TOP.roi
+SHARED = ROOT.parent / "shared" / "data"
 HOLD = 5
 
 
@@ -62,15 +61,19 @@ def scorers(roi):
     return out
 
 
-def pcb(scale: int) -> dict:
-    imgs = [cv2.imread(str(SWEEP / f"pcb_{i:03d}.JPG")) for i in range(10)]
-    if any(m is None for m in imgs):
-        sys.exit(f"the real sweep is missing: {SWEEP}")
+def real_sweep(region, scale: int) -> dict:
+    """One judged region's sweep played forward then back, each frame held HOLD frames."""
+    folder = SHARED / region.sweep
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    imgs = [cv2.imread(str(p)) for p in paths]
+    if not imgs or any(m is None for m in imgs):
+        sys.exit(f"the real sweep is missing or unreadable: {folder}")
     if scale > 1:
         imgs = [cv2.resize(m, (m.shape[1] // scale, m.shape[0] // scale), interpolation=cv2.INTER_AREA)
                 for m in imgs]
-    roi = tuple(v // scale for v in ROI)
-    order = list(range(10)) + list(range(9, -1, -1))
+    n = len(imgs)
+    roi = tuple(v // scale for v in region.roi)
+    order = list(range(n)) + list(range(n - 1, -1, -1))
     out = {}
     for name, scorer in scorers(roi).items():
         with tempfile.TemporaryDirectory() as d:
@@ -86,13 +89,15 @@ def pcb(scale: int) -> dict:
                     sink.on_frame(f, r)
                     sink_ms.append(1000 * (time.perf_counter() - t))
             metas = [json.loads(p.read_text()) for p in sorted(Path(d).glob("*.json"))]
-        caps = [{"frame": m["frame_index"], "image": f"pcb_{order[m['frame_index'] // HOLD]:03d}",
-                 "pass": m["frame_index"] // (10 * HOLD), "sharp_prob": m["scores"].get("sharp_prob")}
+        caps = [{"frame": m["frame_index"], "image": order[m["frame_index"] // HOLD],
+                 "pass": m["frame_index"] // (n * HOLD),
+                 "decided_by": (m.get("peak") or {}).get("decision", {}).get("decided_by"),
+                 "sharp_prob": m["scores"].get("sharp_prob")}
                 for m in metas]
-        ok_frames = all(int(c["image"][-3:]) in SWITCH_TOP.good for c in caps)
         per_pass = [sum(c["pass"] == p for c in caps) for p in (0, 1)]
-        out[name] = {"captures": caps, "only_005_007": ok_frames, "at_least_one": bool(caps),
-                     "per_pass": per_pass, "at_most_one_per_pass": max(per_pass) <= 1,
+        out[name] = {"captures": caps, "inside_judged_sharp": all(c["image"] in region.good for c in caps),
+                     "judged_sharp": sorted(region.good), "per_pass": per_pass,
+                     "one_per_pass": per_pass == [1, 1],
                      "sink_ms_p50": round(statistics.median(sink_ms), 4),
                      "sink_ms_max": round(max(sink_ms), 3)}
     return out
@@ -147,11 +152,17 @@ def sim(seeds: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scale", type=int, default=1, help="downscale the sweep by this factor")
+    ap.add_argument("--scale", type=int, default=2, help="downscale the sweep by this factor")
     ap.add_argument("--sim-seeds", type=int, default=6)
     ap.add_argument("--json")
     args = ap.parse_args()
-    out = {"pcb_sweep": pcb(args.scale), "save_full_size": save_latency(), "sim": sim(args.sim_seeds)}
+    out = {"real_sweeps": {r.name: real_sweep(r, args.scale) for r in REAL_SWEEP_REGIONS},
+           "save_full_size": save_latency(), "sim": sim(args.sim_seeds)}
+    for name, res in out["real_sweeps"].items():
+        for scorer, r in res.items():
+            print(f"{name:34s} {scorer:8s} captures {[c['image'] for c in r['captures']]} per pass "
+                  f"{r['per_pass']} inside judged {r['judged_sharp']}: {r['inside_judged_sharp']}",
+                  file=sys.stderr)
     print(json.dumps(out, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -242,7 +242,8 @@ class CaptureSink(Sink):
     @staticmethod
     def _make_trap(cfg: CaptureConfig) -> TrapFocus:
         return TrapFocus(fire_ratio=cfg.fire_ratio, rearm_ratio=cfg.rearm_ratio,
-                         fall_ratio=cfg.fall_ratio, history=cfg.history_frames, keep=cfg.burst)
+                         fall_ratio=cfg.fall_ratio, history=cfg.history_frames, keep=cfg.burst,
+                         confirm_frames=cfg.confirm_frames)
 
     def _prepare_dir(self) -> None:
         ensure_writable_dir(self.dir)
@@ -480,6 +481,11 @@ class CaptureSink(Sink):
         """Finish the queued writes (files are left whole), then stop the worker."""
         if self._closed:
             return
+        if self.cfg.enabled:
+            # the stream ended during a peak's fall: it is a peak (trap.flush)
+            event = self.trap.flush()
+            if event is not None:
+                self._on_peak(event)
         self._closed = True
         self._jobs.put(None)
         self._worker.join(timeout)

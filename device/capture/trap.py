@@ -10,9 +10,12 @@ Three refinements make it fire exactly once per pass:
   leaving it does not fire again;
 * the rise must be real: the value must reach ``trough / rearm_ratio``, so a slow
   monotonic fall (where the window maximum itself decays) can never open a peak;
-* the peak is confirmed only once the value falls below ``fall_ratio`` of the best
-  value seen while it was open; the best frames are kept meanwhile and handed back, so
-  the caller saves the sharpest frame rather than the one that confirmed the peak.
+* the peak is confirmed only once the value has stayed below ``fall_ratio`` of the best
+  value seen while it was open for ``confirm_frames`` frames in a row; a value that climbs
+  back above the best first means the pass had not reached its top (a glitch frame or a
+  jolt on the way up, as in the real USB dongle sweep) and the peak stays open. The best
+  frames are kept meanwhile and handed back, so the caller saves the sharpest frame
+  rather than the one that confirmed the peak.
 
 Decisions use the median of the last three values, so one noisy frame can neither
 dip nor spike a peak into existence; the best frames are still chosen on raw values.
@@ -47,13 +50,15 @@ class PeakEvent:
 
 class TrapFocus:
     def __init__(self, fire_ratio: float = 0.8, rearm_ratio: float = 0.6,
-                 fall_ratio: float = 0.95, history: int = 90, keep: int = 1):
+                 fall_ratio: float = 0.95, history: int = 90, keep: int = 1,
+                 confirm_frames: int = 1):
         if not 0 < rearm_ratio < fire_ratio < 1:
             raise ValueError("need 0 < rearm_ratio < fire_ratio < 1")
         if not 0 < fall_ratio < 1:
             raise ValueError("fall_ratio must lie in (0, 1)")
-        if history < 3 or keep < 1:
-            raise ValueError("history must be >= 3 and keep >= 1")
+        if history < 3 or keep < 1 or confirm_frames < 1:
+            raise ValueError("history must be >= 3, keep and confirm_frames >= 1")
+        self.confirm_frames = confirm_frames
         self.fire_ratio, self.rearm_ratio, self.fall_ratio = fire_ratio, rearm_ratio, fall_ratio
         self.keep = keep
         self._hist: deque = deque(maxlen=history)   # (seq, value)
@@ -109,18 +114,17 @@ class TrapFocus:
                 peak["best"] = value
             if cand is not None:
                 self._offer(peak, cand)
-            if value < self.fall_ratio * peak["best"]:
-                event = PeakEvent(best_value=peak["best"], history_max=peak["hmax"],
-                                  trough=peak["trough"], opened_at=peak["opened"], confirmed_at=seq,
-                                  candidates=sorted(peak["cands"], key=lambda c: (-c.value, c.seq)))
-                self._open = None
-                self._closed_at = seq
+            below = value < self.fall_ratio * peak["best"]
+            peak["below"] = peak["below"] + 1 if below else 0
+            if peak["below"] >= self.confirm_frames:
+                event = self._confirm(seq)
         else:
             hmax = self._history_max(value)
             trough = self._trough()
             if (trough is not None and value >= self.fire_ratio * hmax
                     and value * self.rearm_ratio >= trough):
-                self._open = {"best": value, "hmax": hmax, "trough": trough, "opened": seq, "cands": []}
+                self._open = {"best": value, "hmax": hmax, "trough": trough, "opened": seq, "cands": [],
+                              "below": 0}
                 # The median lags one frame: the frame before may be the sharpest one.
                 for c in (self._prev, cand):
                     if c is not None:
@@ -128,6 +132,21 @@ class TrapFocus:
         self._hist.append((seq, value))
         self._prev = cand
         return event
+
+    def flush(self) -> Optional[PeakEvent]:
+        """At the end of the stream: a peak whose fall had begun is confirmed, since no
+        frame can bring it back now; one that had not started to fall is dropped."""
+        if self._open is None or self._open["below"] == 0:
+            return None
+        return self._confirm(self._seq - 1)
+
+    def _confirm(self, seq: int) -> PeakEvent:
+        peak = self._open
+        self._open = None
+        self._closed_at = seq
+        return PeakEvent(best_value=peak["best"], history_max=peak["hmax"], trough=peak["trough"],
+                         opened_at=peak["opened"], confirmed_at=seq,
+                         candidates=sorted(peak["cands"], key=lambda c: (-c.value, c.seq)))
 
     def _offer(self, peak: dict, cand: Candidate) -> None:
         cands = peak["cands"]

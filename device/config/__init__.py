@@ -319,6 +319,7 @@ class CaptureConfig:
     fire_ratio: float = 0.8
     rearm_ratio: float = 0.6
     fall_ratio: float = 0.95
+    confirm_frames: int = 8              # ... for this many frames in a row (a glitch is not a fall)
     history_frames: int = 90             # the "recent history" the maximum is taken over
     cooldown_s: float = 2.0
     burst: int = 1                       # the N best frames of a peak (Pi still: N stills)
@@ -349,6 +350,8 @@ class CaptureConfig:
             raise ConfigError("capture.fall_ratio must lie in (0, 1)")
         if self.history_frames < 3:
             raise ConfigError("capture.history_frames must be >= 3")
+        if self.confirm_frames < 1:
+            raise ConfigError("capture.confirm_frames must be >= 1")
         if self.cooldown_s < 0 or self.min_free_mb < 0:
             raise ConfigError("capture.cooldown_s and capture.min_free_mb must be >= 0")
         if not 1 <= self.burst <= 20:

@@ -69,6 +69,7 @@ LIMITS: dict[str, tuple[Optional[float], Optional[float]]] = {
     "service.status_interval_s": (None, _HOUR),
     "capture.strong_rise": (None, 1e6),
     "capture.history_frames": (3, 100_000),
+    "capture.confirm_frames": (1, 100_000),
     "capture.cooldown_s": (0, _DAY),
     "capture.max_files": (1, 10_000_000),
     "capture.min_free_mb": (0, 1e9),

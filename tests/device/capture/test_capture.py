@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, pcb_sweep_paths, shared_data
-from tests.sweep_truth import HEATSINK_TOP, SWITCH_TOP
+from tests.sweep_truth import BOARD_TEXT, HEATSINK_TOP, SWITCH_TOP, USB_TEXT
 from device.capture.sink import CaptureSink, ensure_writable_dir, remove_stale_temps
 from device.common.atomic import is_temp_name
 from device.config import CaptureConfig, ScoringConfig, SimConfig, load_config
@@ -87,10 +87,11 @@ def test_real_sweep_captures_only_at_the_sharp_frames_once_per_pass(sweep_images
         assert m["settings"]["fire_ratio"] == 0.8 and m["trigger"] == "trap"
 
 
-@pytest.mark.parametrize("region", [SWITCH_TOP, HEATSINK_TOP], ids=lambda r: r.name)
+@pytest.mark.parametrize("region", [SWITCH_TOP, BOARD_TEXT, HEATSINK_TOP, USB_TEXT], ids=lambda r: r.name)
 def test_real_sweeps_with_the_focus_net_capture_once_per_pass_at_the_judged_frames(region, tmp_path):
     """The shipped net and the curve together, on real sweeps played forward and back at
-    5 frames per lens position: the net must not veto the real peaks."""
+    5 frames per lens position: the net must not veto the real peaks, and a glitch frame
+    on the way up (the USB sweep's frames 10 and 20) must not pass for a peak."""
     from device.config import load_config
     from device.scoring.focus_net import scorer_from_config
 
@@ -150,10 +151,11 @@ def fake_results(values, prob):
         yield f, result(float(v), frame=i, timestamp=float(i), cnn=verdict(prob))
 
 
-BUMP = [10, 10, 20, 50, 90, 100, 90, 50, 20, 10, 10]
+# Each ends with enough low frames to confirm the peak (capture.confirm_frames).
+BUMP = [10, 10, 20, 50, 90, 100, 90, 50, 20, 10, 10] + [10] * 8
 
 
-WEAK_BUMP = [30, 30, 32, 80, 100, 80, 32, 30, 30]      # through the trap, but under a 3x rise
+WEAK_BUMP = [30, 30, 32, 80, 100, 80, 32, 30, 30] + [30] * 8     # through the trap, under a 3x rise
 
 
 def test_a_confident_net_vetoes_only_a_weak_peak(tmp_path):

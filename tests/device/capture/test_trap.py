@@ -101,3 +101,44 @@ def test_any_single_pass_fires_exactly_once_near_the_top(centre, width, base, no
     assert len(events) == 1
     best = events[0][1].candidates[0].payload
     assert values[best] >= 0.95 * max(values)
+
+
+def _held(values, hold=5):
+    return [v for v in values for _ in range(hold)]
+
+
+# The real USB dongle sweep's text region (focus / its top, frames 0-20): frame 10 is a
+# glitch on the way up, held 5 frames as the capture benchmark plays it.
+USB_WAY_UP = [0.09, 0.09, 0.10, 0.11, 0.12, 0.14, 0.16, 0.20, 0.26, 0.34, 0.06, 0.46, 0.61,
+              0.78, 0.92, 1.0, 0.98, 0.83, 0.58, 0.37, 0.06]
+
+
+def test_a_glitch_on_the_way_up_does_not_confirm_a_peak_when_the_fall_must_last():
+    quick = feed(TrapFocus(confirm_frames=1), _held(USB_WAY_UP))
+    assert [ev.candidates[0].payload // 5 for _, ev in quick][0] == 9      # the old rule: fooled
+    (at, ev), = feed(TrapFocus(confirm_frames=8), _held(USB_WAY_UP))
+    assert ev.candidates[0].payload // 5 == 15                             # the real top
+    assert at >= 17 * 5 + 7                                                # 8 frames below the top
+
+
+def test_a_fall_shorter_than_confirm_frames_keeps_the_peak_open():
+    values = [10] * 5 + [50, 100, 100] + [60] * 3 + [100, 100, 60] + [10] * 10
+    assert feed(TrapFocus(confirm_frames=3), values)[0][0] == 11       # 3 frames below: done
+    (at, ev), = feed(TrapFocus(confirm_frames=4), values)               # back up first: open
+    assert at == 17 and ev.candidates[0].payload == 6
+
+
+def test_confirm_frames_must_be_positive():
+    with pytest.raises(ValueError):
+        TrapFocus(confirm_frames=0)
+
+
+def test_at_the_end_of_the_stream_a_falling_peak_is_confirmed_and_a_rising_one_dropped():
+    trap = TrapFocus(confirm_frames=8)
+    assert feed(trap, [10] * 5 + [50, 100, 100, 60, 40, 30]) == []   # fell, but not for 8 frames
+    ev = trap.flush()
+    assert ev is not None and ev.candidates[0].payload == 6
+    assert trap.flush() is None                                     # once
+    rising = TrapFocus(confirm_frames=8)
+    feed(rising, [10] * 5 + [50, 100])
+    assert rising.flush() is None
