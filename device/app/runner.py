@@ -20,7 +20,7 @@ from typing import Callable, Optional
 from device.app.wiring import build_app, validate_reload
 from device.common.jsonio import to_jsonable
 from device.config import load_config
-from device.errors import ConfigError
+from device.errors import FocusAssistError
 from device.loop.frame_loop import Loop
 from device.loop.sink import close_all
 from device.service.logs import setup_logging
@@ -73,25 +73,53 @@ class Runner:
         self.error: Optional[BaseException] = None
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file; apply what can change live, keep the rest."""
+        """SIGHUP: re-read the config file; apply what can change live, keep the rest.
+
+        Runs on the frame loop's thread between frames. A new config is checked against the
+        newest frame, so a reload that arrives before the first one waits for it. A config
+        that does not fit, or that a feature fails to apply, is logged and the old one is
+        put back everywhere: the service never stops over a reload.
+        """
+        frame = self.loop.last_frame
+        if frame is None:
+            self.loop.reload_requested.set()    # again after the first frame
+            return
         notifier = self.app.notifier
         notifier.reloading()    # systemctl shows "reloading" until READY=1 below
         try:
+            old = self.cfg
             try:
                 new = load_config(self.opts.config_path, self.opts.overrides)
-                frame = self.loop.last_frame
-                validate_reload(new, self.cfg, frame.grey.shape if frame is not None else None)
-            except ConfigError as exc:
+                validate_reload(new, old, frame.grey.shape)
+            except FocusAssistError as exc:
                 log.error("config reload failed, keeping the old config: %s", exc)
                 return
-            self.cfg = new
-            setup_logging(new.log.level)
-            self.app.scorer.set_roi(new.scoring.roi)
-            for sink in self.app.sinks:
-                sink.reconfigure(new)
-            log.info("config reloaded from %s", self.opts.config_path or "defaults")
+            done, failed = self._apply(new)
+            if failed is None:
+                self.cfg = new
+                setup_logging(new.log.level)
+                log.info("config reloaded from %s", self.opts.config_path or "defaults")
+                return
+            log.error("config reload failed in %s, keeping the old config", failed)
+            _, failed = self._apply(old, upto=done + 1)   # the parts that took the new one
+            if failed is not None:
+                log.error("restoring the old config failed in %s too", failed)
         finally:
             notifier.ready()
+
+    def _apply(self, cfg, upto: Optional[int] = None) -> tuple[int, Optional[str]]:
+        """Hand ``cfg`` to the scorer, then every sink (the first ``upto`` parts): how many
+        took it, and the name of the one that raised."""
+        parts = [("the scorer", lambda: self.app.scorer.set_roi(cfg.scoring.roi))]
+        parts += [(sink.__class__.__name__, lambda s=sink: s.reconfigure(cfg))
+                  for sink in self.app.sinks]
+        for i, (name, apply) in enumerate(parts[:upto]):
+            try:
+                apply()
+            except Exception:   # one feature's bug must not end the service
+                log.exception("reconfiguring %s failed", name)
+                return i, name
+        return len(parts), None
 
     def _work(self) -> None:
         try:
