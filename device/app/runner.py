@@ -142,14 +142,18 @@ class Runner:
                 if self.app.finished.is_set():     # e.g. a focus bracket that is done
                     self.loop.stop()
         finally:
-            self._restore_signals(handlers)
-            if self.signalled:
-                self.stop_bounded(worker)
-            else:
-                # The input ended, the worker raised, or the run's work is done (a bracket):
-                # queued captures are finished, as a batch run expects.
-                worker.join(1.0)
-                self.loop.close()
+            try:
+                if self.signalled:
+                    self.stop_bounded(worker)
+                else:
+                    # The input ended, the worker raised, or the run's work is done (a
+                    # bracket): queued captures are finished, as a batch run expects.
+                    worker.join(1.0)
+                    self.loop.close()
+            finally:
+                # Only now: a second Ctrl-C during the stop must not raise KeyboardInterrupt
+                # into the middle of it.
+                self._restore_signals(handlers)
         if self.error is not None:
             if not self.signalled:
                 raise self.error
