@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 # What a SIGTERM may spend closing, counted from the signal. With the interpreter's exit
 # after it, this leaves margin inside the 2 s stop promised to systemd (the unit SIGKILLs
-# at 10 s): 1.37-1.48 s from SIGTERM to exit with the camera stuck in OpenCV's read() or a
-# full PNG capture queue, on a 2-core box at load 9.
+# at 10 s): at most 1.58 s from SIGTERM to exit with the camera stuck in OpenCV's read()
+# or a full PNG capture queue, on a 2-core box at load 9.5 (bench/bench_stop.py).
 STOP_BUDGET_S = 1.5
 # Of that, how long the frame loop may take to finish the frame it is on.
 WORKER_WAIT_S = 0.4
