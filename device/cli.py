@@ -128,7 +128,7 @@ def _extension_parsers():
 def run_overrides(args) -> dict:
     """CLI flags of ``run`` as a nested config dict (they win over the file)."""
     over: dict = {}
-    if args.source:
+    if args.source is not None:     # '' reaches the config check, not the default
         over.setdefault("source", {})["spec"] = args.source
     if args.roi:
         over.setdefault("scoring", {})["roi"] = list(args.roi)

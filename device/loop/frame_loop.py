@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import random
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class JsonlSink(Sink):
     def __init__(self, path: str, *, retry_s: float = RETRY_S,
                  clock: Callable[[], float] = time.monotonic):
         self.path = path
-        self._fh = open(path, "wb", buffering=0)
+        self._fh = open(_open_log(path), "wb", buffering=0)
         self.retry_s = retry_s
         self._clock = clock
         self._paused_until: Optional[float] = None
@@ -111,6 +112,11 @@ class JsonlSink(Sink):
         line = (dumps(result) + "\n").encode("utf-8")
         try:
             self._write((b"\n" if self._torn else b"") + line)
+        except BlockingIOError:    # a FIFO's reader lagging: this line only, no pause
+            self.lost += 1
+            self._warn.warning("frame log %s: the reader is not keeping up; lines are dropped",
+                               self.path)
+            return
         except OSError as exc:
             self.lost += 1
             self._paused_until = self._clock() + self.retry_s
@@ -126,6 +132,8 @@ class JsonlSink(Sink):
         try:
             while done < len(data):
                 n = self._fh.write(view[done:])
+                if n is None:          # a FIFO whose reader is behind (opened non-blocking)
+                    raise BlockingIOError(errno.EAGAIN, "the reader is not keeping up")
                 if not n:
                     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 done += n
@@ -140,6 +148,24 @@ class JsonlSink(Sink):
             self._fh.close()
         except OSError:
             pass
+
+
+def _open_log(path: str) -> int:
+    """The frame log's descriptor. Opening a FIFO for writing blocks until a reader comes,
+    so it is opened non-blocking: with no reader that is an error now, and a reader that
+    falls behind (a pipe through ``/dev/stdout`` too) costs lines, never a stalled loop."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK | os.O_CLOEXEC,
+                     0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(path).st_mode):
+            raise OSError(errno.ENXIO, "it is a FIFO with no reader (start the reader first)") from None
+        raise
+    if stat.S_ISFIFO(os.fstat(fd).st_mode):
+        log.info("frame log %s is a FIFO: lines its reader cannot take at once are dropped", path)
+    else:   # a file, a terminal or a device keeps ordinary writes
+        os.set_blocking(fd, True)
+    return fd
 
 
 class Loop:

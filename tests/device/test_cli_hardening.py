@@ -158,3 +158,10 @@ def test_f30_score_reads_a_piped_image_from_dev_stdin(files):
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["path"] == name and (out["width"], out["height"]) == (512, 512)
+
+
+def test_an_empty_source_is_a_config_error_not_the_default(capsys):
+    """CASES.md's note: ``--source ''`` used to run on the default source without a word."""
+    rc = main(["--log-level", "warning", "run", "--headless", "--source", "", "--frames", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "source.spec must not be empty" in err[0], err

@@ -33,6 +33,7 @@ def test_f8_non_utf8_config_on_reload_is_logged_and_the_old_config_kept(tmp_path
     p = write(tmp_path, '[source]\nspec = "sim"\n[scoring]\nroi = [10, 10, 100, 100]\n')
     runner = Runner(RunOptions(config_path=str(p), frames=1))
     try:
+        runner.loop.run()     # a reload is checked against the newest frame
         p.write_bytes(b"\xff\xfe[sim]\n")
         with caplog.at_level(logging.ERROR):
             runner.reload()

@@ -102,6 +102,7 @@ def test_bad_config_on_reload_keeps_the_old_config(tmp_path, caplog):
     cfg.write_text('[source]\nspec = "sim"\n[scoring]\nroi = [10, 10, 100, 100]\n')
     runner = Runner(RunOptions(config_path=str(cfg), frames=1))
     try:
+        runner.loop.run()     # a reload is checked against the newest frame
         cfg.write_text('[scoring]\nroi = [20, 20, 50, 50]\n')
         runner.reload()
         assert runner.cfg.scoring.roi == (20, 20, 50, 50)

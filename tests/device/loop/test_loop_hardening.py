@@ -64,3 +64,85 @@ def test_f10_run_with_the_frame_log_on_a_full_disk_finishes(capsys):
     summary = json.loads(out.strip().splitlines()[-1])
     assert rc == 0 and summary["frames"] == 40 and summary["frame_log"]["lines_lost"] == 40
     assert len([ln for ln in err.splitlines() if "frame log" in ln]) == 1 and "Traceback" not in err
+
+
+# --- run --log-jsonl <fifo>: opening a FIFO for writing used to block until a reader came ----
+
+def _open_within(path, seconds=10.0):
+    """JsonlSink(path) on a thread: (sink or exception); fails the test if it blocks."""
+    import threading
+
+    box = {}
+
+    def go():
+        try:
+            box["sink"] = JsonlSink(str(path))
+        except OSError as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "opening the frame log blocked"
+    return box
+
+
+def test_frame_log_on_a_fifo_with_no_reader_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    box = _open_within(fifo)
+    assert "sink" not in box and "FIFO with no reader" in str(box["error"])
+
+
+def test_frame_log_on_a_fifo_never_blocks_the_loop_when_the_reader_stalls(tmp_path, photo_grey, caplog):
+    import os
+
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with caplog.at_level(logging.INFO):
+            sink = _open_within(fifo)["sink"]
+        frames = list(frame_results(photo_grey, 3))
+        for f, r in frames:
+            sink.on_frame(f, r)
+        got = os.read(reader, 1 << 16).decode().splitlines()
+        assert [json.loads(line)["frame"] for line in got] == [0, 1, 2]
+        # The reader stops reading: once the pipe is full each line is dropped, none blocks.
+        for f, r in frame_results(photo_grey, 2000, start=3):
+            sink.on_frame(f, r)
+        lost = sink.stats()["frame_log"]["lines_lost"]
+        assert lost > 0 and not sink.stats()["frame_log"]["paused"]
+        messages = [r.getMessage() for r in caplog.records if "frame log" in r.getMessage()]
+        assert any("is a FIFO" in m for m in messages)
+        assert sum("not keeping up" in m for m in messages) == 1
+        # Reading again: the next line goes through whole, on a line of its own.
+        while True:
+            try:
+                if not os.read(reader, 1 << 16):
+                    break
+            except BlockingIOError:
+                break
+        f, r = next(frame_results(photo_grey, 1, start=5000))
+        sink.on_frame(f, r)
+        assert json.loads(os.read(reader, 1 << 16).decode().splitlines()[-1])["frame"] == 5000
+        sink.close()
+    finally:
+        os.close(reader)
+
+
+def test_run_log_jsonl_on_a_fifo_with_no_reader_is_one_line_and_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "frames.fifo"
+    os.mkfifo(fifo)
+    cp = subprocess.run([sys.executable, "-m", "device", "run", "--headless", "--source", "sim",
+                         "--frames", "2", "--log-jsonl", str(fifo)],
+                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    err = [ln for ln in cp.stderr.splitlines() if "error" in ln.lower()]
+    assert cp.returncode == 2, cp.stderr
+    assert len(err) == 1 and "FIFO with no reader" in err[0] and "Traceback" not in cp.stderr
