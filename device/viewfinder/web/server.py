@@ -218,6 +218,9 @@ class WebViewfinder(Sink):
             "focus": focus,
             "roi": list(result.roi) if result and result.roi else None,
             "frame_size": [int(frame.grey.shape[1]), int(frame.grey.shape[0])] if frame is not None else None,
+            # the picture the stream shows and defect positions are in (the Pi's main stream)
+            "display_size": _size(frame.color if frame.color is not None else frame.grey)
+                            if frame is not None else None,
             "history": vf.history_points(),
             "overlay": dict(vf.toggles),
             "features": self.features(),
@@ -288,3 +291,7 @@ class WebViewfinder(Sink):
         scorer.set_roi(tuple(roi) if roi is not None else None)
         self.viewfinder.reset_peak()      # focus values of another region are not comparable
         return {"roi": list(roi) if roi is not None else None}
+
+
+def _size(img) -> list:
+    return [int(img.shape[1]), int(img.shape[0])]
