@@ -36,7 +36,8 @@ from device.viewfinder.web import defects_api
 from device.viewfinder.web.access import HostPolicy, require_token
 from device.viewfinder.web.api import ApiError, Reply, feature, only
 from device.viewfinder.web.gallery import Gallery
-from device.viewfinder.web.handler import BOUNDARY, MAX_BODY, server_for  # noqa: F401 (re-exported)
+from device.viewfinder.web.handler import BOUNDARY, MAX_BODY  # noqa: F401 (re-exported)
+from device.viewfinder.web.handler import server_for as _server_for
 from device.viewfinder.web.motor_api import MotorDesk
 from device.viewfinder.web.stream import MjpegStream
 
@@ -108,7 +109,7 @@ class WebViewfinder(Sink):
         self.token = token or None
         self.gets, self.posts = self._routes()
         try:
-            self.server = server_for(host, port)
+            self.server = _server_for(host, port)
         except OSError as exc:
             raise ConfigError(f"cannot serve the web viewfinder on {listen}: {exc.strerror or exc}") from None
         self.server.app = self
