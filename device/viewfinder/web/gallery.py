@@ -260,13 +260,20 @@ class Gallery:
 
 
 def make_thumbnail(data: bytes, max_px: int = THUMB_PX) -> bytes:
-    """A JPEG of at most ``max_px`` on its longer side. A large JPEG is decoded at an
-    eighth of its size (libjpeg scales while decoding, far cheaper than decoding it all)."""
+    """A JPEG of at most ``max_px`` on its longer side. The capture is decoded at an eighth
+    of its size first (libjpeg scales while decoding, far cheaper than decoding it all);
+    when that is smaller than the thumbnail, again at the largest reduction that is not."""
     buf = np.frombuffer(data, np.uint8)
-    flag = cv2.IMREAD_REDUCED_COLOR_8 if len(data) > (1 << 20) else cv2.IMREAD_REDUCED_COLOR_2
-    img = cv2.imdecode(buf, flag)
+    img = cv2.imdecode(buf, cv2.IMREAD_REDUCED_COLOR_8)
     if img is None:
         raise ApiError(415, "the capture cannot be decoded for a thumbnail")
+    if max(img.shape[:2]) < max_px:
+        side = max(img.shape[:2]) * 8          # about the capture's own size
+        flag = next((f for k, f in ((4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+                     if side // k >= max_px), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(buf, flag)
+        if img is None:
+            raise ApiError(415, "the capture cannot be decoded for a thumbnail")
     h, w = img.shape[:2]
     k = max_px / max(h, w)
     if k < 1:

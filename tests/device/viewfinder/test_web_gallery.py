@@ -215,3 +215,15 @@ def test_check_name_takes_capture_names():
     for name in ("focus-20260101-000000-f000001.jpg", "focus-x-manual-1.png", "a.DNG",
                  "bracket-20260101-000000.json"):
         assert check_name(name) == name
+
+
+@pytest.mark.parametrize("w, h", [(4056, 3040), (1280, 960), (640, 480), (200, 150)])
+def test_a_thumbnail_fills_its_box_from_any_capture_size(photo_bgr, w, h):
+    from device.viewfinder.web.gallery import THUMB_PX, make_thumbnail
+
+    img = cv2.resize(photo_bgr, (w, h), interpolation=cv2.INTER_AREA)
+    data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    thumb = cv2.imdecode(np.frombuffer(make_thumbnail(data), np.uint8), cv2.IMREAD_COLOR)
+    assert max(thumb.shape[:2]) == min(THUMB_PX, w)         # never upscaled, never too small
+    small = cv2.resize(img, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(thumb.astype(int) - small).mean() < 8      # the same picture
