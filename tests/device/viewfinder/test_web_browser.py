@@ -240,6 +240,38 @@ def test_the_night_theme_is_red_on_black_and_remembered(browser, rig):
         context.close()
 
 
+def test_the_defect_panel_marks_a_defect_as_known(browser, tmp_path):
+    pytest.importorskip("skimage.data", reason="scikit-image not installed: real-photo test skipped")
+    import json
+
+    path = tmp_path / "defects.json"          # one confirmed hot pixel at x=80, y=60
+    path.write_text(json.dumps({"version": 2, "shape": [480, 640], "frames": 40,
+                                "tracks": [[60, 80, 0, 7, 7, 34, 1750.0]]}))
+    lv = LiveViewfinder(token=TOKEN, defect_map=path)
+    context = None
+    try:
+        lv.wait_frames(3)
+        context, page, violations = _open(browser, lv, {"width": 1100, "height": 800})
+        _wait_js(page, "!document.getElementById('defects-panel').hidden")
+        _wait_js(page, "document.querySelectorAll('#markers .marker').length === 1")
+        assert "hot at 80, 60" in _text(page, "defect-list")
+        # The marker sits on the defect, in the displayed picture's scale.
+        img = page.locator("#stream").bounding_box()
+        mark = page.locator("#markers .marker").bounding_box()
+        cx, cy = mark["x"] + mark["width"] / 2, mark["y"] + mark["height"] / 2
+        assert abs(cx - (img["x"] + 80.5 * img["width"] / 640)) < 2
+        assert abs(cy - (img["y"] + 60.5 * img["height"] / 480)) < 2
+        page.click("#defect-list button")
+        _wait(lambda: lv.defects.map.known == {(80, 60)})
+        _wait_js(page, "document.getElementById('defect-list').textContent.includes('known')")
+        _wait_js(page, "document.querySelector('#markers .marker').classList.contains('known')")
+        assert violations == [], violations
+    finally:
+        if context is not None:
+            context.close()
+        lv.stop()
+
+
 def _wait(pred, timeout=5.0):
     import time
 

@@ -167,3 +167,25 @@ def test_a_refused_move_is_never_queued():
         assert motor.position == 0 and motor.moves == 0
     finally:
         motor.close()
+
+
+# --- fuzzed: whatever arrives, the motor stays inside its soft limits ----------------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-10**7, 10**7),
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6),
+                    st.lists(st.integers(), max_size=3))
+_bodies = st.dictionaries(st.sampled_from(["jog", "goto", "stop", "x"]), _values, max_size=3)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=_bodies)
+def test_fuzzed_motor_commands_never_pass_a_limit(live, body):
+    status, headers, payload = live.request("POST", "/api/motor", body)
+    assert status in (200, 400, 409), (status, payload)
+    assert headers["Content-Type"] == "application/json"
+    lo, hi = live.motor.limits
+    assert lo <= live.motor.position <= hi and lo <= live.motor.target <= hi
+    assert lo <= live.web.motor.status().target <= hi
+    assert live._thread.is_alive() and live.loop.stats.faults == 0
