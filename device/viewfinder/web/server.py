@@ -36,7 +36,7 @@ from device.viewfinder.web import defects_api
 from device.viewfinder.web.access import HostPolicy, require_token
 from device.viewfinder.web.api import ApiError, Reply, feature, only
 from device.viewfinder.web.gallery import Gallery
-from device.viewfinder.web.handler import BOUNDARY, MAX_BODY  # noqa: F401 (re-exported)
+from device.viewfinder.web.handler import BOUNDARY, MAX_BODY
 from device.viewfinder.web.handler import server_for as _server_for
 from device.viewfinder.web.motor_api import MotorDesk
 from device.viewfinder.web.stream import MjpegStream
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
     from device.scoring.classic import Scorer
     from device.sources.base import FrameSource
     from device.viewfinder.state import Viewfinder
+
+__all__ = ["BOUNDARY", "MAX_BODY", "PAGE", "ApiError", "WebViewfinder", "content_security_policy",
+           "security_headers"]
 
 log = logging.getLogger(__name__)
 
