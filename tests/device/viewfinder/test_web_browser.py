@@ -75,6 +75,10 @@ def test_viewfinder_page_in_headless_chromium(browser, live):
         # Controls of the features this run has are shown.
         assert page.is_visible("#autofocus") and page.is_visible("#capture")
         assert page.is_visible("#roi-controls")
+        # Panels follow the features: this run has a motor and captures, no defect map.
+        _wait_js(page, "!document.getElementById('motor-panel').hidden")
+        assert page.is_visible("#motor-panel") and page.is_visible("#gallery-panel")
+        assert not page.is_visible("#defects-panel")
         # A toggle round-trips to the server...
         assert live.viewfinder.toggles["heatmap"] is True
         page.uncheck("input[data-el=heatmap]")
