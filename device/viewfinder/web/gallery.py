@@ -193,13 +193,14 @@ class Gallery:
                 if group is not None:
                     grouped.update(f.name for f in group.frames)
                     items.append((stats[n].st_mtime, group))
-        for n, st in images.items():
-            if n not in grouped:
-                items.append((st.st_mtime, self._item(n, st, stats)))
-        items.sort(key=lambda p: (p[0], p[1].name), reverse=True)
+        # Sidecars are read only for what is listed: a card of 10,000 captures costs a
+        # scandir and the newest LIST_MAX sidecars, not 10,000 reads.
+        items += [(st.st_mtime, n) for n, st in images.items() if n not in grouped]
+        items.sort(key=lambda p: (p[0], p[1] if isinstance(p[1], str) else p[1].name), reverse=True)
+        shown = tuple(i if not isinstance(i, str) else self._item(i, images[i], stats)
+                      for _, i in items[:LIST_MAX])
         self._forget(stats)
-        return Listing(str(self.dir), tuple(i for _, i in items[:LIST_MAX]), len(items),
-                       len(items) > LIST_MAX)
+        return Listing(str(self.dir), shown, len(items), len(items) > LIST_MAX)
 
     def _item(self, name: str, st: os.stat_result, stats: dict) -> CaptureItem:
         side = self._sidecar(Path(name).stem + ".json", stats)

@@ -228,3 +228,20 @@ def test_a_thumbnail_fills_its_box_from_any_capture_size(photo_bgr, w, h):
     assert max(thumb.shape[:2]) == min(THUMB_PX, w)         # never upscaled, never too small
     small = cv2.resize(img, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
     assert np.abs(thumb.astype(int) - small).mean() < 8      # the same picture
+
+
+def test_a_big_folder_lists_the_newest_and_reads_only_their_sidecars(tmp_path, monkeypatch, photo_bgr):
+    import device.viewfinder.web.gallery as gallery
+
+    monkeypatch.setattr(gallery, "LIST_MAX", 5)
+    jpeg = cv2.imencode(".jpg", photo_bgr[::8, ::8])[1].tobytes()
+    for i in range(12):
+        img = tmp_path / f"focus-20260101-000000-f{i:06d}.jpg"
+        img.write_bytes(jpeg)
+        img.with_suffix(".json").write_text(json.dumps({"trigger": "trap", "lens_position": i}))
+        os.utime(img, (1000 + i, 1000 + i))
+    g = gallery.Gallery(tmp_path)
+    listing = g.listing()
+    assert listing.total == 12 and listing.truncated
+    assert [i.lens_position for i in listing.items] == [11, 10, 9, 8, 7]
+    assert len(g._sidecars) == 5
