@@ -189,3 +189,19 @@ def test_fuzzed_motor_commands_never_pass_a_limit(live, body):
     assert lo <= live.motor.position <= hi and lo <= live.motor.target <= hi
     assert lo <= live.web.motor.status().target <= hi
     assert live._thread.is_alive() and live.loop.stats.faults == 0
+
+
+def test_a_motor_on_its_own_thread_as_real_hardware_runs():
+    motor = open_motor(MotorConfig(driver="sim", sim_speed=2000.0), threaded=True)
+    desk = MotorDesk(motor)
+    try:
+        assert desk.steps == (25, 100)                      # a 40th and a 10th of 0..1000
+        desk.command({"goto": 200})
+        desk.apply()
+        assert motor.wait(timeout=10) and motor.position == 200
+        desk.command({"jog": -desk.steps[0]})
+        desk.apply()
+        assert motor.wait(timeout=10) and motor.position == 175
+    finally:
+        motor.close()
+    assert not motor.energised
