@@ -44,10 +44,10 @@ test-device-pi: $(PIVENV)/bin/.installed
 	$(PIVENV)/bin/python -c "import numpy; assert numpy.__version__.startswith('1.'), numpy.__version__; print('numpy', numpy.__version__)"
 	$(PIVENV)/bin/python -m pytest -q tests/device
 
-# The web viewfinder on the simulated camera (paced like a 30 fps camera): open
-# http://127.0.0.1:8000/ and stop with Ctrl-C.
+# The web viewfinder on the simulated camera (paced like a 30 fps camera) and its focus
+# motor: open http://127.0.0.1:8000/ and stop with Ctrl-C.
 viewfinder: $(BIN)/.device-installed
-	$(BIN)/focus-assist run --source sim:fps=30 --web 127.0.0.1:8000
+	$(BIN)/focus-assist run --source sim:fps=30 --motor sim --web 127.0.0.1:8000
 
 bench: $(BIN)/.test-installed
 	$(BIN)/python bench/bench_scoring.py

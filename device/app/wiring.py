@@ -230,6 +230,8 @@ def _viewers(cfg: Config, app: App, headless: bool, env: Mapping[str, str]) -> l
             token = cfg.web.token or env.get(TOKEN_ENV) or None
             app.web = WebViewfinder(cfg.web.listen, vf, source=app.source, scorer=app.scorer,
                                     autofocus=app.autofocus, capture=app.capture, token=token,
+                                    motor=app.motor, motor_busy=_bracket_busy(app.bracket),
+                                    defects=app.defect_map,
                                     quality=cfg.web.jpeg_quality, max_width=cfg.web.max_width,
                                     allowed_hosts=cfg.web.allowed_hosts)
             sinks.append(app.web)
@@ -237,3 +239,10 @@ def _viewers(cfg: Config, app: App, headless: bool, env: Mapping[str, str]) -> l
         close_all(sinks)
         raise
     return sinks
+
+
+def _bracket_busy(bracket: Optional[BracketSink]) -> Optional[Callable[[], Optional[str]]]:
+    """For the web's motor controls: the bracket drives the motor until it is done."""
+    if bracket is None:
+        return None
+    return lambda: "the focus bracket" if bracket.state in ("waiting", "shooting", "returning") else None

@@ -40,6 +40,8 @@ class DefectMapSink(Sink):
         self._stop = False
         self._last_save = time.monotonic()
         self._saved_count = -1
+        self._save_soon = False
+        self._known_lock = threading.Lock()
         self.errors = 0
         if self.map_file is not None and (self.map_file.exists() or self.map_file.is_symlink()):
             self._resume()
@@ -86,19 +88,41 @@ class DefectMapSink(Sink):
     def _work(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending is not None or self._stop)
+                self._cond.wait_for(lambda: self._pending is not None or self._stop or self._save_soon)
                 if self._stop:
                     return
                 frame, self._pending = self._pending, None
+                save_now, self._save_soon = self._save_soon, False
+            if save_now:
+                self.save()
+            if frame is None:
+                continue
             try:
                 self._analyse(frame.display)
-                self._confirmed, und = self.map.report()
+                conf, und = self.map.report()
+                with self._known_lock:      # a mark made while the report ran is kept
+                    self._confirmed = _with_known(conf, self.map.known)
                 self._undecided = len(und)
                 if time.monotonic() - self._last_save >= self.save_interval_s:
                     self.save()
             except Exception as exc:   # never take the loop down over a map
                 self.errors += 1
                 log.error("defect map: analysis failed: %s", exc)
+
+    def mark_known(self, x: int, y: int, known: bool = True) -> dict:
+        """Mark a confirmed defect as known (any thread): shown at once, saved by the
+        worker (the map's arrays are only ever touched there). KeyError when no
+        confirmed defect is at (x, y); ValueError past the limit of known defects."""
+        with self._known_lock:
+            hit = [d for d in self._confirmed if d["x"] == x and d["y"] == y]
+            if not hit:
+                raise KeyError((x, y))
+            self.map.set_known(x, y, known)
+            self._confirmed = _with_known(self._confirmed, self.map.known)
+        with self._cond:
+            self._save_soon = True
+            self._cond.notify()
+        return dict(hit[0], known=known)
 
     def _analyse(self, bgr: np.ndarray) -> None:
         add_frame(self.map, bgr, self.detector)
@@ -133,3 +157,8 @@ class DefectMapSink(Sink):
             self._cond.notify()
         self._thread.join(10)
         self.save()
+
+
+def _with_known(defects: list, known: frozenset) -> list:
+    return [d if d.get("known") == ((d["x"], d["y"]) in known)
+            else dict(d, known=(d["x"], d["y"]) in known) for d in defects]

@@ -160,6 +160,9 @@ class DefectMap:
         self.frames = 0
         self.resets = 0
         self.shape: Optional[tuple[int, int]] = None
+        # (x, y) of defects a person marked as known (the web panel's "mark as known"):
+        # replaced whole, never mutated, so a report on another thread reads one set.
+        self.known: frozenset = frozenset()
         self._clear()
 
     def _clear(self) -> None:
@@ -276,6 +279,7 @@ class DefectMap:
 
     def reset(self) -> None:
         self._clear()
+        self.known = frozenset()       # a new frame size: the positions name other photosites
         self.frames = 0
         self.shape = None
 
@@ -341,9 +345,17 @@ class DefectMap:
         return out
 
     def confirmed(self) -> list[dict]:
-        """Confirmed defects ``{"x","y","kind","confidence","hits","value"}``, strongest first.
+        """Confirmed defects ``{"x","y","kind","confidence","hits","value","known"}``, strongest first.
         Entries of one pixel in several channels (a whole-pixel defect) are merged."""
         return self.report()[0]
+
+    def set_known(self, x: int, y: int, known: bool = True) -> None:
+        """Mark the defect at (x, y) as known (or not); saved with the map. At most
+        ``MAX_DEFECTS`` are kept."""
+        pos = (int(x), int(y))
+        if known and pos not in self.known and len(self.known) >= MAX_DEFECTS:
+            raise ValueError(f"at most {MAX_DEFECTS} defects can be marked as known")
+        self.known = self.known | {pos} if known else self.known - {pos}
 
     def undecided(self) -> list[dict]:
         """Candidates that persisted while their neighbourhood never changed enough:
@@ -363,6 +375,9 @@ class DefectMap:
         taken: dict = {}
         conf = self._report(keep, sites, up, down, hits, vsum, taken, lambda s, h: {
             "confidence": round(1.0 - 0.5 ** (h / self.min_hits), 3), "hits": h})
+        known = self.known
+        for d in conf:
+            d["known"] = (d["x"], d["y"]) in known
         wait = np.nonzero(persists & (hits < self.min_hits) & (seen >= self.min_hits))[0]
         wait = wait[np.argsort(-seen[wait], kind="stable")]
         und = self._report(wait, sites, up, down, hits, vsum, taken, lambda s, h: {
@@ -388,13 +403,15 @@ class DefectMap:
         conf, und = self.report()
         return {"version": MAP_VERSION, "shape": list(self.shape) if self.shape else None,
                 "frames": self.frames, "min_hits": self.min_hits,
-                "defects": conf, "undecided": und, "tracks": tracks, "saved_at": time.time()}
+                "defects": conf, "undecided": und, "tracks": tracks,
+                "known": sorted([x, y] for x, y in self.known), "saved_at": time.time()}
 
     def load_json(self, data) -> None:
         """Resume from ``to_json()`` output (or a version-1 file, migrated). ValueError,
         with the reason, when it does not fit; nothing is loaded then."""
         state = _parse_state(data)
         self.shape, self.frames = state["shape"], state["frames"]
+        self.known = state["known"]
         rows = state["tracks"]
         keys = np.array(sorted(rows), np.int64)
         vals = [rows[k] for k in keys.tolist()]
@@ -455,7 +472,15 @@ def _parse_state(data) -> dict:
     if version == 1:
         log.info("defect map: migrated a version-1 map (%d tracks); neighbourhoods are "
                  "measured afresh", len(rows))
-    return {"shape": shape, "frames": frames, "tracks": rows}
+    known = data.get("known", [])
+    if not isinstance(known, list) or len(known) > MAX_DEFECTS:
+        raise ValueError(f"known is not a list of at most {MAX_DEFECTS}")
+    for k in known:
+        if not isinstance(k, list) or len(k) != 2:
+            raise ValueError("a known defect is not [x, y]")
+    known = frozenset((_int(k[0], 0, lim_x - 1, "known x"), _int(k[1], 0, lim_y - 1, "known y"))
+                      for k in known)
+    return {"shape": shape, "frames": frames, "tracks": rows, "known": known}
 
 
 def add_frame(dmap: DefectMap, bgr: np.ndarray, detector=None) -> None:

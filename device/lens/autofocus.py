@@ -135,6 +135,13 @@ class Autofocus(Sink):
         """Start a one-shot AF at the next frame (ignored while one is running)."""
         self._trigger = reason
 
+    def cancel(self, reason: str = "stopped") -> None:
+        """Stop a running AF at the next frame and leave the lens where it is (a person
+        pressed stop: going back to the start would be a move they did not ask for)."""
+        self._cancel = reason
+
+    _cancel: Optional[str] = None
+
     # --- the sink interface ----------------------------------------------------------
     def on_frame(self, frame, result: FrameResult) -> None:
         if self._closed:
@@ -148,6 +155,12 @@ class Autofocus(Sink):
         self._last_steps = steps
         self._idle_run = 0 if moved else self._idle_run + 1
         self._seen.append(self.motor.position)
+        if self._cancel is not None:
+            why, self._cancel, self._trigger = self._cancel, None, None
+            if self.state == SCANNING:
+                self._search.close()
+                self.motor.stop()
+                self._end(IDLE, why)
         if self._trigger is not None:
             why, self._trigger = self._trigger, None
             if self.state != SCANNING:

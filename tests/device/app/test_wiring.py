@@ -131,3 +131,26 @@ def test_the_cnn_heat_map_reaches_the_overlay_and_the_status(no_systemd, tmp_pat
         assert status["focus"]["sharp_prob"] == pytest.approx(result.cnn.sharp_prob, abs=1e-4)
     finally:
         app.close()
+
+
+def test_the_web_viewfinder_is_handed_the_motor_gallery_and_defect_map(no_systemd, tmp_path):
+    cfg = load_config(overrides={
+        "models": {"enable_focus": False},
+        "motor": {"enabled": True, "driver": "sim"},
+        "defects": {"live": True},
+        "capture": {"dir": str(tmp_path / "shots")},
+        "web": {"listen": "127.0.0.1:0"},
+    })
+    app = build_app(cfg, SimCamera(cfg.sim), headless=True, environ={})
+    try:
+        _run(app, 2)
+        assert app.web.motor.motor is app.motor and app.web.defects is app.defect_map
+        assert app.web.gallery.dir == app.capture.dir
+        c = http.client.HTTPConnection("127.0.0.1", app.web.port, timeout=5)
+        c.request("GET", "/api/status")
+        status = json.loads(c.getresponse().read())
+        c.close()
+        assert status["motor"]["position"] == app.motor.position and status["motor"]["driver"] == "sim"
+        assert status["features"]["gallery"] and status["features"]["motor"]
+    finally:
+        app.close()

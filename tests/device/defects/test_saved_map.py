@@ -105,3 +105,21 @@ def test_run_starts_over_a_damaged_map_without_a_traceback(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "set aside" in r.stderr
     assert [p.name for p in state.iterdir() if ".damaged-" in p.name]
+
+
+def test_known_defects_are_saved_and_forgotten_with_a_new_frame_size():
+    m = DefectMap()
+    m.load_json({"version": 2, "shape": [120, 160], "frames": 40,
+                 "tracks": [[60, 80, 0, 7, 7, 34, 1750.0]]})
+    assert [d["known"] for d in m.confirmed()] == [False]
+    m.set_known(80, 60)
+    saved = m.to_json()
+    assert saved["known"] == [[80, 60]] and saved["defects"][0]["known"] is True
+    again = DefectMap()
+    again.load_json(json.loads(json.dumps(saved)))
+    assert again.known == {(80, 60)} and again.confirmed()[0]["known"] is True
+    again.set_known(80, 60, False)
+    assert again.confirmed()[0]["known"] is False
+    again.set_known(80, 60)
+    again.add(np.zeros((60, 80, 3), np.uint8))      # another frame size: other photosites
+    assert again.known == frozenset()

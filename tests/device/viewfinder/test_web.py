@@ -101,8 +101,9 @@ def test_page_and_status(live):
     assert s["source"]["name"] == "sim:mosaic" and s["frame_size"] == [640, 480]
     assert s["focus"]["value"] > 0 and s["frames"] > 0
     assert s["features"] == {"autofocus": False, "capture": False, "roi": True, "cnn": False,
-                             "defects": False, "heatmap_cnn": False}
-    assert "autofocus" not in s and "capture" not in s
+                             "defects": False, "heatmap_cnn": False, "motor": False,
+                             "gallery": False}
+    assert "autofocus" not in s and "capture" not in s and s["motor"] is None
 
 
 def test_status_moves_with_the_frames(live):

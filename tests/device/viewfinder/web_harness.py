@@ -12,6 +12,8 @@ import time
 from typing import Optional
 
 from device.capture.sink import CaptureSink
+from device.defects.live import DefectMapSink
+from device.defects.persistence import DefectMap
 from device.config import AutofocusConfig, CaptureConfig, MotorConfig, OverlayConfig, ServiceConfig, SimConfig
 from device.lens.autofocus import Autofocus
 from device.lens.motor import open_motor
@@ -26,10 +28,13 @@ TIMEOUT = 5.0
 
 class LiveViewfinder:
     """``features_dir`` (a folder) adds the real capture feature, saving there, and the
-    real autofocus on the simulated lens's motor; ``cnn`` scores with the shipped focus net."""
+    real autofocus on the simulated lens's motor (``motor``, also under the web's motor
+    controls); ``cnn`` scores with the shipped focus net; ``defect_map`` (a file) adds the
+    live defect map resumed from it (analysing one frame in ``defect_every``)."""
 
     def __init__(self, *, token: Optional[str] = None, features_dir=None, cnn: bool = False,
-                 fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig()):
+                 fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig(),
+                 defect_map=None, defect_every: int = 100_000):
         self.source = SimCamera(SimConfig(scene=scene, fps=fps, seed=2))
         self.scorer = ClassicScorer()
         if cnn:
@@ -38,18 +43,22 @@ class LiveViewfinder:
 
             self.scorer = scorer_from_config(load_config(overrides={"models": {"num_threads": 1}}),
                                              self.scorer)
-        self.autofocus = self.capture = None
+        self.autofocus = self.capture = self.motor = self.defects = None
         features: list = []
+        if defect_map is not None:
+            self.defects = DefectMapSink(DefectMap(), every_n=defect_every, map_file=defect_map)
+            features.append(self.defects)
         if features_dir is not None:
-            motor = open_motor(MotorConfig(driver="sim"), sim_camera=self.source)
+            self.motor = motor = open_motor(MotorConfig(driver="sim"), sim_camera=self.source)
             self.autofocus = Autofocus(motor, AutofocusConfig(), owns_motor=True)
             self.capture = CaptureSink(CaptureConfig(), features_dir, source_name=self.source.name,
                                        lens_position=lambda: self.source.lens_position)
-            features = [self.capture, self.autofocus]
+            features += [self.capture, self.autofocus]
         self.viewfinder = Viewfinder(overlay, 10.0, autofocus=self.autofocus, capture=self.capture)
         self.web = WebViewfinder("127.0.0.1:0", self.viewfinder, source=self.source,
                                  scorer=self.scorer, autofocus=self.autofocus,
-                                 capture=self.capture, token=token)
+                                 capture=self.capture, motor=self.motor,
+                                 defects=self.defects, token=token)
         self.loop = Loop(self.source, self.scorer, [*features, self.viewfinder, self.web],
                          faults=ServiceConfig())
         self._thread = threading.Thread(target=self.loop.run, name="test-loop", daemon=True)
