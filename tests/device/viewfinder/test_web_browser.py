@@ -67,7 +67,7 @@ def test_viewfinder_page_in_headless_chromium(browser, live):
         first = page.evaluate("document.getElementById('frames').textContent")
         _wait_js(page, f"document.getElementById('frames').textContent !== '{first}'")
         # The focus net's verdict is on the page, and its tile map is the heat layer.
-        _wait_js(page, "/^CNN (sharp|defocus|motion|flat) /.test(document.getElementById('cnn').textContent)")
+        _wait_js(page, "/^(CNN|CNN\\+curve|curve) (sharp|defocus|motion|flat) /.test(document.getElementById('cnn').textContent)")
         frame, result, _ = live.viewfinder.latest()
         assert result.cnn is not None and result.cnn.tile_map is not None
         heat = live.viewfinder.layers(frame, result).heat
