@@ -214,9 +214,11 @@ def _viewers(cfg: Config, app: App, headless: bool, env: Mapping[str, str]) -> l
                     and isinstance(app.source, Picamera2Source))
     if not (want_web or want_preview):
         return []
-    vf = Viewfinder(cfg.overlay, cfg.web.history_s, autofocus=app.autofocus, capture=app.capture)
+    stars = _star_monitor(cfg, app)
+    vf = Viewfinder(cfg.overlay, cfg.web.history_s, autofocus=app.autofocus, capture=app.capture,
+                    stars=stars)
     app.viewfinder = vf
-    sinks: list = [vf]
+    sinks: list = [s for s in (stars, vf) if s is not None]
     try:
         if want_preview:
             from device.viewfinder.preview import PicameraPreview
@@ -237,3 +239,15 @@ def _viewers(cfg: Config, app: App, headless: bool, env: Mapping[str, str]) -> l
         close_all(sinks)
         raise
     return sinks
+
+
+def _star_monitor(cfg: Config, app: App):
+    """Star mode's per-frame stars for the viewers (``--measure hfr|fwhm``), or None."""
+    if cfg.autofocus.measure == "focus":
+        return None
+    from device.scoring.stars_live import StarMonitor
+
+    # The simulated lens knows where each frame was exposed (a frame lags the lens).
+    lens = (lambda: app.source.exposed_position) if isinstance(app.source, SimCamera) \
+        else _lens_reader(app.source, app.motor)
+    return StarMonitor(cfg.autofocus.measure, cfg.stars, cfg.scoring.roi, lens_position=lens)

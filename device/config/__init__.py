@@ -416,6 +416,7 @@ class OverlayConfig:
     defects: bool = True
     roi: bool = True
     zoom: bool = False
+    stars: bool = False                 # star mode: circle the detected stars
     zoom_factor: float = 3.0
     zoom_size: float = 0.35             # inset width as a share of the frame width
     preview: str = "overlay"            # overlay | post_callback | none

@@ -198,6 +198,7 @@ class WebViewfinder(Sink):
             out["capture"] = self.capture.status()
         if result is not None and result.defects is not None:
             out["defects"] = result.defects
+        out["stars"] = vf.stars_status()
         return to_jsonable(out)
 
     # --- controls (called from handler threads with parsed JSON) -----------------------

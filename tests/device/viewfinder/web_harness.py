@@ -29,7 +29,9 @@ class LiveViewfinder:
     real autofocus on the simulated lens's motor; ``cnn`` scores with the shipped focus net."""
 
     def __init__(self, *, token: Optional[str] = None, features_dir=None, cnn: bool = False,
-                 fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig()):
+                 fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig(),
+                 stars: Optional[str] = None):
+        """``stars`` ("hfr" or "fwhm") turns star mode on (a ``StarMonitor`` sink)."""
         self.source = SimCamera(SimConfig(scene=scene, fps=fps, seed=2))
         self.scorer = ClassicScorer()
         if cnn:
@@ -46,7 +48,14 @@ class LiveViewfinder:
             self.capture = CaptureSink(CaptureConfig(), features_dir, source_name=self.source.name,
                                        lens_position=lambda: self.source.lens_position)
             features = [self.capture, self.autofocus]
-        self.viewfinder = Viewfinder(overlay, 10.0, autofocus=self.autofocus, capture=self.capture)
+        self.stars = None
+        if stars:
+            from device.scoring.stars_live import StarMonitor
+
+            self.stars = StarMonitor(stars, lens_position=lambda: self.source.exposed_position)
+            features.append(self.stars)
+        self.viewfinder = Viewfinder(overlay, 10.0, autofocus=self.autofocus, capture=self.capture,
+                                     stars=self.stars)
         self.web = WebViewfinder("127.0.0.1:0", self.viewfinder, source=self.source,
                                  scorer=self.scorer, autofocus=self.autofocus,
                                  capture=self.capture, token=token)
