@@ -215,10 +215,11 @@ def _viewers(cfg: Config, app: App, headless: bool, env: Mapping[str, str]) -> l
     if not (want_web or want_preview):
         return []
     stars = _star_monitor(cfg, app)
+    inspector = _inspector(cfg, app) if want_web else None
     vf = Viewfinder(cfg.overlay, cfg.web.history_s, autofocus=app.autofocus, capture=app.capture,
-                    stars=stars)
+                    stars=stars, inspector=inspector)
     app.viewfinder = vf
-    sinks: list = [s for s in (stars, vf) if s is not None]
+    sinks: list = [s for s in (stars, inspector, vf) if s is not None]
     try:
         if want_preview:
             from device.viewfinder.preview import PicameraPreview
@@ -247,7 +248,20 @@ def _star_monitor(cfg: Config, app: App):
         return None
     from device.scoring.stars_live import StarMonitor
 
-    # The simulated lens knows where each frame was exposed (a frame lags the lens).
-    lens = (lambda: app.source.exposed_position) if isinstance(app.source, SimCamera) \
-        else _lens_reader(app.source, app.motor)
-    return StarMonitor(cfg.autofocus.measure, cfg.stars, cfg.scoring.roi, lens_position=lens)
+    return StarMonitor(cfg.autofocus.measure, cfg.stars, cfg.scoring.roi,
+                       lens_position=_exposed_lens(app))
+
+
+def _inspector(cfg: Config, app: App):
+    """The live optics inspector the web page asks through /api/inspect ([inspect])."""
+    from device.optics.live import LiveInspector
+
+    return LiveInspector(cfg.inspect, autofocus=app.autofocus, lens_position=_exposed_lens(app))
+
+
+def _exposed_lens(app: App) -> Optional[Callable[[], float]]:
+    """Where the lens was for the newest frame: the simulated lens knows where each frame
+    was exposed (a frame lags the lens); otherwise the motor's position, if any."""
+    if isinstance(app.source, SimCamera):
+        return lambda: app.source.exposed_position
+    return _lens_reader(app.source, app.motor)

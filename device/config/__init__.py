@@ -18,6 +18,7 @@ from device.common.listen import check_token, parse_listen
 from device.common import paths
 from device.common.roi import Roi, parse_roi
 from device.config.bracket import BracketConfig
+from device.config.inspect import InspectConfig
 from device.config.convert import build, merge
 from device.config.inputs import InputConfig
 from device.config.stars import SkyConfig, StarsConfig
@@ -493,6 +494,7 @@ class Config:
     bracket: BracketConfig = field(default_factory=BracketConfig)
     input: InputConfig = field(default_factory=InputConfig)
     stars: StarsConfig = field(default_factory=StarsConfig)
+    inspect: InspectConfig = field(default_factory=InspectConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

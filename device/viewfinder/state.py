@@ -34,6 +34,7 @@ from device.overlay import (ELEMENTS, HudInfo, Layers, PeakHold, PeakingParams, 
 if TYPE_CHECKING:
     from device.capture.sink import CaptureSink
     from device.lens.autofocus import Autofocus
+    from device.optics.live import LiveInspector
     from device.scoring.stars_live import StarMonitor
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,11 @@ class Viewfinder(Sink):
 
     def __init__(self, cfg: OverlayConfig = OverlayConfig(), history_s: float = 10.0, *,
                  autofocus: "Optional[Autofocus]" = None, capture: "Optional[CaptureSink]" = None,
-                 stars: "Optional[StarMonitor]" = None):
+                 stars: "Optional[StarMonitor]" = None, inspector: "Optional[LiveInspector]" = None):
         self.autofocus = autofocus
         self.capture = capture
         self.stars = stars
+        self.inspector = inspector      # the web page's /api/inspect
         self.history_s = history_s
         self.peak = PeakHold()
         self.history: deque = deque()        # (monotonic t, focus)

@@ -43,6 +43,7 @@ from device.loop.sink import Sink
 from device.common.listen import check_token, parse_listen
 from device.viewfinder.web.access import (COOKIE, HostPolicy, cookie_token, require_token,
                                           same_origin, token_ok)
+from device.viewfinder.web import inspect_api
 from device.viewfinder.web.stream import MjpegStream
 
 if TYPE_CHECKING:
@@ -335,6 +336,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _guard(self, fn) -> None:
         try:
             self._check_host()
+            if inspect_api.serve(self):      # GET/POST /api/inspect (issue 17)
+                return
             fn()
         except ApiError as exc:
             self._safe_error(exc.status, exc.message)

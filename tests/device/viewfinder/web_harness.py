@@ -30,8 +30,9 @@ class LiveViewfinder:
 
     def __init__(self, *, token: Optional[str] = None, features_dir=None, cnn: bool = False,
                  fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig(),
-                 stars: Optional[str] = None):
-        """``stars`` ("hfr" or "fwhm") turns star mode on (a ``StarMonitor`` sink)."""
+                 stars: Optional[str] = None, inspect=None):
+        """``stars`` ("hfr" or "fwhm") turns star mode on (a ``StarMonitor`` sink);
+        ``inspect`` (an ``InspectConfig``) adds the live optics inspector."""
         self.source = SimCamera(SimConfig(scene=scene, fps=fps, seed=2))
         self.scorer = ClassicScorer()
         if cnn:
@@ -54,8 +55,15 @@ class LiveViewfinder:
 
             self.stars = StarMonitor(stars, lens_position=lambda: self.source.exposed_position)
             features.append(self.stars)
+        self.inspector = None
+        if inspect is not None:
+            from device.optics.live import LiveInspector
+
+            self.inspector = LiveInspector(inspect, autofocus=self.autofocus,
+                                           lens_position=lambda: self.source.exposed_position)
+            features.append(self.inspector)
         self.viewfinder = Viewfinder(overlay, 10.0, autofocus=self.autofocus, capture=self.capture,
-                                     stars=self.stars)
+                                     stars=self.stars, inspector=self.inspector)
         self.web = WebViewfinder("127.0.0.1:0", self.viewfinder, source=self.source,
                                  scorer=self.scorer, autofocus=self.autofocus,
                                  capture=self.capture, token=token)
