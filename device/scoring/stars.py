@@ -218,7 +218,9 @@ def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
     if cx.size == 0:
         return _empty(w, h, sky, noise, edge=n_edge, blend=n_blend, light=light)
     local = level[np.clip((cy / BIN).astype(int), 0, h2 - 1), np.clip((cx / BIN).astype(int), 0, w2 - 1)]
-    m = _measure_all(plane, cx, cy, radius, local, noise)
+    # One centroid pass suffices within the small first aperture; a grown one (a donut,
+    # whose binned centroid is rougher) is refined twice.
+    m = _measure_all(plane, cx, cy, radius, local, noise, passes=1)
     # A star cut by the edge is detected with its centroid pulled inward: judge the edge
     # again from the refined centroid.
     cut = ~_fits(m["x"], m["y"], radius, w, h)
@@ -291,7 +293,7 @@ def _fits(x, y, r, w: int, h: int) -> np.ndarray:
 _STAMP_HALVES = (int(_FIRST_APERTURE) + 1, 12, 24, int(_MAX_APERTURE) + 1)
 
 
-def _measure_all(plane, cx, cy, radius, local, noise: float) -> dict:
+def _measure_all(plane, cx, cy, radius, local, noise: float, passes: int = 2) -> dict:
     """``_measure`` in batches of similar aperture: one big donut does not make every
     in-focus star's stamp 97 px wide."""
     group = np.searchsorted(_STAMP_HALVES, np.ceil(radius) + 1)
@@ -299,7 +301,7 @@ def _measure_all(plane, cx, cy, radius, local, noise: float) -> dict:
     for gi in np.unique(group):
         sel = group == gi
         half = int(math.ceil(radius[sel].max())) + 1
-        part = _measure(plane, cx[sel], cy[sel], radius[sel], local[sel], noise, half)
+        part = _measure(plane, cx[sel], cy[sel], radius[sel], local[sel], noise, half, passes)
         for k in _KEYS:
             out[k][sel] = part[k]
     return out
@@ -308,8 +310,9 @@ def _measure_all(plane, cx, cy, radius, local, noise: float) -> dict:
 _KEYS = ("x", "y", "flux", "peak", "second", "peak_raw", "hfr", "fwhm", "ellip")
 
 
-def _measure(plane, cx, cy, radius, local, noise: float, half: int) -> dict:
-    """Centroid, flux, peak, HFR and FWHM of a batch of candidates at once."""
+def _measure(plane, cx, cy, radius, local, noise: float, half: int, passes: int) -> dict:
+    """Centroid (refined ``passes`` times), flux, peak, HFR and FWHM of a batch of
+    candidates at once."""
     h, w = plane.shape
     n = len(cx)
     cx, cy = cx.astype(np.float32), cy.astype(np.float32)
@@ -334,7 +337,7 @@ def _measure(plane, cx, cy, radius, local, noise: float, half: int) -> dict:
     # The detection centroid is on the binned grid: refine on full pixels. Only light 2
     # sigma above the sky weighs in, else the noise pulls the centroid to the first guess.
     lit = np.maximum(d - np.float32(2 * noise), 0)
-    for _ in range(2):
+    for _ in range(passes):
         r2 = np.square(fy - y[:, None])[:, :, None] + np.square(fx - x[:, None])[:, None, :]
         wgt = np.where(r2 <= r2_ap, lit, 0)
         tot = np.maximum(wgt.sum(axis=(1, 2)), 1e-12)
