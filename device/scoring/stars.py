@@ -290,15 +290,19 @@ def _fits(x, y, r, w: int, h: int) -> np.ndarray:
     return (x - r >= 0) & (x + r <= w - 1) & (y - r >= 0) & (y + r <= h - 1)
 
 
-_STAMP_HALVES = (int(_FIRST_APERTURE) + 1, 12, 24, int(_MAX_APERTURE) + 1)
+_STAMP_HALVES = (int(_FIRST_APERTURE) + 1, 24, int(_MAX_APERTURE) + 1)
 
 
 def _measure_all(plane, cx, cy, radius, local, noise: float, passes: int = 2) -> dict:
     """``_measure`` in batches of similar aperture: one big donut does not make every
     in-focus star's stamp 97 px wide."""
     group = np.searchsorted(_STAMP_HALVES, np.ceil(radius) + 1)
+    groups = np.unique(group)
+    if groups.size == 1:              # the usual case: no copying into a merged result
+        half = int(math.ceil(radius.max())) + 1
+        return _measure(plane, cx, cy, radius, local, noise, half, passes)
     out = {k: np.empty(len(cx)) for k in _KEYS}
-    for gi in np.unique(group):
+    for gi in groups:
         sel = group == gi
         half = int(math.ceil(radius[sel].max())) + 1
         part = _measure(plane, cx[sel], cy[sel], radius[sel], local[sel], noise, half, passes)
@@ -355,7 +359,7 @@ def _measure(plane, cx, cy, radius, local, noise: float, half: int, passes: int)
     # Moments in a Gaussian window of the star's own size (noise far out would dominate
     # moments weighted by r^2; a hard threshold leaves a few pixels that look stretched).
     # x and y offsets are each a stamp axis, so the moments are sums of the marginals.
-    s2 = (2 * np.maximum(np.nan_to_num(hfr, nan=1.0), 1.0) ** 2).astype(np.float32)
+    s2 = (2 * np.square(np.fmax(hfr, 1.0))).astype(np.float32)   # fmax: NaN -> 1
     wm = dm3 * np.exp(r2 * (-1.0 / s2)[:, None, None])
     ixx = (wm.sum(axis=1) * np.square(ex)).sum(axis=1)
     iyy = (wm.sum(axis=2) * np.square(ey)).sum(axis=1)
