@@ -56,6 +56,7 @@ _FIRST_APERTURE = 7.0   # px: holds 99.8% of an in-focus star (Moffat, FWHM 2.6 
 _GROW_PASSES = 3
 _RING = 0.25            # px: the rings the half-flux radius is interpolated in
 MAX_ELLIPTICITY = 0.3   # (a^2 - b^2) / (a^2 + b^2) of the light: above it, two stars in one
+TWO_STARS = 0.6         # ...and above this even in the first aperture, which can cut a donut
 
 
 @dataclass(frozen=True)
@@ -226,10 +227,12 @@ def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
     cut = ~_fits(m["x"], m["y"], radius, w, h)
     # A star whose half-flux radius fills much of its aperture is truncated: grow the
     # aperture (at least to the detected extent, which fits a donut) and measure again.
-    # Once grown, two stars in one region (stretched light) would only take in more of
-    # their pair (a donut cut by the first aperture looks stretched too, so that one is
-    # grown), and an aperture that would grow by less than a fifth is as good as it gets.
-    settled = np.zeros(cx.size, bool)
+    # Two stars in one region (stretched light) would only take in more of their pair:
+    # a donut cut by the first aperture looks somewhat stretched (up to about 0.45 here),
+    # so only light stretched past TWO_STARS is not grown at first, and once grown anything
+    # past MAX_ELLIPTICITY; an aperture that would grow by less than a fifth is as good as
+    # it gets.
+    settled = m["ellip"] > TWO_STARS
     for _ in range(_GROW_PASSES):
         grow = ~cut & ~settled & (m["hfr"] > 0.45 * radius) & (m["second"] >= m["peak"] / 3.0)
         idx = np.nonzero(grow)[0]
