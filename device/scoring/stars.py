@@ -16,7 +16,8 @@ noise there, so astronomers focus on star size instead (KStars/Ekos, N.I.N.A., A
 3. **Rejection**: a one-pixel spike is a hot pixel (its second-brightest pixel is under
    a third of its peak, where a star's neighbour is over half); a region whose aperture
    crosses the frame edge, one stretched like two stars (bounding box aspect over 1.6, or
-   the light's second moments an ellipticity over 0.3) or one whose aperture overlaps
+   the light's second moments an ellipticity over 0.3; over 0.6 already in the first
+   aperture, which a donut cut by it never reaches) or one whose aperture overlaps
    another's is a blend; a peak at ``saturation`` is counted
    as saturated and kept out of the medians (its flat top makes it look large).
 4. **Per star**, on full-resolution stamps: every star is first measured within a 7 px
