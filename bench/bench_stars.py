@@ -15,12 +15,11 @@
 4. Cost of ``measure_stars`` on a 1332x990 8-bit frame with 100 stars (median of N calls),
    beside the contrast ``focus_value`` on the same frame.
 
-    python bench/bench_stars.py [--trials 20] [--seeds 5]
+    python bench/bench_stars.py [--trials 20] [--seeds 5] [--tables 1234] [--compare OLD_STARS_PY]
 """
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import time
 
@@ -105,20 +104,39 @@ def af_trial(method: str, best: float, start: float, slack: int, seed: int) -> d
     return out
 
 
-def timing(calls: int) -> dict:
+def load_reference(path: str):
+    """``measure_stars`` of another version of ``device/scoring/stars.py`` (e.g. from
+    ``git show REV:device/scoring/stars.py > old.py``), to time it in the same run."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("stars_reference", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod          # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod.measure_stars
+
+
+def timing(calls: int, reference=None) -> dict:
     cam = sky_cam(7, 500.0, 500.0, size=(1332, 990), stars=100)
     grey = cam.read().grey
     field = measure_stars(grey)
     out = {}
-    for name, fn in (("measure_stars", lambda: measure_stars(grey)),
-                     ("focus_value", lambda: focus_value(grey))):
+    fns = [("measure_stars", lambda: measure_stars(grey)), ("focus_value", lambda: focus_value(grey))]
+    if reference is not None:
+        fns.append(("reference", lambda: reference(grey)))
+        out["reference_stars"] = reference(grey).count
+    # CPU time beside wall time: on a shared host the wall clock also counts other jobs.
+    for name, fn in fns:
         fn()
-        ts = []
+        ts, cs = [], []
         for _ in range(calls):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             ts.append(time.perf_counter() - t)
+            cs.append(time.process_time() - c)
         out[name] = 1000 * float(np.median(ts))
+        out[name + "_cpu"] = 1000 * float(np.median(cs))
     out["stars_found"] = field.count
     return out
 
@@ -128,6 +146,9 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=50)
+    ap.add_argument("--tables", default="1234", help="which tables to run, e.g. 4")
+    ap.add_argument("--compare", metavar="STARS_PY",
+                    help="another stars.py whose measure_stars table 4 times beside this one")
     args = ap.parse_args()
     import cv2
 
@@ -135,41 +156,51 @@ def main() -> None:
     rng = np.random.default_rng(16)
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores shared)")
 
-    print("\n1. HFR vs the true half-flux radius (8-bit, seeing FWHM 2.6 px)")
-    print(f"{'steps off':>9} {'true HFR':>9} {'median err':>11} {'worst err':>10} {'stars':>6}")
-    for r in hfr_accuracy(args.seeds):
-        print(f"{r['steps_off']:>9} {r['true_hfr']:>9.2f} {100 * r['median_err']:>10.1f}% "
-              f"{100 * r['worst_err']:>9.1f}% {r['stars']:>6.0f}")
+    if "1" in args.tables:
+        print("\n1. HFR vs the true half-flux radius (8-bit, seeing FWHM 2.6 px)")
+        print(f"{'steps off':>9} {'true HFR':>9} {'median err':>11} {'worst err':>10} {'stars':>6}")
+        for r in hfr_accuracy(args.seeds):
+            print(f"{r['steps_off']:>9} {r['true_hfr']:>9.2f} {100 * r['median_err']:>10.1f}% "
+                  f"{100 * r['worst_err']:>9.1f}% {r['stars']:>6.0f}")
 
-    rows = vcurve_frames(args.trials, rng)
-    errs = [abs(r["frame_err"]) for r in rows]
-    print(f"\n2. V-curve best frame, {len(rows)} sweeps of 13 frames: fit ok "
-          f"{sum(r['ok'] for r in rows)}/{len(rows)}, median R^2 "
-          f"{np.median([r['r2'] for r in rows]):.3f}, |frame error| <= 1 in "
-          f"{sum(e <= 1 for e in errs)}/{len(rows)} (max {max(errs)})")
+    if "2" in args.tables:
+        rows = vcurve_frames(args.trials, rng)
+        errs = [abs(r["frame_err"]) for r in rows]
+        print(f"\n2. V-curve best frame, {len(rows)} sweeps of 13 frames: fit ok "
+              f"{sum(r['ok'] for r in rows)}/{len(rows)}, median R^2 "
+              f"{np.median([r['r2'] for r in rows]):.3f}, |frame error| <= 1 in "
+              f"{sum(e <= 1 for e in errs)}/{len(rows)} (max {max(errs)})")
 
-    trials = [(rng.uniform(200, 800), rng.uniform(-150, 150), int(rng.integers(0, 13)), i)
-              for i in range(args.trials)]
-    print(f"\n3. Autofocus on the simulated sky, {args.trials} random starts (same trials)")
-    print(f"{'method':>8} {'in focus':>9} {'focused':>8} {'median frames':>14} {'max frames':>11} "
-          f"{'median |err|':>13}")
-    res = {}
-    for method in ("stars", "contrast"):
-        rs = [af_trial(method, b, b + d, s, i) for b, d, s, i in trials]
-        res[method] = rs
-        print(f"{method:>8} {sum(r['in_focus'] for r in rs):>5}/{len(rs):<3} "
-              f"{sum(r['state'] == FOCUSED for r in rs):>5}/{len(rs):<2} "
-              f"{np.median([r['frames'] for r in rs]):>14.0f} {max(r['frames'] for r in rs):>11} "
-              f"{np.median([abs(r['error']) for r in rs]):>13.1f}")
-    ratio = (np.median([r["frames"] for r in res["stars"]])
-             / np.median([r["frames"] for r in res["contrast"]]))
-    print(f"   frames, stars / contrast: {ratio:.2f}x")
+    if "3" in args.tables:
+        trials = [(rng.uniform(200, 800), rng.uniform(-150, 150), int(rng.integers(0, 13)), i)
+                  for i in range(args.trials)]
+        print(f"\n3. Autofocus on the simulated sky, {args.trials} random starts (same trials)")
+        print(f"{'method':>8} {'in focus':>9} {'focused':>8} {'median frames':>14} {'max frames':>11} "
+              f"{'median |err|':>13}")
+        res = {}
+        for method in ("stars", "contrast"):
+            rs = [af_trial(method, b, b + d, s, i) for b, d, s, i in trials]
+            res[method] = rs
+            print(f"{method:>8} {sum(r['in_focus'] for r in rs):>5}/{len(rs):<3} "
+                  f"{sum(r['state'] == FOCUSED for r in rs):>5}/{len(rs):<2} "
+                  f"{np.median([r['frames'] for r in rs]):>14.0f} {max(r['frames'] for r in rs):>11} "
+                  f"{np.median([abs(r['error']) for r in rs]):>13.1f}")
+        ratio = (np.median([r["frames"] for r in res["stars"]])
+                 / np.median([r["frames"] for r in res["contrast"]]))
+        print(f"   frames, stars / contrast: {ratio:.2f}x")
 
-    t = timing(args.calls)
-    print(f"\n4. Cost on 1332x990 8-bit, {t['stars_found']} stars measured (median of {args.calls})")
-    print(f"   measure_stars {t['measure_stars']:.1f} ms, focus_value {t['focus_value']:.1f} ms "
-          f"({t['measure_stars'] / t['focus_value']:.1f}x); load average now "
-          f"{os.getloadavg()[0]:.2f}")
+    if "4" in args.tables:
+        t = timing(args.calls, load_reference(args.compare) if args.compare else None)
+        print(f"\n4. Cost on 1332x990 8-bit, {t['stars_found']} stars measured (median of {args.calls})")
+        print(f"   wall: measure_stars {t['measure_stars']:.1f} ms, focus_value {t['focus_value']:.1f} ms "
+              f"({t['measure_stars'] / t['focus_value']:.2f}x)")
+        print(f"   CPU:  measure_stars {t['measure_stars_cpu']:.1f} ms, focus_value "
+              f"{t['focus_value_cpu']:.1f} ms ({t['measure_stars_cpu'] / t['focus_value_cpu']:.2f}x); "
+              f"load average now {os.getloadavg()[0]:.2f}")
+        if "reference" in t:
+            print(f"   {args.compare} ({t['reference_stars']} stars): wall {t['reference']:.1f} ms, "
+                  f"CPU {t['reference_cpu']:.1f} ms; this one is {t['reference'] / t['measure_stars']:.2f}x "
+                  f"faster (wall), {t['reference_cpu'] / t['measure_stars_cpu']:.2f}x (CPU)")
 
 
 if __name__ == "__main__":

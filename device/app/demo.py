@@ -2,7 +2,8 @@
 
 Phase 1 plays a person turning the focus ring by hand through focus (capture-when-sharp
 saves the sharp moment when that feature is present). Phase 2 lets the focus motor and
-autofocus find focus on their own (when present). With a Pi camera attached, ``auto``
+autofocus find focus on their own (when present). Phase 3 focuses a simulated telescope
+on stars: the star autofocus minimises the stars' HFR along a V-curve. With a Pi camera attached, ``auto``
 uses it instead and the sim-only parts are skipped. Everything lands in one folder,
 with pictures (viewfinder snapshots, focus-curve and autofocus plots) and an
 ``index.html`` that shows them beside the summary.
@@ -85,6 +86,21 @@ def _pictures(out: Path, manual_spec: Optional[str], frames: int, curve: list[fl
     return shown
 
 
+STAR_SPEC = "sim:scene=stars,seed=31,best_position=520,start_position=420"
+STAR_FRAMES = 60        # the star autofocus needs about 30 (bench/bench_stars.py)
+
+
+def _star_picture(out: Path, spec: str) -> tuple[str, str]:
+    """Replay the star autofocus to plot its V-curve (the run's own log has no HFR)."""
+    from device.app import demo_pictures as dp
+
+    points, state, best, _depth = dp.star_replay(spec, STAR_FRAMES)
+    final = points[-1][0] if points else None
+    dp.write_png(out / "star_vcurve.png", dp.vcurve_plot(points, best, final))
+    return ("star_vcurve.png", f"Star autofocus ({state}): HFR against lens position on the "
+                               "simulated sky, the V-curve fit, the true best position in green")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device.app.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="demo-out", help="folder for everything the demo writes")
@@ -129,10 +145,22 @@ def main(argv=None) -> int:
                      f"{af.get('moves')} moves; lens {sim.get('lens_position')} vs best "
                      f"{sim.get('best_position')} ({err:.1f} steps off, depth of field "
                      f"{sim.get('depth_of_field')})")
+    # Phase 3: focusing on stars (issue 16), the star autofocus on the simulated sky.
+    star_spec = None
+    if not on_pi and {"--motor", "--autofocus", "--measure"} <= flags:
+        star_spec = STAR_SPEC
+        s3 = _run(["--source", star_spec, "--frames", str(STAR_FRAMES), "--motor", "sim",
+                   "--autofocus", "once", "--measure", "hfr"], "phase 3: star autofocus (HFR V-curve)")
+        af, sim = s3.get("af", {}), s3.get("sim", {})
+        lines.append(f"star autofocus: {af.get('state')} after {af.get('frames')} frames "
+                     f"({af.get('reason')}); lens {sim.get('lens_position')} vs best "
+                     f"{sim.get('best_position')}, {s3['_seconds']} s")
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n== pictures" + ("" if on_pi else ": replaying both passes to draw what the viewfinder showed"),
           flush=True)
     shown = _pictures(out, None if on_pi else source, args.frames, curve, captures, af_spec)
+    if star_spec is not None:
+        shown.append(_star_picture(out, star_spec))
     from device.app.demo_pictures import write_index
 
     write_index(out, lines, shown)

@@ -1,6 +1,7 @@
 """The pictures ``make demo`` leaves behind: viewfinder snapshots at and off the focus
 peak, a focus-curve plot of the manual pass with its captures marked, a plot of the
-autofocus path, and an ``index.html`` that shows them with the summary.
+autofocus path, the star autofocus's V-curve, and an ``index.html`` that shows them with
+the summary.
 
 Plots are drawn with OpenCV, which the device already depends on: matplotlib would add
 tens of megabytes to a Pi install for four line charts, and would pull a desktop library
@@ -192,6 +193,91 @@ def autofocus_plot(lens: Sequence[Optional[float]], focus: Sequence[float],
                ylabel="lens position (steps)")
     line_panel(img, (0, half, size[0], size[1] - half), focus, title="Autofocus: focus per frame",
                ylabel="focus")
+    return img
+
+
+def star_replay(spec: str, frames: int, measure: str = "hfr") -> tuple:
+    """Run the star autofocus on ``spec`` (a ``sim:scene=stars`` lens) in this process and
+    return ``(points, state, best, depth)``: the (lens position while exposed, HFR) of each
+    frame, the autofocus's final state, and the simulated best position and depth of field."""
+    from device.app.wiring import build_app
+    from device.config import load_config
+    from device.loop.frame_loop import Loop
+    from device.scoring.stars_live import StarMonitor
+    from device.sources import open_source
+
+    cfg = load_config(overrides={"motor": {"enabled": True, "driver": "sim"},
+                                 "autofocus": {"enabled": True, "mode": "once", "measure": measure},
+                                 "capture": {"enabled": False}, "log": {"jsonl": None},
+                                 "web": {"listen": None}})
+    source = open_source(spec, cfg)
+    app = build_app(cfg, source, headless=True, environ={})
+    monitor = StarMonitor(measure, cfg.stars, lens_position=lambda: source.exposed_position,
+                          max_points=frames)
+    loop = Loop(source, app.scorer, [*app.sinks, monitor], max_frames=frames, faults=cfg.service)
+    try:
+        best, depth = source.best_position, source.depth_of_field
+        loop.run()
+        state = app.autofocus.state
+    finally:
+        loop.close()
+    return monitor.status().vcurve, state, best, depth
+
+
+def vcurve_plot(points: Sequence[tuple[float, float]], best: Optional[float] = None,
+                final: Optional[float] = None, size=(900, 420)) -> np.ndarray:
+    """Star size against lens position: every measured frame, the hyperbola fitted to them
+    (``device.lens.vcurve.fit_vcurve``, the autofocus's own fit), the true best position
+    (green) and where the autofocus left the lens (orange)."""
+    from device.lens.vcurve import fit_vcurve
+
+    img = np.full((size[1], size[0], 3), WHITE, np.uint8)
+    left, right, top, bottom = 62, 14, 26, 40
+    pw, ph = size[0] - left - right, size[1] - top - bottom
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    _text(img, "Star autofocus: HFR per frame against lens position, and the V-curve fit",
+          (4, 17), 0.5)
+    cv2.rectangle(img, (left, top), (left + pw, top + ph), GRID, 1)
+    if len(points) < 2:
+        _text(img, "no stars measured", (left + 10, top + 30))
+        return img
+    marks = [v for v in (best, final) if v is not None]
+    x_lo, x_hi = min(xs + marks), max(xs + marks)
+    x_lo, x_hi = x_lo - 0.04 * (x_hi - x_lo + 1), x_hi + 0.04 * (x_hi - x_lo + 1)
+    y_hi = 1.08 * max(ys)
+
+    def X(v):
+        return int(round(left + pw * (v - x_lo) / (x_hi - x_lo)))
+
+    def Y(v):
+        return int(round(top + ph * (1 - v / y_hi)))
+
+    for t in _nice_ticks(0.0, y_hi):
+        cv2.line(img, (left, Y(t)), (left + pw, Y(t)), GRID, 1)
+        _text(img, _fmt(t), (4, Y(t) + 4), 0.4)
+    for t in _nice_ticks(x_lo, x_hi, 6):
+        cv2.line(img, (X(t), top + ph), (X(t), top + ph + 4), INK, 1)
+        _text(img, f"{t:.0f}", (X(t) - 12, top + ph + 18), 0.4)
+    _text(img, "lens position (steps)", (left + pw - 170, top + ph + 34), 0.4)
+    _text(img, "HFR (px)", (left + 6, top + 16), 0.4, BLUE)
+    fit = fit_vcurve(xs, ys)
+    if math.isfinite(fit.a) and math.isfinite(fit.b):
+        gx = np.linspace(min(xs), max(xs), 200)
+        gy = np.sqrt(np.maximum(fit.a + fit.b * (gx - fit.vertex) ** 2, 0.0))
+        pts = np.array([(X(a), Y(b)) for a, b in zip(gx, gy) if b <= y_hi], np.int32)
+        if len(pts) > 1:
+            cv2.polylines(img, [pts], False, ORANGE, 1, cv2.LINE_AA)
+        _text(img, f"fit: minimum at {fit.vertex:.1f}, R^2 {fit.r2:.3f}", (left + 90, top + 16),
+              0.4, ORANGE)
+    for x, y in points:
+        cv2.circle(img, (X(x), Y(y)), 3, BLUE, -1, cv2.LINE_AA)
+    if best is not None:
+        cv2.line(img, (X(best), top), (X(best), top + ph), GREEN, 1)
+        _text(img, f"best {best:.0f}", (X(best) + 4, top + ph - 8), 0.4, GREEN)
+    if final is not None:
+        cv2.line(img, (X(final), top + 20), (X(final), top + ph), ORANGE, 2)
+        _text(img, f"AF {final:.0f}", (X(final) + 4, top + 34), 0.4, ORANGE)
     return img
 
 

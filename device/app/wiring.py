@@ -214,9 +214,12 @@ def _viewers(cfg: Config, app: App, headless: bool, env: Mapping[str, str]) -> l
                     and isinstance(app.source, Picamera2Source))
     if not (want_web or want_preview):
         return []
-    vf = Viewfinder(cfg.overlay, cfg.web.history_s, autofocus=app.autofocus, capture=app.capture)
+    stars = _star_monitor(cfg, app)
+    inspector = _inspector(cfg, app) if want_web else None
+    vf = Viewfinder(cfg.overlay, cfg.web.history_s, autofocus=app.autofocus, capture=app.capture,
+                    stars=stars, inspector=inspector)
     app.viewfinder = vf
-    sinks: list = [vf]
+    sinks: list = [s for s in (stars, inspector, vf) if s is not None]
     try:
         if want_preview:
             from device.viewfinder.preview import PicameraPreview
@@ -246,3 +249,28 @@ def _bracket_busy(bracket: Optional[BracketSink]) -> Optional[Callable[[], Optio
     if bracket is None:
         return None
     return lambda: "the focus bracket" if bracket.state in ("waiting", "shooting", "returning") else None
+
+
+def _star_monitor(cfg: Config, app: App):
+    """Star mode's per-frame stars for the viewers (``--measure hfr|fwhm``), or None."""
+    if cfg.autofocus.measure == "focus":
+        return None
+    from device.scoring.stars_live import StarMonitor
+
+    return StarMonitor(cfg.autofocus.measure, cfg.stars, cfg.scoring.roi,
+                       lens_position=_exposed_lens(app))
+
+
+def _inspector(cfg: Config, app: App):
+    """The live optics inspector the web page asks through /api/inspect ([inspect])."""
+    from device.optics.live import LiveInspector
+
+    return LiveInspector(cfg.inspect, autofocus=app.autofocus, lens_position=_exposed_lens(app))
+
+
+def _exposed_lens(app: App) -> Optional[Callable[[], float]]:
+    """Where the lens was for the newest frame: the simulated lens knows where each frame
+    was exposed (a frame lags the lens); otherwise the motor's position, if any."""
+    if isinstance(app.source, SimCamera):
+        return lambda: app.source.exposed_position
+    return _lens_reader(app.source, app.motor)

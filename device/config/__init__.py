@@ -18,6 +18,7 @@ from device.common.listen import check_token, parse_listen
 from device.common import paths
 from device.common.roi import Roi, parse_roi
 from device.config.bracket import BracketConfig
+from device.config.inspect import InspectConfig
 from device.config.convert import build, merge
 from device.config.inputs import InputConfig
 from device.config.stars import SkyConfig, StarsConfig
@@ -420,6 +421,7 @@ class OverlayConfig:
     defects: bool = True
     roi: bool = True
     zoom: bool = False
+    stars: bool = False                 # star mode: circle the detected stars
     zoom_factor: float = 3.0
     zoom_size: float = 0.35             # inset width as a share of the frame width
     preview: str = "overlay"            # overlay | post_callback | none
@@ -497,6 +499,7 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     stars: StarsConfig = field(default_factory=StarsConfig)
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
+    inspect: InspectConfig = field(default_factory=InspectConfig)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:

@@ -12,7 +12,7 @@ from device.errors import ConfigError
 class StarsConfig:
     """Star detection and the star autofocus (steps are motor steps)."""
     k_sigma: float = 5.0            # detection threshold above the sky, in noise sigmas
-    min_area: int = 3               # pixels above threshold (2x2-binned) for a detection
+    min_area: int = 3               # pixels above threshold (4x4-binned) for a detection
     tile: int = 128                 # background tile size, frame pixels (> a donut)
     saturation: float = 0.0         # peak at or above this is saturated; 0: 98% of full scale
     af_step: int = 0                # V-curve step; 0: the simulated depth of field, else 20

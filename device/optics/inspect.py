@@ -264,19 +264,63 @@ def inspect_sweep(greys: Sequence[np.ndarray], grid: tuple[int, int] = (3, 3), *
                   min_rise: float = MIN_RISE) -> Inspection:
     """The whole inspection of a sweep in lens order; InputError when nothing peaks."""
     curves = region_curves(greys, grid)
+    if lens_positions is not None and len(lens_positions) != len(greys):
+        raise InputError(f"{len(lens_positions)} lens positions for {len(greys)} frames")
+    return inspect_curves(curves, lens_positions=lens_positions, min_rise=min_rise)
+
+
+def inspect_curves(curves: np.ndarray, *, lens_positions: Optional[Sequence[float]] = None,
+                   min_rise: float = MIN_RISE) -> Inspection:
+    """The inspection of per-region focus curves ``(frames, rows, cols)`` in lens order
+    (``inspect_sweep`` makes them from images; the live inspector from the tile maps the
+    loop already has); InputError when nothing peaks."""
+    curves = np.asarray(curves, dtype=np.float64)
+    n, rows, cols = curves.shape
+    if n < MIN_FRAMES:
+        raise InputError(f"inspect needs at least {MIN_FRAMES} frames of a sweep, got {n}")
     best, undecided = best_positions(curves, min_rise)
-    regions = grid[0] * grid[1]
+    regions = rows * cols
     if not np.isfinite(best).any():
-        raise InputError(f"no region of the {grid[0]}x{grid[1]} grid has a focus peak inside "
+        raise InputError(f"no region of the {rows}x{cols} grid has a focus peak inside "
                          "the sweep (does the sweep pass through focus?)")
     fit = fit_surface(best)
     steps = None
     if lens_positions is not None:
-        if len(lens_positions) != len(greys):
-            raise InputError(f"{len(lens_positions)} lens positions for {len(greys)} frames")
+        if len(lens_positions) != n:
+            raise InputError(f"{len(lens_positions)} lens positions for {n} frames")
         steps = fit_surface(to_steps(best, lens_positions), decimals=1)
     verdict, summary = describe(fit, undecided, regions)
     sharpest = int(np.argmax(curves.mean(axis=(1, 2))))
-    return Inspection(frames=len(greys), grid_shape=tuple(grid), curves=curves,
+    return Inspection(frames=n, grid_shape=(rows, cols), curves=curves,
                       sharpest_frame=sharpest, undecided=tuple(undecided), fit=fit, steps=steps,
                       verdict=verdict, summary=summary)
+
+
+def even_positions(curves: np.ndarray, positions: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Curves sampled at uneven, unsorted lens positions (an autofocus scan: a coarse sweep,
+    then fine steps back over the peak; a hand on the ring) -> the same curves on an even
+    grid of positions in lens order, spaced by the median step between distinct positions.
+
+    Frames at one position are averaged, and each region's curve is interpolated linearly
+    between the positions visited, so the peak finder sees the curve against the lens, not
+    against time. Returns ``(curves, grid positions)``; InputError with under 3 positions."""
+    pos = np.asarray(positions, dtype=np.float64)
+    curves = np.asarray(curves, dtype=np.float64)
+    if pos.shape[0] != curves.shape[0]:
+        raise InputError(f"{pos.shape[0]} lens positions for {curves.shape[0]} frames")
+    ok = np.isfinite(pos)
+    pos, curves = pos[ok], curves[ok]
+    uniq, inv = np.unique(np.round(pos, 3), return_inverse=True)
+    if uniq.size < MIN_FRAMES:
+        raise InputError(f"the pass visited {uniq.size} lens positions: at least {MIN_FRAMES} needed")
+    flat = curves.reshape(curves.shape[0], -1)
+    sums = np.zeros((uniq.size, flat.shape[1]))
+    np.add.at(sums, inv, flat)
+    mean = sums / np.bincount(inv, minlength=uniq.size)[:, None]
+    step = float(np.median(np.diff(uniq)))
+    # At most four samples per position visited: a few wide coarse steps and one creep of
+    # fine ones would otherwise spread a short curve over thousands of samples.
+    count = min(int(round((uniq[-1] - uniq[0]) / step)) + 1, 4 * uniq.size)
+    grid = np.linspace(uniq[0], uniq[-1], max(count, MIN_FRAMES))
+    even = np.stack([np.interp(grid, uniq, mean[:, k]) for k in range(flat.shape[1])], axis=1)
+    return even.reshape((grid.size,) + curves.shape[1:]), grid

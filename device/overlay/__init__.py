@@ -70,12 +70,13 @@ from device.overlay.marks import (
     ui_scale,
     draw_roi,
     draw_defects,
+    draw_stars,
     zoom_region,
     inset_size,
     zoom_crop,
     draw_zoom,
 )
-from device.overlay.hud import HudInfo, hud_lines, bar_colour, draw_hud
+from device.overlay.hud import HudInfo, StarLine, hud_lines, bar_colour, draw_hud
 from device.overlay.compose import Layers, Style, Drawn, draw_all, rgba_layer, compose_bgr, RgbaLayer
 
 __all__ = [
@@ -105,11 +106,13 @@ __all__ = [
     "ui_scale",
     "draw_roi",
     "draw_defects",
+    "draw_stars",
     "zoom_region",
     "inset_size",
     "zoom_crop",
     "draw_zoom",
     "HudInfo",
+    "StarLine",
     "hud_lines",
     "bar_colour",
     "draw_hud",

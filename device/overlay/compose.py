@@ -8,7 +8,7 @@ import numpy as np
 
 from device.overlay.heatmap import HeatRows, blend_heat, draw_heatmap, heat_levels
 from device.overlay.hud import HudInfo, draw_hud
-from device.overlay.marks import draw_defects, draw_roi, draw_zoom, zoom_crop
+from device.overlay.marks import draw_defects, draw_roi, draw_stars, draw_zoom, zoom_crop
 from device.overlay.peaking import draw_peaking
 
 
@@ -22,6 +22,7 @@ class Layers:
     defects: Optional[list] = None
     zoom: bool = False
     hud: Optional[HudInfo] = None
+    stars: Optional[Sequence] = None      # star mode: (x, y, radius) circles
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ def draw_all(canvas: np.ndarray, layers: Layers, picture: Optional[np.ndarray] =
         drawn.boxes += draw_roi(canvas, layers.roi, layers.src_shape, rgba)
     if layers.defects:
         drawn.boxes += draw_defects(canvas, layers.defects, layers.src_shape, rgba)
+    if layers.stars:
+        drawn.boxes += draw_stars(canvas, layers.stars, layers.src_shape, rgba)
     if crop is not None:
         drawn.boxes += draw_zoom(canvas, None, layers.roi, layers.src_shape, style.zoom_factor,
                                  style.zoom_size, rgba, crop=crop)

@@ -1,6 +1,8 @@
-"""The heads-up display: focus value, peak, the CNN's verdict, AF, captures, fps."""
+"""The heads-up display: focus value, peak, the CNN's verdict, AF, captures, star mode's
+sizes and status, fps."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,6 +25,27 @@ class HudInfo:
     motor: Optional[str] = None
     captures: Optional[int] = None
     fps: Optional[float] = None
+    stars: Optional["StarLine"] = None    # star mode
+
+
+@dataclass(frozen=True)
+class StarLine:
+    """Star mode's HUD lines: sizes in px (NaN: none measured), the minimum HFR held
+    since the last reset, and the status when it is not "ok" (no stars, clouds)."""
+    hfr: float
+    fwhm: float
+    count: int
+    min_hfr: float
+    status: str = "ok"
+
+    def lines(self) -> list[str]:
+        def px(v: float) -> str:
+            return f"{v:.2f}" if math.isfinite(v) else "-"
+        out = [f"HFR {px(self.hfr)}  min {px(self.min_hfr)} px",
+               f"FWHM {px(self.fwhm)} px  {self.count} stars"]
+        if self.status != "ok":
+            out.append(self.status)
+        return out
 
 
 # The label line names the evidence when the focus curve had a say in it.
@@ -43,6 +66,8 @@ def hud_lines(info: HudInfo) -> list[str]:
         lines.append(f"motor {info.motor}")
     if info.captures is not None:
         lines.append(f"captures {info.captures}")
+    if info.stars is not None:
+        lines += info.stars.lines()
     if info.fps is not None:
         lines.append(f"{info.fps:.1f} fps")
     return lines

@@ -72,6 +72,27 @@ def draw_defects(canvas: np.ndarray, defects, src_shape, rgba: bool = False) -> 
     return boxes
 
 
+STAR_CIRCLES = 200        # more circles than that hide the sky they mark
+
+
+def draw_stars(canvas: np.ndarray, circles, src_shape, rgba: bool = False) -> list:
+    """A thin green circle around each detected star: ``(x, y, radius)`` in scored-frame
+    pixels (star mode's ``StarMonitor.circles``)."""
+    if not circles:
+        return []
+    sx = canvas.shape[1] / src_shape[1]
+    sy = canvas.shape[0] / src_shape[0]
+    t = max(1, int(ui_scale(canvas.shape)))
+    colour = _paint((80, 220, 80), rgba)
+    boxes = []
+    for x, y, r in list(circles)[:STAR_CIRCLES]:
+        cx, cy, rr = int(round(x * sx)), int(round(y * sy)), max(3, int(round(r * sx)))
+        cv2.circle(canvas, (cx, cy), rr, colour, t, cv2.LINE_AA)
+        m = rr + t + 2
+        boxes.append((cx - m, cy - m, cx + m + 1, cy + m + 1))
+    return boxes
+
+
 def zoom_region(roi, src_shape, dst_shape, factor: float, inset_w: int, inset_h: int):
     """The display-pixel region (x, y, w, h) that the inset magnifies: centred on the ROI
     (or the frame), ``inset / factor`` in size, kept inside the frame."""

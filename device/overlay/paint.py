@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import cv2
 
-ELEMENTS = ("peaking", "heatmap", "hud", "defects", "roi", "zoom")
+ELEMENTS = ("peaking", "heatmap", "hud", "defects", "roi", "zoom", "stars")
 NOISE_EVERY = 8          # frames between noise-floor estimates (sensor noise changes slowly)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 

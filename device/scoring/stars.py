@@ -3,10 +3,11 @@
 A star field is black sky, noise and a few points; contrast measures are dominated by the
 noise there, so astronomers focus on star size instead (KStars/Ekos, N.I.N.A., ASTAP).
 
-1. **Background and noise**: the frame is binned 2x2 (detection then sees a quarter of the
-   pixels and half the noise) and cut into tiles; each tile's level is a 3-sigma-clipped
-   median and its noise the clipped standard deviation, both read off one sort of the
-   tile's samples. A 3x3 median over the tile grid drops tiles a bright star dominates.
+1. **Background and noise**: the frame is binned 4x4 (detection then sees 1/16 of the
+   pixels and a quarter of the noise) and cut into tiles; each tile is sampled on every
+   other binned pixel and sorted once: its noise is the interquartile range / 1.349, its
+   level the median within 3 sigma. A 3x3 median over the tile grid drops tiles a bright
+   star dominates.
 2. **Detection**: the background-subtracted binned frame, smoothed by a small Gaussian
    (a matched filter for a few-pixel star), above ``k_sigma`` times the smoothed noise, in
    connected regions of at least ``min_area`` binned pixels. A defocused star is a donut
@@ -15,17 +16,21 @@ noise there, so astronomers focus on star size instead (KStars/Ekos, N.I.N.A., A
 3. **Rejection**: a one-pixel spike is a hot pixel (its second-brightest pixel is under
    a third of its peak, where a star's neighbour is over half); a region whose aperture
    crosses the frame edge, one stretched like two stars (bounding box aspect over 1.6, or
-   the light's second moments an ellipticity over 0.3) or one whose aperture overlaps
+   the light's second moments an ellipticity over 0.3; over 0.6 already in the first
+   aperture, which a donut cut by it never reaches) or one whose aperture overlaps
    another's is a blend; a peak at ``saturation`` is counted
    as saturated and kept out of the medians (its flat top makes it look large).
-4. **Per star**, on full-resolution pixels within an aperture grown from the star's own
-   extent: the flux-weighted centroid, flux and peak above the local sky, the **HFR** (the
-   radius enclosing half the flux, interpolated on the cumulative flux with each pixel
-   counted half at its own radius) and the **FWHM** (the diameter of the circle whose
-   area is that of the pixels above half the peak).
+4. **Per star**, on full-resolution stamps: every star is first measured within a 7 px
+   aperture (99.8% of an in-focus star's light); one whose half-flux radius fills that
+   aperture (a donut, a bloated star) is measured again within one grown to its detected
+   extent or 1.6 HFR + 3 px. Measured are the flux-weighted centroid, flux and peak above
+   the local sky, the **HFR** (the radius enclosing half the flux, from the light summed
+   in 0.25 px rings and interpolated within the ring that crosses half) and the **FWHM**
+   (the diameter of the circle whose area is that of the pixels above half the peak).
 
-Everything is vectorised over the stars (one stamp batch), so 100 stars on a 1332x990
-frame cost a few milliseconds (``bench/bench_stars.py``).
+Everything is vectorised over the stars (one stamp batch per aperture size, one
+``bincount`` for all the rings), so 100 stars on a 1332x990 frame cost a few milliseconds
+(``bench/bench_stars.py``; figures in docs/stars.md).
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from typing import Optional, Sequence
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from device.common.preprocess import grey_plane
 from device.common.roi import check_roi
@@ -44,10 +50,14 @@ NO_STARS = "no stars found"
 ALL_SATURATED = "all stars saturated"
 BIN = 4                 # detection runs on 4x4 means: 1/16 of the pixels, 1/4 of the noise
 _SMOOTH_SIGMA = 1.0     # binned px: a matched filter for an in-focus star
-_SMOOTH_KSIZE = 7
+_SMOOTH_KSIZE = 5
 _MAX_CANDIDATES = 2000  # a cloud edge or a lit frame is not 10^5 stars: keep the biggest
 _MAX_APERTURE = 48.0
+_FIRST_APERTURE = 7.0   # px: holds 99.8% of an in-focus star (Moffat, FWHM 2.6 px)
+_GROW_PASSES = 3
+_RING = 0.25            # px: the rings the half-flux radius is interpolated in
 MAX_ELLIPTICITY = 0.3   # (a^2 - b^2) / (a^2 + b^2) of the light: above it, two stars in one
+TWO_STARS = 0.6         # ...and above this even in the first aperture, which can cut a donut
 
 
 @dataclass(frozen=True)
@@ -91,50 +101,64 @@ class StarField:
         return self.hfr if measure == "hfr" else self.fwhm
 
 
-def _grey(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """float32 grey in the input's own units, and its full scale."""
+def _plane(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """The grey plane in the input's own depth (stamps are cut from it and only they are
+    converted to float), and its full scale."""
     img = grey_plane(image)
     if img.dtype == np.uint8:
-        full = 255.0
-    elif img.dtype == np.uint16:
-        full = 65535.0
-    else:
-        full = 1.0 if float(np.nanmax(img)) <= 1.0 else float(np.nanmax(img))
-    return img.astype(np.float32, copy=False), full
+        return img, 255.0
+    if img.dtype == np.uint16:
+        return img, 65535.0
+    img = img.astype(np.float32, copy=False)
+    top = float(np.nanmax(img)) if img.size else 1.0
+    return img, (1.0 if top <= 1.0 else top)
 
 
-def _clipped_stats(samples: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """3-sigma-clipped median and std along the last axis, from one sort: the kept values
-    are always a contiguous run of the sorted samples, so each pass is index arithmetic."""
-    v = np.sort(samples, axis=-1).astype(np.float64)
-    n = v.shape[-1]
-    zero = np.zeros(v.shape[:-1] + (1,))
-    cs = np.concatenate([zero, np.cumsum(v, axis=-1)], axis=-1)
-    cs2 = np.concatenate([zero, np.cumsum(v * v, axis=-1)], axis=-1)
-    i0 = np.zeros(v.shape[:-1], np.int64)
-    i1 = np.full(v.shape[:-1], n, np.int64)
-    for _ in range(iterations + 1):
-        cnt = np.maximum(i1 - i0, 1)
-        mid = np.clip((i0 + i1 - 1) // 2, 0, n - 1)
-        med = np.take_along_axis(v, mid[..., None], -1)[..., 0]
-        s = np.take_along_axis(cs, i1[..., None], -1)[..., 0] - np.take_along_axis(cs, i0[..., None], -1)[..., 0]
-        s2 = np.take_along_axis(cs2, i1[..., None], -1)[..., 0] - np.take_along_axis(cs2, i0[..., None], -1)[..., 0]
-        mean = s / cnt
-        std = np.sqrt(np.maximum(s2 / cnt - mean * mean, 0.0))
-        lo, hi = med - 3 * std, med + 3 * std
-        i0 = (v < lo[..., None]).sum(axis=-1)
-        i1 = np.maximum((v <= hi[..., None]).sum(axis=-1), i0 + 1)
-    return med, std
+def _bin(plane: np.ndarray, h2: int, w2: int) -> np.ndarray:
+    """BIN x BIN means as float32, summed by strided adds (faster here than an integral
+    image or ``cv2.resize``) in an integer type wide enough for the input's depth."""
+    acc = {np.dtype(np.uint8): np.uint16, np.dtype(np.uint16): np.uint32}.get(plane.dtype, np.float32)
+    src = plane[:BIN * h2, :BIN * w2]
+    rows = src[0::BIN].astype(acc)
+    for k in range(1, BIN):
+        rows += src[k::BIN]
+    box = rows[:, 0::BIN].copy()
+    for k in range(1, BIN):
+        box += rows[:, k::BIN]
+    return box.astype(np.float32) * np.float32(1.0 / (BIN * BIN))
+
+
+def _robust_stats(samples: np.ndarray, passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Sky level and noise of each row, from one sort: the noise is the interquartile
+    range / 1.349 (a Gaussian's sigma, which a star's few pixels do not move), the level
+    the median of the samples within 3 sigma of the level before (a plain median still
+    leans toward the stars, and ``light`` sums that lean over every pixel)."""
+    v = np.sort(samples, axis=-1)
+    rows, n = v.shape
+    sigma = (v[:, (3 * n) // 4] - v[:, n // 4]).astype(np.float32) / np.float32(1.349)
+    med = v[:, n // 2]
+    for _ in range(passes):
+        i0 = np.count_nonzero(v < (med - 3 * sigma)[:, None], axis=1)
+        i1 = np.maximum(np.count_nonzero(v <= (med + 3 * sigma)[:, None], axis=1), i0 + 1)
+        med = v[np.arange(rows), (i0 + i1 - 1) // 2]
+    return med.astype(np.float64), sigma.astype(np.float64)
 
 
 def background(binned: np.ndarray, tile: int) -> tuple[np.ndarray, float, float]:
-    """The sky level map (binned frame's shape), its median and the median tile noise."""
+    """The sky level map (binned frame's shape), its median and the median tile noise.
+
+    Each tile's statistics are read off every other binned pixel in each direction: a
+    few hundred samples per tile give the same level and noise as all of them."""
     h, w = binned.shape
     t = max(4, min(tile, h, w))
+    step = 2 if t >= 8 else 1
+    t -= t % step
     ny, nx = max(1, h // t), max(1, w // t)
-    tiles = binned[:ny * t, :nx * t].reshape(ny, t, nx, t).transpose(0, 2, 1, 3).reshape(ny, nx, -1)
-    med, std = _clipped_stats(tiles)
-    grid = med.astype(np.float32)
+    m = t // step
+    tiles = (binned[:ny * t:step, :nx * t:step].reshape(ny, m, nx, m)
+             .transpose(0, 2, 1, 3).reshape(ny * nx, -1))
+    med, std = _robust_stats(tiles)
+    grid = med.reshape(ny, nx).astype(np.float32)
     if ny >= 3 and nx >= 3:
         grid = cv2.medianBlur(grid, 3)
     level = cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -144,29 +168,32 @@ def background(binned: np.ndarray, tile: int) -> tuple[np.ndarray, float, float]
 def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
                   cfg: StarsConfig = StarsConfig()) -> StarField:
     """The stars of one frame (8/16-bit or float, grey or colour) within ``roi``."""
-    grey, full = _grey(image)
-    roi = check_roi(roi, grey.shape)
+    plane, full = _plane(image)
+    roi = check_roi(roi, plane.shape)
     ox = oy = 0
     if roi is not None:
         ox, oy, rw, rh = roi
-        grey = grey[oy:oy + rh, ox:ox + rw]
-    h, w = grey.shape
+        plane = plane[oy:oy + rh, ox:ox + rw]
+    h, w = plane.shape
     if h < 16 or w < 16:
-        return _empty(w, h, float(np.median(grey)) if grey.size else 0.0, 0.0)
+        return _empty(w, h, float(np.median(plane)) if plane.size else 0.0, 0.0)
     sat_level = cfg.saturation or 0.98 * full
     h2, w2 = h // BIN, w // BIN
-    binned = cv2.resize(grey[:BIN * h2, :BIN * w2], (w2, h2), interpolation=cv2.INTER_AREA)
+    binned = _bin(plane, h2, w2)
     level, sky, noise_b = background(binned, cfg.tile // BIN)
     noise_b = max(noise_b, full * 1e-5)
     k1 = cv2.getGaussianKernel(_SMOOTH_KSIZE, _SMOOTH_SIGMA)
     smooth_noise = noise_b * float((k1 ** 2).sum())   # white noise through the 2-D kernel
-    det = cv2.GaussianBlur(binned - level, (_SMOOTH_KSIZE, _SMOOTH_KSIZE), _SMOOTH_SIGMA)
+    above = binned - level
+    det = cv2.GaussianBlur(above, (_SMOOTH_KSIZE, _SMOOTH_KSIZE), _SMOOTH_SIGMA)
     mask = (det > cfg.k_sigma * smooth_noise).astype(np.uint8)
     # A faint donut's ring can break into arcs: one dilation joins them into one star.
     mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
-    n, _labels, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    # 16-bit labels are half the work; a dilated region has >= 9 pixels, so they suffice.
+    ltype = cv2.CV_16U if mask.size < 9 * 65535 else cv2.CV_32S
+    n, _labels, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=ltype)
     # Defocus spreads starlight but keeps it, whether or not the stars are detected.
-    light = float((binned - level).sum()) * BIN * BIN
+    light = float(above.sum(dtype=np.float64)) * BIN * BIN
     noise = BIN * noise_b                         # a BIN x BIN mean divides white noise by BIN
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = np.nonzero(areas >= cfg.min_area)[0] + 1
@@ -179,50 +206,76 @@ def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
     stretched = np.maximum(bw, bh) > 1.6 * np.minimum(bw, bh) + 1
     cx = (cents[keep, 0] + 0.5) * BIN - 0.5
     cy = (cents[keep, 1] + 0.5) * BIN - 0.5
-    # Half the region's extent (the dilation added one binned pixel each side) plus margin.
-    radius = np.clip(0.5 * BIN * (np.maximum(bw, bh) - 2) + 2.0, 5.0, _MAX_APERTURE)
-    inside = ((cx - radius >= 0) & (cx + radius <= w - 1)
-              & (cy - radius >= 0) & (cy + radius <= h - 1))
+    # Half the region's extent (the dilation added one binned pixel each side) plus margin:
+    # what a donut needs. A bright star's faint wings make its region wide too, but 99.8%
+    # of an in-focus star's light lies within _FIRST_APERTURE, so every star starts there
+    # and only the ones that fill it (donuts, bloated stars) are measured again wider.
+    extent = np.clip(0.5 * BIN * (np.maximum(bw, bh) - 2) + 2.0, 5.0, _MAX_APERTURE)
+    radius = np.minimum(extent, _FIRST_APERTURE)
+    inside = _fits(cx, cy, radius, w, h)
     n_edge = int((~inside).sum())
     sel = inside & ~stretched
     n_blend = int((inside & stretched).sum())
-    cx, cy, radius = cx[sel], cy[sel], radius[sel]
+    cx, cy, radius, extent = cx[sel], cy[sel], radius[sel], extent[sel]
     if cx.size == 0:
         return _empty(w, h, sky, noise, edge=n_edge, blend=n_blend, light=light)
     local = level[np.clip((cy / BIN).astype(int), 0, h2 - 1), np.clip((cx / BIN).astype(int), 0, w2 - 1)]
-    m = _measure_all(grey, cx, cy, radius, local, noise)
-    # A faint donut is detected by its brightest arc: when the half-flux radius fills
-    # much of the aperture, grow the aperture from that radius and measure again.
-    grow = (m["hfr"] > 0.45 * radius) & (m["second"] >= m["peak"] / 3.0)
-    if grow.any():
-        wider = np.clip(1.6 * m["hfr"][grow] + 3.0, 5.0, _MAX_APERTURE)
-        gx, gy = m["x"][grow], m["y"][grow]
-        fits = (gx - wider >= 0) & (gx + wider <= w - 1) & (gy - wider >= 0) & (gy + wider <= h - 1)
-        idx = np.nonzero(grow)[0][fits]
-        if idx.size:
-            radius = radius.copy()
-            radius[idx] = wider[fits]
-            again = _measure_all(grey, gx[fits], gy[fits], radius[idx], local[idx], noise)
-            for k in _KEYS:
-                m[k][idx] = again[k]
+    # One centroid pass suffices within the small first aperture; a grown one (a donut,
+    # whose binned centroid is rougher) is refined twice.
+    m = _measure_all(plane, cx, cy, radius, local, noise, passes=1)
+    # A star cut by the edge is detected with its centroid pulled inward: judge the edge
+    # again from the refined centroid.
+    cut = ~_fits(m["x"], m["y"], radius, w, h)
+    # A star whose half-flux radius fills much of its aperture is truncated: grow the
+    # aperture (at least to the detected extent, which fits a donut) and measure again.
+    # Two stars in one region (stretched light) would only take in more of their pair:
+    # a donut cut by the first aperture looks somewhat stretched (up to about 0.45 here),
+    # so only light stretched past TWO_STARS is not grown at first, and once grown anything
+    # past MAX_ELLIPTICITY; an aperture that would grow by less than a fifth is as good as
+    # it gets.
+    settled = m["ellip"] > TWO_STARS
+    for _ in range(_GROW_PASSES):
+        grow = ~cut & ~settled & (m["hfr"] > 0.45 * radius) & (m["second"] >= m["peak"] / 3.0)
+        idx = np.nonzero(grow)[0]
+        wider = np.minimum(np.maximum(1.6 * m["hfr"][idx] + 3.0, extent[idx]), _MAX_APERTURE)
+        small = wider < 1.2 * radius[idx]
+        settled[idx[small]] = True
+        idx, wider = idx[~small], wider[~small]
+        if not idx.size:
+            break
+        gx, gy = m["x"][idx], m["y"][idx]
+        fits = _fits(gx, gy, wider, w, h)
+        cut[idx[~fits]] = True                    # its grown aperture leaves the frame
+        idx, wider = idx[fits], wider[fits]
+        if not idx.size:
+            break
+        radius = radius.copy()
+        radius[idx] = wider
+        again = _measure_all(plane, gx[fits], gy[fits], wider, local[idx], noise)
+        for k in _KEYS:
+            m[k][idx] = again[k]
+        settled[idx] |= again["ellip"] > MAX_ELLIPTICITY
+    n_edge += int(cut.sum())
     hot = m["second"] < m["peak"] / 3.0
     merged = ~hot & (m["ellip"] > MAX_ELLIPTICITY)
     # The aperture's summed noise: a "star" not k sigma above it is a noise fragment.
     faint = m["flux"] < cfg.k_sigma * noise * np.sqrt(np.pi) * radius
-    ok = ~hot & ~merged & ~faint
+    ok = ~hot & ~merged & ~faint & ~cut
     n_hot = int(hot.sum())
-    n_blend += int(merged.sum())
+    n_blend += int((merged & ~cut).sum())
     # Overlapping apertures: each star's half-flux radius would count the other's light.
     x, y, r = m["x"][ok], m["y"][ok], radius[ok]
-    dist = np.hypot(x[:, None] - x[None, :], y[:, None] - y[None, :])
-    np.fill_diagonal(dist, np.inf)
-    clash = (dist < r[:, None] + r[None, :]).any(axis=1)
+    d2 = np.square(x[:, None] - x[None, :]) + np.square(y[:, None] - y[None, :])
+    np.fill_diagonal(d2, np.inf)
+    clash = (d2 < np.square(r[:, None] + r[None, :])).any(axis=1)
     n_blend += int(clash.sum())
     idx = np.nonzero(ok)[0][~clash]
     saturated = m["peak_raw"][idx] >= sat_level
-    stars = tuple(Star(x=float(m["x"][i] + ox), y=float(m["y"][i] + oy), flux=float(m["flux"][i]),
-                       peak=float(m["peak"][i]), hfr=float(m["hfr"][i]), fwhm=float(m["fwhm"][i]),
-                       saturated=bool(s)) for i, s in zip(idx, saturated))
+    # Plain floats first: indexing numpy arrays star by star costs more than the stars.
+    cols = zip((m["x"][idx] + ox).tolist(), (m["y"][idx] + oy).tolist(), m["flux"][idx].tolist(),
+               m["peak"][idx].tolist(), m["hfr"][idx].tolist(), m["fwhm"][idx].tolist(),
+               saturated.tolist())
+    stars = tuple(Star(*c) for c in cols)
     good = idx[~saturated]
     if good.size:
         hfrs = m["hfr"][good]
@@ -237,18 +290,26 @@ def measure_stars(image: np.ndarray, roi: Optional[Sequence[int]] = None,
                      rejected_edge=n_edge, rejected_blend=n_blend, light=light)
 
 
-_STAMP_HALVES = (6, 12, 24, int(_MAX_APERTURE) + 1)
+def _fits(x, y, r, w: int, h: int) -> np.ndarray:
+    return (x - r >= 0) & (x + r <= w - 1) & (y - r >= 0) & (y + r <= h - 1)
 
 
-def _measure_all(grey, cx, cy, radius, local, noise: float) -> dict:
+_STAMP_HALVES = (int(_FIRST_APERTURE) + 1, 24, int(_MAX_APERTURE) + 1)
+
+
+def _measure_all(plane, cx, cy, radius, local, noise: float, passes: int = 2) -> dict:
     """``_measure`` in batches of similar aperture: one big donut does not make every
     in-focus star's stamp 97 px wide."""
     group = np.searchsorted(_STAMP_HALVES, np.ceil(radius) + 1)
+    groups = np.unique(group)
+    if groups.size == 1:              # the usual case: no copying into a merged result
+        half = int(math.ceil(radius.max())) + 1
+        return _measure(plane, cx, cy, radius, local, noise, half, passes)
     out = {k: np.empty(len(cx)) for k in _KEYS}
-    for gi in np.unique(group):
+    for gi in groups:
         sel = group == gi
         half = int(math.ceil(radius[sel].max())) + 1
-        part = _measure(grey, cx[sel], cy[sel], radius[sel], local[sel], noise, half)
+        part = _measure(plane, cx[sel], cy[sel], radius[sel], local[sel], noise, half, passes)
         for k in _KEYS:
             out[k][sel] = part[k]
     return out
@@ -257,67 +318,82 @@ def _measure_all(grey, cx, cy, radius, local, noise: float) -> dict:
 _KEYS = ("x", "y", "flux", "peak", "second", "peak_raw", "hfr", "fwhm", "ellip")
 
 
-def _measure(grey, cx, cy, radius, local, noise: float, half: int) -> dict:
-    """Centroid, flux, peak, HFR and FWHM of a batch of candidates at once."""
-    h, w = grey.shape
+def _measure(plane, cx, cy, radius, local, noise: float, half: int, passes: int) -> dict:
+    """Centroid (refined ``passes`` times), flux, peak, HFR and FWHM of a batch of
+    candidates at once."""
+    h, w = plane.shape
+    n = len(cx)
     cx, cy = cx.astype(np.float32), cy.astype(np.float32)
-    radius = radius.astype(np.float32)
-    off = np.arange(-half, half + 1)
-    iy = np.round(cy).astype(int)
-    ix = np.round(cx).astype(int)
-    yy = iy[:, None] + off[None, :]                     # (N, S)
-    xx = ix[:, None] + off[None, :]
-    # Clipped indices only repeat pixels outside the aperture (edge stars are gone).
-    stamps = grey[np.clip(yy, 0, h - 1)[:, :, None], np.clip(xx, 0, w - 1)[:, None, :]]
-    d = stamps - local[:, None, None].astype(np.float32)
-    fy = yy.astype(np.float32)[:, :, None]
-    fx = xx.astype(np.float32)[:, None, :]
-    r_ap = radius[:, None, None]
-    x, y = cx.copy(), cy.copy()
+    r2_ap = np.square(radius.astype(np.float32))[:, None, None]
+    size = 2 * half + 1
+    # Stamps are windows of the plane; one near the edge is shifted inward (its star's
+    # aperture fits the frame, so it still holds the whole aperture).
+    y0 = np.clip(np.round(cy).astype(int) - half, 0, max(h - size, 0))
+    x0 = np.clip(np.round(cx).astype(int) - half, 0, max(w - size, 0))
+    off = np.arange(size)
+    yy, xx = y0[:, None] + off, x0[:, None] + off                    # (N, S)
+    if h >= size and w >= size:
+        stamps = sliding_window_view(plane, (size, size))[y0, x0].astype(np.float32)
+    else:
+        stamps = plane[np.clip(yy, 0, h - 1)[:, :, None],
+                       np.clip(xx, 0, w - 1)[:, None, :]].astype(np.float32)
+    d = stamps
+    d -= local.astype(np.float32)[:, None, None]
+    fy = yy.astype(np.float32)
+    fx = xx.astype(np.float32)
+    x, y = cx, cy
     # The detection centroid is on the binned grid: refine on full pixels. Only light 2
     # sigma above the sky weighs in, else the noise pulls the centroid to the first guess.
     lit = np.maximum(d - np.float32(2 * noise), 0)
-    for _ in range(2):
-        r = np.hypot(fx - x[:, None, None], fy - y[:, None, None])
-        wgt = np.where(r <= r_ap, lit, 0)
+    for _ in range(passes):
+        r2 = np.square(fy - y[:, None])[:, :, None] + np.square(fx - x[:, None])[:, None, :]
+        wgt = np.where(r2 <= r2_ap, lit, 0)
         tot = np.maximum(wgt.sum(axis=(1, 2)), 1e-12)
-        x = (wgt * fx).sum(axis=(1, 2)) / tot
-        y = (wgt * fy).sum(axis=(1, 2)) / tot
-    # Second moments of the lit light: a round star or donut has ellipticity near 0, two
-    # stars merged into one region are stretched along the line joining them.
-    ex, ey = fx - x[:, None, None], fy - y[:, None, None]
-    r = np.hypot(ex, ey)
-    inap = r <= r_ap
-    dm = np.where(inap, d, 0).reshape(len(x), -1)
+        x = (wgt.sum(axis=1) * fx).sum(axis=1) / tot
+        y = (wgt.sum(axis=2) * fy).sum(axis=1) / tot
+    ex, ey = fx - x[:, None], fy - y[:, None]                         # (N, S) each
+    r2 = np.square(ey)[:, :, None] + np.square(ex)[:, None, :]
+    dm3 = np.where(r2 <= r2_ap, d, 0)
+    dm = dm3.reshape(n, -1)
     flux = dm.sum(axis=1)
-    peak_raw = np.where(inap, stamps, -np.inf).reshape(len(x), -1).max(axis=1)
-    top2 = -np.partition(-dm, 1, axis=1)[:, :2]
-    peak, second = top2[:, 0], top2[:, 1]
-    rr = np.where(inap, r, np.inf).reshape(len(x), -1)
-    order = np.argsort(rr, axis=1)
-    rs = np.take_along_axis(rr, order, axis=1)
-    vs = np.take_along_axis(dm, order, axis=1)
-    cum = np.cumsum(vs, axis=1) - vs / 2          # each pixel counted half at its radius
-    halfflux = flux / 2
-    k = np.clip(np.argmax(cum >= halfflux[:, None], axis=1), 1, rs.shape[1] - 1)
-    rows = np.arange(len(x))
-    c0, c1 = cum[rows, k - 1], cum[rows, k]
-    r0, r1 = rs[rows, k - 1], rs[rows, k]
-    with np.errstate(invalid="ignore"):    # a star whose flux is all in one pixel: inf - inf
-        t = np.clip((halfflux - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.0, 1.0)
-        hfr = r0 + t * (r1 - r0)
-    hfr = np.where(np.isfinite(hfr), hfr, np.nan)
+    top2 = np.partition(dm, dm.shape[1] - 2, axis=1)[:, -2:]
+    peak, second = top2[:, 1], top2[:, 0]
+    peak_raw = peak + local                          # the sky is one level per stamp
+    hfr = _half_flux_radius(np.sqrt(r2).reshape(n, -1), dm, flux, float(radius.max()))
     # Moments in a Gaussian window of the star's own size (noise far out would dominate
     # moments weighted by r^2; a hard threshold leaves a few pixels that look stretched).
-    s2 = (2 * np.maximum(np.nan_to_num(hfr, nan=1.0), 1.0) ** 2)[:, None, None]
-    wm = np.where(inap, d, 0) * np.exp(-(r * r) / s2)
-    ixx, iyy, ixy = ((wm * ex * ex).sum(axis=(1, 2)), (wm * ey * ey).sum(axis=(1, 2)),
-                     (wm * ex * ey).sum(axis=(1, 2)))
+    # x and y offsets are each a stamp axis, so the moments are sums of the marginals.
+    s2 = (2 * np.square(np.fmax(hfr, 1.0))).astype(np.float32)   # fmax: NaN -> 1
+    wm = dm3 * np.exp(r2 * (-1.0 / s2)[:, None, None])
+    ixx = (wm.sum(axis=1) * np.square(ex)).sum(axis=1)
+    iyy = (wm.sum(axis=2) * np.square(ey)).sum(axis=1)
+    ixy = ((wm * ey[:, :, None]).sum(axis=1) * ex).sum(axis=1)
     ellip = np.hypot(ixx - iyy, 2 * ixy) / np.maximum(np.abs(ixx + iyy), 1e-12)
-    above = (dm >= (peak / 2)[:, None]) & (dm > 0)
-    fwhm = 2.0 * np.sqrt(above.sum(axis=1) / math.pi)
+    above = np.count_nonzero((dm >= (peak / 2)[:, None]) & (dm > 0), axis=1)
+    fwhm = 2.0 * np.sqrt(above / math.pi)
     return {"x": x, "y": y, "flux": flux, "peak": peak, "second": second, "peak_raw": peak_raw,
             "hfr": hfr, "fwhm": fwhm, "ellip": ellip}
+
+
+def _half_flux_radius(r: np.ndarray, dm: np.ndarray, flux: np.ndarray, r_max: float) -> np.ndarray:
+    """The radius enclosing half of each row's flux. The light is summed in rings
+    ``_RING`` px wide (one ``bincount`` for the whole batch, no per-star sort) and the
+    enclosed flux interpolated linearly within the ring where it crosses half."""
+    n = len(r)
+    nb = int(math.ceil(r_max / _RING)) + 1
+    ring = np.minimum((r * (1.0 / _RING)).astype(np.int64), nb - 1)
+    ring += (np.arange(n) * nb)[:, None]
+    rings = np.bincount(ring.ravel(), weights=dm.ravel(), minlength=n * nb).reshape(n, nb)
+    cum = np.cumsum(rings, axis=1)                 # flux inside each ring's outer edge
+    halfflux = flux / 2
+    k = np.argmax(cum >= halfflux[:, None], axis=1)
+    rows = np.arange(n)
+    c1 = cum[rows, k]
+    c0 = np.where(k > 0, cum[rows, np.maximum(k - 1, 0)], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.clip((halfflux - c0) / (c1 - c0), 0.0, 1.0)
+    hfr = (k + t) * _RING
+    return np.where(np.isfinite(hfr) & (flux > 0), hfr, np.nan)
 
 
 def _empty(w: int, h: int, sky: float, noise: float, *, edge: int = 0, blend: int = 0,

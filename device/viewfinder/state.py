@@ -28,12 +28,14 @@ from device.config import OverlayConfig
 from device.loop.result import FrameResult
 from device.loop.sink import Sink
 from device.overlay import (ELEMENTS, HudInfo, Layers, PeakHold, PeakingParams, PeakingState,
-                      RgbaLayer, RunningPeak, Style, compose_bgr, draw_all, heat_values,
+                      RgbaLayer, RunningPeak, StarLine, Style, compose_bgr, draw_all, heat_values,
                       peaking_mask)
 
 if TYPE_CHECKING:
     from device.capture.sink import CaptureSink
     from device.lens.autofocus import Autofocus
+    from device.optics.live import LiveInspector
+    from device.scoring.stars_live import StarMonitor
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,12 @@ class Viewfinder(Sink):
     position and capture count."""
 
     def __init__(self, cfg: OverlayConfig = OverlayConfig(), history_s: float = 10.0, *,
-                 autofocus: "Optional[Autofocus]" = None, capture: "Optional[CaptureSink]" = None):
+                 autofocus: "Optional[Autofocus]" = None, capture: "Optional[CaptureSink]" = None,
+                 stars: "Optional[StarMonitor]" = None, inspector: "Optional[LiveInspector]" = None):
         self.autofocus = autofocus
         self.capture = capture
+        self.stars = stars
+        self.inspector = inspector      # the web page's /api/inspect
         self.history_s = history_s
         self.peak = PeakHold()
         self.history: deque = deque()        # (monotonic t, focus)
@@ -89,6 +94,8 @@ class Viewfinder(Sink):
     def reset_peak(self) -> None:
         """Forget the held peak (and the peaking and heat map running peaks with it)."""
         self.peak.reset()
+        if self.stars is not None:
+            self.stars.reset()
         with self._analysis_lock:
             self._peaking.level.reset()
             self._heat_level.reset()
@@ -141,7 +148,18 @@ class Viewfinder(Sink):
             motor=str(af.position) if af is not None else None,
             captures=self.capture.count if self.capture is not None else None,
             fps=self.fps,
+            stars=self._star_line(),
         )
+
+    def _star_line(self) -> Optional[StarLine]:
+        if self.stars is None:
+            return None
+        s = self.stars.status()
+        return StarLine(s.hfr_px, s.fwhm_px, s.count, s.min_hfr_px, s.status)
+
+    def stars_status(self) -> Optional[dict]:
+        """``/api/status``'s ``"stars"``: null when star mode is off."""
+        return self.stars.status().to_json() if self.stars is not None else None
 
     def layers(self, frame, result: FrameResult) -> Layers:
         """The overlay layers for one frame (peaking analysed once per frame, memoised)."""
@@ -165,6 +183,7 @@ class Viewfinder(Sink):
             defects=result.defects if on["defects"] else None,
             zoom=on["zoom"],
             hud=self.hud_info(result) if on["hud"] else None,
+            stars=self.stars.circles() if on["stars"] and self.stars is not None else None,
         )
 
     def compose(self, frame, result: FrameResult, max_width: Optional[int] = None) -> np.ndarray:

@@ -5,13 +5,13 @@ Routes (all behind the token when one is set; ``docs/viewfinder.md`` has the ful
 
 * ``GET /`` (the page; ``/?token=T`` sets a cookie and redirects to ``/``),
   ``/stream.mjpg``, ``/snapshot.jpg``, ``/api/status``, ``/api/captures``,
-  ``/captures/NAME`` (``?thumb=1``: its thumbnail);
+  ``/captures/NAME`` (``?thumb=1``: its thumbnail), ``/api/inspect``;
 * ``POST /api/overlay``, ``/api/peak/reset``, ``/api/roi``, ``/api/autofocus``,
-  ``/api/capture``, ``/api/motor``, ``/api/defects/known``.
+  ``/api/capture``, ``/api/motor``, ``/api/defects/known``, ``/api/inspect``.
 
 A route is a function of the query (GET) or of the parsed JSON body (POST) returning JSON
 or an ``api.Reply``; a feature's routes live in its own module (``motor_api``,
-``gallery``, ``defects_api``) and are listed in ``_routes``. HTTP and the access rules
+``gallery``, ``defects_api``, ``inspect_api``) and are listed in ``_routes``. HTTP and the access rules
 (``Host``, token, ``Origin``, body framing) are ``handler``'s. Nothing a client sends
 reaches the frame loop except through the scorer's ``set_roi``, the features' own
 trigger methods and the motor desk's queue, each with validated values.
@@ -32,7 +32,7 @@ from device.common.listen import check_token, parse_listen
 from device.common.roi import check_roi
 from device.errors import ConfigError, FocusAssistError
 from device.loop.sink import Sink
-from device.viewfinder.web import defects_api
+from device.viewfinder.web import defects_api, inspect_api
 from device.viewfinder.web.access import HostPolicy, require_token
 from device.viewfinder.web.api import ApiError, Reply, feature, only
 from device.viewfinder.web.gallery import Gallery
@@ -132,6 +132,7 @@ class WebViewfinder(Sink):
             "/api/status": lambda q: self.status(),
             "/snapshot.jpg": lambda q: self._snapshot(),
             "/api/captures": lambda q: feature(self.gallery, "the capture gallery").listing(),
+            inspect_api.PATH: lambda q: inspect_api.last(self.viewfinder.inspector),
         }
         posts = {
             "/api/overlay": self._overlay,
@@ -142,6 +143,7 @@ class WebViewfinder(Sink):
             "/api/motor": lambda b: feature(self.motor, "a focus motor").command(b),
             "/api/defects/known": lambda b: defects_api.mark_known(
                 feature(self.defects, "the live defect map"), b),
+            inspect_api.PATH: lambda b: inspect_api.analyse(self.viewfinder.inspector, b),
         }
         return gets, posts
 
@@ -238,6 +240,7 @@ class WebViewfinder(Sink):
             out["capture"] = self.capture.status()
         if result is not None and result.defects is not None:
             out["defects"] = result.defects
+        out["stars"] = vf.stars_status()
         return to_jsonable(out)
 
     # --- the controls (handler threads, parsed JSON) ------------------------------------

@@ -34,7 +34,10 @@ class LiveViewfinder:
 
     def __init__(self, *, token: Optional[str] = None, features_dir=None, cnn: bool = False,
                  fps: float = 30.0, scene: str = "mosaic", overlay: OverlayConfig = OverlayConfig(),
-                 defect_map=None, defect_every: int = 100_000):
+                 defect_map=None, defect_every: int = 100_000,
+                 stars: Optional[str] = None, inspect=None):
+        """``stars`` ("hfr" or "fwhm") turns star mode on (a ``StarMonitor`` sink);
+        ``inspect`` (an ``InspectConfig``) adds the live optics inspector."""
         self.source = SimCamera(SimConfig(scene=scene, fps=fps, seed=2))
         self.scorer = ClassicScorer()
         if cnn:
@@ -54,7 +57,21 @@ class LiveViewfinder:
             self.capture = CaptureSink(CaptureConfig(), features_dir, source_name=self.source.name,
                                        lens_position=lambda: self.source.lens_position)
             features += [self.capture, self.autofocus]
-        self.viewfinder = Viewfinder(overlay, 10.0, autofocus=self.autofocus, capture=self.capture)
+        self.stars = None
+        if stars:
+            from device.scoring.stars_live import StarMonitor
+
+            self.stars = StarMonitor(stars, lens_position=lambda: self.source.exposed_position)
+            features.append(self.stars)
+        self.inspector = None
+        if inspect is not None:
+            from device.optics.live import LiveInspector
+
+            self.inspector = LiveInspector(inspect, autofocus=self.autofocus,
+                                           lens_position=lambda: self.source.exposed_position)
+            features.append(self.inspector)
+        self.viewfinder = Viewfinder(overlay, 10.0, autofocus=self.autofocus, capture=self.capture,
+                                     stars=self.stars, inspector=self.inspector)
         self.web = WebViewfinder("127.0.0.1:0", self.viewfinder, source=self.source,
                                  scorer=self.scorer, autofocus=self.autofocus,
                                  capture=self.capture, motor=self.motor,
