@@ -43,6 +43,17 @@ def _focus_curve(jsonl: Path) -> list[float]:
     return [json.loads(line)["focus"] for line in jsonl.read_text().splitlines()]
 
 
+def run_capture_dir(out: Path, when: float) -> Path:
+    """This run's capture folder under ``out/captures``: an earlier demo's captures stay
+    where they are but are not counted as this run's."""
+    base = out / "captures" / time.strftime("%Y%m%d-%H%M%S", time.localtime(when))
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
+
+
 def _capture_frames(folder: Path) -> list[int]:
     """The frame index of each capture, from its sidecar."""
     out = []
@@ -117,18 +128,20 @@ def main(argv=None) -> int:
 
     # Phase 1: the focus ring turned by hand through focus.
     log1 = out / "manual_focus.jsonl"
+    cap_dir = run_capture_dir(out, time.time())
     a = ["--source", source, "--frames", str(args.frames), "--log-jsonl", str(log1)]
     if "--capture-when-sharp" in flags:
-        a += ["--capture-when-sharp", "--capture-dir", str(out / "captures")]
+        cap_dir.mkdir(parents=True)
+        a += ["--capture-when-sharp", "--capture-dir", str(cap_dir)]
     s1 = _run(a, "phase 1: turning the focus ring by hand")
     curve = _focus_curve(log1)
     peak = max(range(len(curve)), key=curve.__getitem__)
     lines = [f"phase 1: {s1['frames']} frames at {s1['fps']} fps, "
              f"{s1['ms_per_frame_p50']} ms/frame p50 ({s1['ms_per_frame_p95']} p95); "
              f"focus peaked at frame {peak} ({curve[peak]:.0f} vs {min(curve):.0f} at its worst)"]
-    caps = sorted((out / "captures").glob("*.*")) if (out / "captures").is_dir() else []
+    caps = sorted(cap_dir.glob("*.*")) if cap_dir.is_dir() else []
     images = [c for c in caps if c.suffix.lower() in (".jpg", ".png", ".dng")]
-    captures = _capture_frames(out / "captures")
+    captures = _capture_frames(cap_dir)
     if "--capture-when-sharp" in flags:
         lines.append(f"captures when sharp: {len(images)} -> {', '.join(c.name for c in images) or 'none'}")
 

@@ -79,3 +79,15 @@ def test_pictures_are_written_as_decodable_pngs_and_the_captures_come_from_their
     for n in names:
         img = cv2.imread(str(tmp_path / n))
         assert img is not None and img.size > 0
+
+
+def test_each_demo_run_captures_into_its_own_folder_so_earlier_runs_are_not_counted(tmp_path):
+    from device.app.demo import run_capture_dir
+
+    first = run_capture_dir(tmp_path, 1_800_000_000.0)
+    assert first.parent == tmp_path / "captures"
+    first.mkdir(parents=True)
+    (first / "focus-old.jpg").write_bytes(b"earlier run")
+    second = run_capture_dir(tmp_path, 1_800_000_000.0)       # the same second again
+    assert second != first and second.parent == first.parent and not second.exists()
+    assert (first / "focus-old.jpg").read_bytes() == b"earlier run"
