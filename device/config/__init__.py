@@ -60,6 +60,9 @@ class SimConfig:
     # Steps per frame the lens turns by itself, bouncing at the ends: a person turning the
     # focus ring by hand (for capture-when-sharp and viewfinder demos). 0: it stays put.
     ring_speed: float = 0.0
+    # MB of rendered lens positions kept (7.4 MB each at 640x480); a Pi Zero 2 W has 512 MB
+    # for everything. 0: render every frame afresh.
+    cache_mb: float = 32.0
     sky: SkyConfig = field(default_factory=SkyConfig)   # scene = "stars" (issue 16)
 
     def __post_init__(self):
