@@ -78,3 +78,24 @@ def test_the_check_sees_a_desktop_package_when_one_is_imported():
         pytest.skip("scikit-image not installed")
     assert "skimage" in set(p.stdout.split())
 
+
+def test_malloc_tuning_applies_on_glibc_and_leaves_the_users_settings_alone():
+    code = r"""
+import json, os
+from device.common.malloc import tune_malloc
+print(json.dumps([tune_malloc({}), tune_malloc({"MALLOC_ARENA_MAX": "4"})]))
+"""
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    import json
+
+    free, user = json.loads(p.stdout)
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        assert free == {} and user == {}
+        return
+    assert free == {"MALLOC_MMAP_THRESHOLD_": 131072, "MALLOC_TRIM_THRESHOLD_": 262144,
+                    "MALLOC_ARENA_MAX": 2}
+    assert "MALLOC_ARENA_MAX" not in user and "MALLOC_MMAP_THRESHOLD_" in user
