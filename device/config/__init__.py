@@ -129,6 +129,9 @@ class LogConfig:
             raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
 
 
+FocusThread = typing.Literal["auto", "frame", "worker"]
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
     """The int8 TFLite models (see ``device.scoring.inference``). ``None`` paths mean the shipped
@@ -139,6 +142,10 @@ class ModelsConfig:
     num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     enable_focus: bool = True
     enable_defects: bool = True
+    # Where the focus net runs in ``run``: "frame" (each result judges its own frame),
+    # "worker" (its own thread, on the newest frame: results carry the latest verdict,
+    # a frame or two old), "auto" (worker on cameras, frame on files and the simulator).
+    focus_thread: FocusThread = "auto"
 
     def __post_init__(self):
         if self.num_threads < 1:

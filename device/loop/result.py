@@ -27,10 +27,15 @@ class CnnVerdict:
     certainty: float                  # mean 1 - H(p)/log K of the pooled tiles
     tiles: int                        # tiles the net scored
     tile_map: Optional[np.ndarray] = field(default=None, compare=False)  # p(sharp) per tile, -1 unscored
+    # The index of the frame the net judged: with the net on its own thread
+    # (``models.focus_thread``) a result carries the newest verdict, which may be older.
+    frame: Optional[int] = field(default=None, compare=False)
 
     def to_json(self, with_map: bool = True) -> dict:
         out = {"label": self.label, "sharp_prob": self.sharp_prob, "probs": dict(self.probs),
                "blur_px": self.blur_px, "certainty": self.certainty, "cnn_tiles": self.tiles}
+        if self.frame is not None:
+            out["cnn_frame"] = self.frame
         if with_map:
             out["cnn_map"] = self.tile_map
         return out

@@ -16,6 +16,8 @@ class Scorer(Protocol):
 
     def set_roi(self, roi: Optional[tuple[int, int, int, int]]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class ClassicScorer:
     """The classic measures of the ROI plus the tile focus map."""
@@ -34,4 +36,7 @@ class ClassicScorer:
         m = score_frame(frame.grey, roi, self.grid)
         return FrameResult(frame=frame.index, timestamp=frame.timestamp, focus=m.focus,
                            measures=m.measures, tile_map=m.tile_map, roi=roi)
+
+    def close(self) -> None:
+        """Nothing to release (the CNN scorer has a thread to stop)."""
 
