@@ -41,6 +41,16 @@ class CnnVerdict:
         return out
 
 
+@dataclass(frozen=True)
+class WorkingImage:
+    """The classic scorer's working image and per-pixel gradient energy, computed once per
+    frame and reused by focus peaking (the same pyramid step and Sobel kernels), so the
+    frame is reduced and differentiated once. Only set when the working image is at the
+    frame's own scale (a lores-sized frame), which is the scale peaking works at."""
+    work: np.ndarray        # the grey frame reduced by one pyramid level, float32
+    energy: np.ndarray      # gx^2 + gy^2 of ``work``'s 3x3 Sobel derivatives, float32
+
+
 @dataclass
 class FrameResult:
     frame: int                        # the frame's index in its source
@@ -51,6 +61,7 @@ class FrameResult:
     roi: Optional[Roi] = None         # (x, y, w, h) in frame pixels, checked against the frame
     cnn: Optional[CnnVerdict] = None
     defects: Optional[list] = None    # confirmed defects, attached by the live defect map
+    working: Optional[WorkingImage] = field(default=None, repr=False, compare=False)
 
     @property
     def sharp_prob(self) -> Optional[float]:

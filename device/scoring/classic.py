@@ -7,7 +7,7 @@ from typing import Optional, Protocol
 from device.config import ScoringConfig
 from device.common.roi import check_roi
 from device.scoring.measures import score_frame
-from device.loop.result import FrameResult
+from device.loop.result import FrameResult, WorkingImage
 from device.sources.base import Frame
 
 
@@ -34,8 +34,9 @@ class ClassicScorer:
         if roi is not None:
             roi = check_roi(roi, frame.grey.shape)
         m = score_frame(frame.grey, roi, self.grid)
+        shared = WorkingImage(m.work, m.energy) if m.work is not None else None
         return FrameResult(frame=frame.index, timestamp=frame.timestamp, focus=m.focus,
-                           measures=m.measures, tile_map=m.tile_map, roi=roi)
+                           measures=m.measures, tile_map=m.tile_map, roi=roi, working=shared)
 
     def close(self) -> None:
         """Nothing to release (the CNN scorer has a thread to stop)."""

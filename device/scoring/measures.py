@@ -15,7 +15,7 @@ separates neighbouring lens positions better (it does on the real PCB sweep).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import cv2
@@ -42,6 +42,10 @@ class FocusMeasures:
     measures: dict               # the four classic measures of the ROI, at working scale
     tile_map: np.ndarray         # (rows, cols) float32, normalised Tenengrad per tile
     roi: Optional[Roi]           # in frame pixels, as given
+    # The working image and its gradient energy when at the frame's own scale (for
+    # peaking to reuse), else None.
+    work: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    energy: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
 
 
@@ -144,7 +148,10 @@ def score_frame(grey: np.ndarray, roi: Optional[Sequence[int]] = None,
     sy, sx = _roi_slice(roi, grey.shape, work.shape)
     measures = _classic(work[sy, sx], energy[sy, sx])
     focus = float(_normalise(measures["tenengrad"], mean, gain))
-    return FocusMeasures(focus=focus, measures=measures, tile_map=tiles, roi=roi)
+    native_scale = native or min(grey.shape) <= REF_SHORT_SIDE
+    return FocusMeasures(focus=focus, measures=measures, tile_map=tiles, roi=roi,
+                         work=work if native_scale else None,
+                         energy=energy if native_scale else None)
 
 
 def focus_value(grey: np.ndarray, roi: Optional[Sequence[int]] = None,
