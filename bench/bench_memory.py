@@ -15,7 +15,9 @@ Two measurements, each in fresh child processes so nothing is shared with this s
    every feature on: the CNN, the live defect map with the defect net, capture-when-sharp,
    the frame log, a (mock-GPIO) stepdir motor with continuous autofocus, the web
    viewfinder with peaking, heat map, zoom and a viewer on ``/stream.mjpg``. Peak RSS is
-   the child's ``ru_maxrss`` (``os.wait4``); time to READY is from the spawn to the
+   the child's VmHWM (``/proc/PID/status``, reset by ``exec``), read every 20 ms until it
+   exits (``ru_maxrss`` would also count the forked copy of this script before ``exec``);
+   time to READY is from the spawn to the
    ``READY=1`` datagram on a bound ``NOTIFY_SOCKET``. ``sim`` runs the simulated camera
    with the sim motor instead.
 
@@ -186,6 +188,21 @@ def watch(port: int, ready: threading.Event, stop: threading.Event, got: list) -
             stop.wait(0.2)
 
 
+def _sample_hwm(pid: int, out: list) -> None:
+    """Keep ``out[0]`` at the process's VmHWM (MB) until it is gone or a zombie."""
+    while True:
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                text = fh.read()
+        except OSError:
+            return
+        line = next((ln for ln in text.splitlines() if ln.startswith("VmHWM:")), None)
+        if line is None:          # a zombie has no memory left to report
+            return
+        out[0] = max(out[0], int(line.split()[1]) / 1024)
+        time.sleep(0.02)
+
+
 def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict) -> dict:
     drain = NotifyDrain()
     drain.start()
@@ -199,7 +216,11 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict) -> 
     viewer.start()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    hwm = [0.0]
+    sampler = threading.Thread(target=_sample_hwm, args=(proc.pid, hwm), daemon=True)
+    sampler.start()
+    _, status, _ = os.wait4(proc.pid, 0)
+    sampler.join(1.0)
     t_end = time.monotonic()
     stop.set()
     drain.stop = True
@@ -208,7 +229,7 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict) -> 
     if code != 0:
         raise SystemExit(f"focus-assist run exited {code}:\n{err[-2000:]}")
     stats = json.loads(out.strip().splitlines()[-1])
-    return {"source": source.split(":")[0], "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    return {"source": source.split(":")[0], "peak_rss_mb": round(hwm[0], 1),
             "ready_s": round(drain.ready_at - t0, 2) if drain.ready_at else None,
             "wall_s": round(t_end - t0, 1), "frames": stats.get("frames"),
             "web_frames_encoded": stats.get("web_frames_encoded"),
