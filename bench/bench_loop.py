@@ -110,7 +110,14 @@ def build(tmp: Path, video: Path, focus_thread: str = "worker"):
 
     (tmp / "state").mkdir(exist_ok=True)
     cfg_path = tmp / "config.toml"
-    cfg_path.write_text(CONFIG.format(tmp=tmp, focus_thread=focus_thread))
+    from dataclasses import fields
+
+    from device.config import ModelsConfig
+
+    text = CONFIG.format(tmp=tmp, focus_thread=focus_thread)
+    if "focus_thread" not in {f.name for f in fields(ModelsConfig)}:   # an older checkout
+        text = text.replace(f'focus_thread = "{focus_thread}"\n', "")
+    cfg_path.write_text(text)
     args = cli.build_parser().parse_args(["run", "--config", str(cfg_path), *FLAGS])
     cfg = load_config(args.config, cli.run_overrides(args))
     source = LoopingVideo(video)
@@ -177,7 +184,8 @@ def profile(frames: int = 600, fps: float = 30.0, warmup: int = 30,
         scorer.classic.score = classic
         net = Timed(scorer.focus.analyse)
         scorer.focus.analyse = net
-        names = ["classic scorer", "focus net (hand-off)" if scorer.background else "focus net"] \
+        background = getattr(scorer, "background", False)      # older checkouts: no worker
+        names = ["classic scorer", "focus net (hand-off)" if background else "focus net"] \
             + [type(s).__name__ for s in app.sinks]
         cpu = {n: [] for n in names}
         total_cpu, total_wall, lap_cpu, lap_wall = [], [], [], []
@@ -221,7 +229,6 @@ def profile(frames: int = 600, fps: float = 30.0, warmup: int = 30,
                 else:
                     next_t = time.perf_counter()
         encoded = app.web.stream.encoded
-        background = scorer.background
     finally:
         stop.set()
         try:
