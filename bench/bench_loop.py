@@ -254,7 +254,8 @@ def profile(frames: int = 600, fps: float = 30.0, warmup: int = 30,
     for r in rows:
         r["x_laplacian_p50"] = r["p50_ms"] / lap50
         r["x_laplacian_p95"] = r["p95_ms"] / lap95
-    return {"frames": frames, "fps": fps, "focus_thread": focus_thread, "rows": rows, "web_frames_encoded": encoded,
+    return {"frames": frames, "fps": fps, "focus_thread": "worker" if background else "frame",
+            "rows": rows, "web_frames_encoded": encoded,
             "viewer_mb": round(got[0] / 2**20, 1),
             "frame_p50_x": _pct(total_cpu, 50) / lap50, "frame_p95_x": _pct(total_cpu, 95) / lap95,
             "frame_wall_p50_ms": _pct(total_wall, 50), "frame_wall_p95_ms": _pct(total_wall, 95),
