@@ -5,7 +5,7 @@ PIVENV ?= .venv-pi
 BIN     = $(VENV)/bin
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test test-device-pi viewfinder bench models clean
+.PHONY: demo test test-device-pi viewfinder bench bench-report models clean
 
 # Debian's python3 ships without ensurepip (it is in python3-venv): install it when we can.
 define make-venv
@@ -57,6 +57,11 @@ bench: $(BIN)/.test-installed
 	$(BIN)/python bench/bench_autofocus.py
 	$(BIN)/python bench/bench_capture.py
 	$(BIN)/python bench/bench_defects.py
+
+# One table (loop stages, autofocus, memory, start-up) to stdout and performance-report.md
+# (docs/performance.md gives it); about 5 minutes on 2 cores.
+bench-report: $(BIN)/.test-installed
+	$(BIN)/python bench/bench_report.py --md performance-report.md
 
 # Rebuild the shipped models from the default data (about 25 minutes on 2 cores).
 models: $(BIN)/.test-installed

@@ -169,7 +169,9 @@ def run_overrides(args) -> dict:
 
 def cmd_run(args) -> int:
     from device.app.runner import RunOptions, Runner
+    from device.common.malloc import tune_malloc
 
+    tune_malloc()      # before the run's threads exist (docs/performance.md)
     opts = RunOptions(config_path=args.config, overrides=run_overrides(args), frames=args.frames,
                       stats=args.stats, headless=args.headless)
     return Runner(opts).run()

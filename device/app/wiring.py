@@ -55,19 +55,22 @@ class App:
     finished: threading.Event = field(default_factory=threading.Event)   # the run's work is done
 
     def close(self) -> None:
-        """Close the sinks (the autofocus sink stops and de-energises the motor)."""
+        """Close the sinks (the autofocus sink stops and de-energises the motor) and the
+        scorer (the focus net's thread)."""
         close_all(self.sinks)
+        self.scorer.close()
 
 
-def build_scorer(cfg: Config) -> Scorer:
-    """The classic scorer, wrapped by the CNN scorer when the focus net is enabled."""
-    return scorer_from_config(cfg, ClassicScorer(cfg.scoring))
+def build_scorer(cfg: Config, live: bool = False) -> Scorer:
+    """The classic scorer, wrapped by the CNN scorer when the focus net is enabled
+    (``live``: a camera, whose frames need not wait for the net)."""
+    return scorer_from_config(cfg, ClassicScorer(cfg.scoring), live=live)
 
 
 def build_app(cfg: Config, source: FrameSource, *, headless: bool = False, pin_factory=None,
               environ: Optional[Mapping[str, str]] = None) -> App:
     env = os.environ if environ is None else environ
-    app = App(cfg=cfg, source=source, scorer=build_scorer(cfg), notifier=Notifier.from_env(env))
+    app = App(cfg=cfg, source=source, scorer=build_scorer(cfg, _camera(source)), notifier=Notifier.from_env(env))
     built: list = []          # in build order, for cleanup if a later part fails
     try:
         app.defect_map = _defect_map(cfg)
@@ -192,6 +195,12 @@ def _bracket(cfg: Config, app: App, source: FrameSource) -> Optional[BracketSink
     return BracketSink(b, app.motor, folder, autofocus=app.autofocus, capture=cfg.capture,
                        fine_step=fine, source_name=source.name,
                        on_done=None if runs_on else app.finished.set)
+
+
+def _camera(source: FrameSource) -> bool:
+    """A real camera, whose frames need not wait for the focus net; the simulator stays
+    frame-synchronous so that its runs reproduce frame by frame."""
+    return source.live and not isinstance(source, SimCamera)
 
 
 def _lens_reader(source: FrameSource, motor: Optional[Motor]) -> Optional[Callable[[], float]]:

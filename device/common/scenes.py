@@ -1,7 +1,8 @@
 """Clean base scenes: procedural dead-leaves texture and scikit-image's bundled photos.
 
 Used by the simulated camera (device) and to build training data (train). numpy and
-OpenCV only at import time; scikit-image is imported lazily inside ``load_photo``.
+OpenCV only at import time; ``load_photo`` reads scikit-image's photo files with OpenCV
+and imports scikit-image itself only as a fallback.
 """
 from __future__ import annotations
 
@@ -73,6 +74,42 @@ def dead_leaves(height: int, width: int, rng_or_seed=None, color: bool = True,
     return out.astype(np.uint8)
 
 
+# The files behind the photos, in scikit-image's ``data`` folder: read with OpenCV they
+# are the same pixels (a test checks each), without importing scikit-image, SciPy, PIL
+# and imageio (45 MB of RSS) into a simulator run.
+_PHOTO_FILES = {
+    "camera": "camera.png", "astronaut": "astronaut.png", "coffee": "coffee.png",
+    "chelsea": "chelsea.png", "rocket": "rocket.jpg", "brick": "brick.png",
+    "grass": "grass.png", "gravel": "gravel.png", "coins": "coins.png", "text": "text.png",
+    "page": "page.png", "retina": "retina.jpg", "hubble_deep_field": "hubble_deep_field.jpg",
+    "immunohistochemistry": "ihc.png", "clock": "clock_motion.png",
+    "stereo_motorcycle": "motorcycle_left.png",
+}
+
+
+def _photo_file(name: str):
+    """The photo read straight from scikit-image's data folder (BGR), or None."""
+    import importlib.util
+    import os
+
+    try:
+        spec = importlib.util.find_spec("skimage")     # locates, never imports
+    except (ImportError, ValueError):
+        return None
+    if name not in _PHOTO_FILES or spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "data", _PHOTO_FILES[name])
+    if not os.path.isfile(path):
+        return None
+    import cv2
+
+    from device.common.native import native_stderr_captured
+
+    with native_stderr_captured():       # libpng's iCCP warnings are not errors
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+    return img
+
+
 def load_photo(name: str) -> np.ndarray:
     """A scikit-image bundled photograph by name, as uint8 BGR ``(H, W, 3)``.
 
@@ -82,6 +119,9 @@ def load_photo(name: str) -> np.ndarray:
     known = PHOTO_NAMES + _EXTRA_PHOTOS
     if name not in known:
         raise InputError(f"unknown photo {name!r}; choose one of: {', '.join(PHOTO_NAMES)}")
+    img = _photo_file(name)
+    if img is not None:
+        return img
     try:
         import skimage.data as skdata
     except ImportError:

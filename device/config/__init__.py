@@ -62,6 +62,9 @@ class SimConfig:
     # Steps per frame the lens turns by itself, bouncing at the ends: a person turning the
     # focus ring by hand (for capture-when-sharp and viewfinder demos). 0: it stays put.
     ring_speed: float = 0.0
+    # MB of rendered lens positions kept (7.4 MB each at 640x480); a Pi Zero 2 W has 512 MB
+    # for everything. 0: render every frame afresh.
+    cache_mb: float = 32.0
     sky: SkyConfig = field(default_factory=SkyConfig)   # scene = "stars" (issue 16)
 
     def __post_init__(self):
@@ -128,6 +131,9 @@ class LogConfig:
             raise ConfigError(f"log.level must be one of {', '.join(LOG_LEVELS)}")
 
 
+FocusThread = typing.Literal["auto", "frame", "worker"]
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
     """The int8 TFLite models (see ``device.scoring.inference``). ``None`` paths mean the shipped
@@ -138,6 +144,10 @@ class ModelsConfig:
     num_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     enable_focus: bool = True
     enable_defects: bool = True
+    # Where the focus net runs in ``run``: "frame" (each result judges its own frame),
+    # "worker" (its own thread, on the newest frame: results carry the latest verdict,
+    # a frame or two old), "auto" (worker on cameras, frame on files and the simulator).
+    focus_thread: FocusThread = "auto"
 
     def __post_init__(self):
         if self.num_threads < 1:

@@ -32,6 +32,7 @@ LIMITS: dict[str, tuple[Optional[float], Optional[float]]] = {
     "sim.dead_pixels": (0, 2000),
     "sim.stuck_pixels": (0, 2000),
     "sim.ring_speed": (-_STEPS, _STEPS),
+    "sim.cache_mb": (0, 4096),
     "picamera2.main_size[0]": (None, 8192),
     "picamera2.main_size[1]": (None, 8192),
     "picamera2.lores_size[0]": (None, 8192),

@@ -261,6 +261,10 @@ class Loop:
         self._closed = True
         close_all(self.sinks)
         try:
+            self.scorer.close()
+        except Exception:
+            log.exception("closing the scorer failed")
+        try:
             self.source.close()
         except Exception:
             log.exception("closing the source failed")

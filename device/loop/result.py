@@ -27,10 +27,15 @@ class CnnVerdict:
     certainty: float                  # mean 1 - H(p)/log K of the pooled tiles
     tiles: int                        # tiles the net scored
     tile_map: Optional[np.ndarray] = field(default=None, compare=False)  # p(sharp) per tile, -1 unscored
+    # The index of the frame the net judged: with the net on its own thread
+    # (``models.focus_thread``) a result carries the newest verdict, which may be older.
+    frame: Optional[int] = field(default=None, compare=False)
 
     def to_json(self, with_map: bool = True) -> dict:
         out = {"label": self.label, "sharp_prob": self.sharp_prob, "probs": dict(self.probs),
                "blur_px": self.blur_px, "certainty": self.certainty, "cnn_tiles": self.tiles}
+        if self.frame is not None:
+            out["cnn_frame"] = self.frame
         if with_map:
             out["cnn_map"] = self.tile_map
         return out
@@ -55,6 +60,16 @@ class Verdict:
                 "curve_weight": self.curve_weight, "curve_ratio": self.curve_ratio}
 
 
+@dataclass(frozen=True)
+class WorkingImage:
+    """The classic scorer's working image and per-pixel gradient energy, computed once per
+    frame and reused by focus peaking (the same pyramid step and Sobel kernels), so the
+    frame is reduced and differentiated once. Only set when the working image is at the
+    frame's own scale (a lores-sized frame), which is the scale peaking works at."""
+    work: np.ndarray        # the grey frame reduced by one pyramid level, float32
+    energy: np.ndarray      # gx^2 + gy^2 of ``work``'s 3x3 Sobel derivatives, float32
+
+
 @dataclass
 class FrameResult:
     frame: int                        # the frame's index in its source
@@ -66,6 +81,7 @@ class FrameResult:
     cnn: Optional[CnnVerdict] = None
     defects: Optional[list] = None    # confirmed defects, attached by the live defect map
     verdict: Optional[Verdict] = None # the net and the focus curve together (live loop)
+    working: Optional[WorkingImage] = field(default=None, repr=False, compare=False)
 
     @property
     def sharp_prob(self) -> Optional[float]:

@@ -89,11 +89,31 @@ def peaking_threshold(strength: np.ndarray, noise: float, level: RunningPeak, t:
     return max(q, params.noise_k * noise, params.floor * peak, 1e-6)
 
 
+def shared_strength(grey: np.ndarray, shared) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(working image, edge strength) from the classic scorer's ``WorkingImage`` of this
+    frame, or None when it is not at peaking's scale (then peaking computes its own)."""
+    if shared is None:
+        return None
+    h, w = grey.shape[:2]
+    if shared.work.shape != ((h + 1) // 2, (w + 1) // 2):
+        return None
+    strength = cv2.sqrt(shared.energy)
+    strength *= np.float32(_brightness_gain(shared.work))
+    return shared.work, strength
+
+
 def peaking_mask(grey: np.ndarray, state: PeakingState, t: float,
-                 params: PeakingParams = PeakingParams()) -> np.ndarray:
-    """uint8 mask (1 = in-focus edge) at half the size of ``grey``; updates ``state``."""
-    work = peaking_work(grey)     # reduced once, shared by both
-    strength = edge_strength(grey, work)
+                 params: PeakingParams = PeakingParams(), shared=None) -> np.ndarray:
+    """uint8 mask (1 = in-focus edge) at half the size of ``grey``; updates ``state``.
+
+    ``shared``: the frame's ``FrameResult.working`` (the scorer already reduced and
+    differentiated it), so this frame is not reduced and differentiated twice."""
+    reused = shared_strength(grey, shared)
+    if reused is not None:
+        work, strength = reused
+    else:
+        work = peaking_work(grey)     # reduced once, shared by both
+        strength = edge_strength(grey, work)
     if state.frames % NOISE_EVERY == 0 or state.noise <= 0:
         state.noise = noise_level(grey, work)
     state.frames += 1

@@ -7,7 +7,7 @@ from typing import Optional, Protocol
 from device.config import ScoringConfig
 from device.common.roi import check_roi
 from device.scoring.measures import score_frame
-from device.loop.result import FrameResult
+from device.loop.result import FrameResult, WorkingImage
 from device.sources.base import Frame
 
 
@@ -15,6 +15,8 @@ class Scorer(Protocol):
     def score(self, frame: Frame) -> FrameResult: ...
 
     def set_roi(self, roi: Optional[tuple[int, int, int, int]]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class ClassicScorer:
@@ -32,6 +34,10 @@ class ClassicScorer:
         if roi is not None:
             roi = check_roi(roi, frame.grey.shape)
         m = score_frame(frame.grey, roi, self.grid)
+        shared = WorkingImage(m.work, m.energy) if m.work is not None else None
         return FrameResult(frame=frame.index, timestamp=frame.timestamp, focus=m.focus,
-                           measures=m.measures, tile_map=m.tile_map, roi=roi)
+                           measures=m.measures, tile_map=m.tile_map, roi=roi, working=shared)
+
+    def close(self) -> None:
+        """Nothing to release (the CNN scorer has a thread to stop)."""
 

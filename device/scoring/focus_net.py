@@ -9,7 +9,9 @@ classic scorer for the live loop so each result carries both.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -61,19 +63,76 @@ class FocusScorer:
         return judge(grey, roi, self.predict, self.opts)
 
 
+class _Worker:
+    """The focus net on its own thread, always on the newest frame handed to it (older
+    ones waiting are dropped, as the live defect map does)."""
+
+    def __init__(self, focus: FocusScorer):
+        self.focus = focus
+        self._cond = threading.Condition()
+        self._pending: Optional[tuple] = None
+        self._stop = False
+        self.latest: Optional[CnnVerdict] = None
+        self.judged = 0
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name="focus-net", daemon=True)
+        self._thread.start()
+
+    def submit(self, grey: np.ndarray, roi, index: int) -> None:
+        with self._cond:
+            self._pending = (grey, roi, index)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._stop)
+                if self._stop:
+                    return
+                (grey, roi, index), self._pending = self._pending, None
+            try:
+                verdict = dataclasses.replace(self.focus.analyse(grey, roi), frame=index)
+            except Exception as exc:    # a bad frame must not end the verdicts for good
+                self.errors += 1
+                if self.errors <= 3:
+                    log.error("focus net: frame %d failed: %s", index, exc)
+                continue
+            self.latest = verdict
+            self.judged += 1
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(5.0)
+
+
 class CnnScorer:
     """The live-loop scorer: classic measures and tile map, the focus net's verdict, and
-    (unless ``verdict`` is None) the verdict fused with the region's focus curve."""
+    (unless ``verdict`` is None) that verdict fused with the region's focus curve
+    (``device.scoring.verdict``).
 
-    def __init__(self, classic, focus: FocusScorer, verdict: Optional[VerdictConfig] = VerdictConfig()):
+    ``background=True`` runs the net on its own thread (``models.focus_thread``): the frame
+    thread then pays only for the classic measures, and each result carries the newest
+    verdict (``cnn.frame`` says which frame it judged). The first frame is judged on the
+    frame thread, so every result has a verdict from the start.
+    """
+
+    def __init__(self, classic, focus: FocusScorer, verdict: Optional[VerdictConfig] = VerdictConfig(),
+                 background: bool = False):
         self.classic = classic
         self.focus = focus
+        self._worker = _Worker(focus) if background else None
         self.verdict_cfg = verdict
         self.curve = FocusCurve(verdict) if verdict is not None else None
 
     @property
     def roi(self):
         return self.classic.roi
+
+    @property
+    def background(self) -> bool:
+        return self._worker is not None
 
     def set_roi(self, roi) -> None:
         self.classic.set_roi(roi)
@@ -82,22 +141,41 @@ class CnnScorer:
 
     def score(self, frame) -> FrameResult:
         result = self.classic.score(frame)
-        result.cnn = self.focus.analyse(frame.grey, result.roi)
+        result.cnn = self._net_verdict(frame, result)
         if self.curve is not None:
             evidence = self.curve.update(result.focus, result.timestamp)
             result.verdict = fuse(result.cnn, evidence, self.verdict_cfg)
         return result
 
+    def _net_verdict(self, frame, result: FrameResult) -> CnnVerdict:
+        worker = self._worker
+        if worker is None or worker.latest is None:
+            cnn = dataclasses.replace(self.focus.analyse(frame.grey, result.roi), frame=frame.index)
+            if worker is not None:
+                worker.latest = cnn
+            return cnn
+        worker.submit(frame.grey, result.roi, frame.index)
+        return worker.latest
 
-def scorer_from_config(cfg, classic, model_path=None):
-    """The loop's scorer: ``classic`` wrapped with the focus net unless it is disabled."""
+    def close(self) -> None:
+        """Stop the worker thread (idempotent; nothing to do without one)."""
+        if self._worker is not None:
+            self._worker.close()
+
+
+def scorer_from_config(cfg, classic, model_path=None, live: bool = False):
+    """The loop's scorer: ``classic`` wrapped with the focus net unless it is disabled.
+    ``live``: the source is a camera (``models.focus_thread = "auto"`` then runs the net
+    on its own thread)."""
     if not cfg.models.enable_focus:
         return classic
     focus = FocusScorer.from_config(cfg, model_path, FocusNetOptions(max_tiles=LIVE_MAX_TILES))
-    log.info("focus net: %s (%s, %d threads, %d bytes)", focus.model.path,
+    where = cfg.models.focus_thread
+    background = where == "worker" or (where == "auto" and live)
+    log.info("focus net: %s (%s, %d threads, %d bytes, %s)", focus.model.path,
              focus.meta.get("model_version", "no metadata"), focus.model.num_threads,
-             focus.model.size_bytes)
-    return CnnScorer(classic, focus, cfg.verdict if cfg.verdict.enabled else None)
+             focus.model.size_bytes, "own thread" if background else "frame thread")
+    return CnnScorer(classic, focus, cfg.verdict if cfg.verdict.enabled else None, background=background)
 
 
 def image_verdict_fn(cfg=None, model_path=None):

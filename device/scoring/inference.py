@@ -170,9 +170,10 @@ class TFLiteModel:
         self.output_shapes = [tuple(int(v) for v in d["shape"][1:]) for d in self.output_details]
         self.output_names = [str(d["name"]) for d in self.output_details]
         self._batch = int(self._in["shape"][0])
-        # Staging buffers sized for the largest batch, reused for every call.
-        self._fbuf = np.zeros((self.max_batch,) + self.input_shape, np.float32)
-        self._qbuf = np.zeros((self.max_batch,) + self.input_shape, self.input_dtype)
+        # Staging buffers, reused for every call: grown to the largest batch seen, not
+        # sized for ``max_batch`` up front (the live loop stages 8-16 tiles, not 128).
+        self._fbuf = np.zeros((0,) + self.input_shape, np.float32)
+        self._qbuf = np.zeros((0,) + self.input_shape, self.input_dtype)
 
     @property
     def quantized(self) -> bool:
@@ -197,6 +198,9 @@ class TFLiteModel:
 
     def _stage(self, x: np.ndarray, n: int, padded: int) -> np.ndarray:
         """Copy (and quantize) ``x`` into the staging buffer; zero-pad up to ``padded``."""
+        if len(self._fbuf) < padded:
+            self._fbuf = np.zeros((padded,) + self.input_shape, np.float32)
+            self._qbuf = np.zeros((padded,) + self.input_shape, self.input_dtype)
         scale, zp = self.input_quant
         if not self.quantized:
             buf = self._fbuf[:padded]

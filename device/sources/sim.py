@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 ADC_LEVELS = 4096
 MOSAIC_SCENES = ("astronaut", "coffee", "chelsea", "rocket")
 STAR_SCENE = "stars"
-_CACHE_SIZE = 24
 _NOISE_MARGIN = 64
 
 
@@ -119,6 +118,8 @@ class SimCamera(FrameSource):
             (cfg.height + _NOISE_MARGIN, cfg.width + _NOISE_MARGIN, 3)).astype(np.float32)
         self._rng = rng
         self._cache: OrderedDict = OrderedDict()
+        self._cache_bytes = 0
+        self.cache_limit = int(cfg.cache_mb * 2**20)
         lut = np.arange(ADC_LEVELS, dtype=np.float32) / (ADC_LEVELS - 1)
         if self._sky is None:
             lut = linear_to_srgb(lut)
@@ -192,10 +193,24 @@ class SimCamera(FrameSource):
             img = convolve(img, disc_psf(radius, soft_edge=0.6))
         sigma = np.sqrt(np.maximum(img, 0) / self.cfg.full_well + (self.cfg.read_noise / 255.0) ** 2)
         entry = (img * (ADC_LEVELS - 1), sigma * (ADC_LEVELS - 1))
-        self._cache[key] = entry
-        if len(self._cache) > _CACHE_SIZE:
-            self._cache.popitem(last=False)
+        self._remember(key, entry)
         return entry
+
+    def _remember(self, key: tuple, entry: tuple) -> None:
+        """Keep ``entry`` within ``sim.cache_mb``, dropping the least recently used."""
+        size = sum(a.nbytes for a in entry)
+        if size > self.cache_limit:
+            return
+        self._cache[key] = entry
+        self._cache_bytes += size
+        while self._cache_bytes > self.cache_limit:
+            _, old = self._cache.popitem(last=False)
+            self._cache_bytes -= sum(a.nbytes for a in old)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of rendered lens positions held now (at most ``sim.cache_mb``)."""
+        return self._cache_bytes
 
     def render(self, position: float) -> np.ndarray:
         """One noisy 8-bit BGR frame at a lens position."""
@@ -242,6 +257,7 @@ class SimCamera(FrameSource):
     def _close(self) -> None:
         self._wake.set()
         self._cache.clear()
+        self._cache_bytes = 0
 
 
 def sigma_at(signal_adc: np.ndarray, cfg: SimConfig) -> np.ndarray:

@@ -171,7 +171,8 @@ class Viewfinder(Sink):
                 self._memo = (frame, memo)
             t = float(frame.timestamp) if frame.timestamp else time.monotonic()
             if on["peaking"] and "peaking" not in memo:
-                memo["peaking"] = peaking_mask(frame.grey, self._peaking, t, self.params)
+                memo["peaking"] = peaking_mask(frame.grey, self._peaking, t, self.params,
+                                               shared=result.working)
             if on["heatmap"] and "heat" not in memo:
                 memo["heat"] = heat_values(result.tile_map, result.cnn.tile_map if result.cnn else None,
                                            self._heat_level, t, self.cfg.heatmap_source)

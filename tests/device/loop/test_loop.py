@@ -182,6 +182,9 @@ class ConstantScorer:
     def set_roi(self, roi):
         pass
 
+    def close(self):
+        pass
+
 
 def test_loop_stats_stay_the_same_size_however_long_the_loop_runs():
     n = LoopStats.MAX_SAMPLES * 3

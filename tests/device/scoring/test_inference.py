@@ -173,6 +173,23 @@ def test_batching_matches_one_tile_at_a_time():
     assert [o.shape[0] for o in m.run(x[:0])] == [0] * len(m.output_shapes)
 
 
+def test_staging_grows_to_the_batch_used_not_max_batch(photo_grey):
+    from device.common.preprocess import FOCUS_TILE, normalize_focus_tiles
+
+    m = TFLiteModel(FOCUS, num_threads=1, max_batch=128)
+    t = FOCUS_TILE
+    tiles = np.stack([photo_grey[y:y + t, x:x + t] for y in (0, 200, 440) for x in (0, 150, 300, 440)])
+    x = normalize_focus_tiles(tiles)
+    first = m.run(x[:3])
+    assert len(m._fbuf) == 8               # one quantum, not 128 tiles' worth
+    m.run(x)                               # 12 tiles: grows to 16
+    assert len(m._fbuf) == 16
+    again = m.run(x[:3])                   # smaller batches reuse the grown buffer
+    assert len(m._fbuf) == 16
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_quantization_round_trip_is_within_one_step():
     m = TFLiteModel(FOCUS, num_threads=1)
     if not m.quantized:

@@ -1,0 +1,310 @@
+"""Where ``focus-assist run``'s memory goes, its peak RSS and its time to READY.
+
+    python bench/bench_memory.py [--frames 300] [--sources video,sim] [--json FILE]
+
+Two measurements, each in fresh child processes so nothing is shared with this script:
+
+1. **Start-up steps**: a child builds a run the way ``focus-assist run`` does, one step at
+   a time (interpreter, numpy, OpenCV, ``device.cli``, config, source, app with its
+   models, the first frames), and reports its resident memory (VmRSS, VmHWM) after each.
+   A second child repeats the steps under ``tracemalloc`` and reports the Python heap
+   after each step and the biggest allocation sites at the end (tracemalloc's own
+   bookkeeping inflates RSS, so the two are never mixed).
+2. **The real run**: ``focus-assist run`` on a camera-like source (a 640x480 video of the
+   real Pi board macro sweep, written under a temporary folder by ``sweep_video.py``) with
+   every feature on: the CNN, the live defect map with the defect net, capture-when-sharp,
+   the frame log, a (mock-GPIO) stepdir motor with continuous autofocus, the web
+   viewfinder with peaking, heat map, zoom and a viewer on ``/stream.mjpg``. Peak RSS is
+   the child's VmHWM (``/proc/PID/status``, reset by ``exec``), read every 20 ms until it
+   exits (``ru_maxrss`` would also count the forked copy of this script before ``exec``);
+   time to READY is from the spawn to the
+   ``READY=1`` datagram on a bound ``NOTIFY_SOCKET``. ``sim`` runs the simulated camera
+   with the sim motor instead.
+
+Target (issue 20): peak RSS <= 100 MB on the video source with every feature on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from sweep_video import make_sweep_video  # noqa: E402
+
+TARGET_MB = 100.0
+
+# Every feature of a run, as config file text ({tmp} is the scratch folder).
+CONFIG = """\
+[defects]
+live = true
+detector = "net"
+map_file = "{tmp}/state/defects.json"
+[models]
+enable_focus = true
+enable_defects = true
+[capture]
+enabled = true
+dir = "{tmp}/captures"
+min_free_mb = 0.0
+[service]
+state_dir = "{tmp}/state"
+[log]
+jsonl = "{tmp}/frames.jsonl"
+[motor]
+step_pin = 17
+dir_pin = 27
+position_file = "{tmp}/state/motor.json"
+"""
+
+
+def run_args(source: str, port: int) -> list[str]:
+    motor = ["--motor", "sim"] if source.startswith("sim") else ["--motor", "stepdir"]
+    return ["--source", source, "--heatmap", "--zoom", "--capture-when-sharp",
+            "--web", f"127.0.0.1:{port}", *motor, "--autofocus", "continuous"]
+
+
+# The child of the start-up step measurement: prints one JSON line per step.
+PROBE = r"""
+import json, os, sys, time
+TRACE = sys.argv[1] == "trace"
+if TRACE:
+    import tracemalloc
+    tracemalloc.start(12)
+t0 = time.perf_counter()
+def status():
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) / 1024
+    return out
+def step(name):
+    row = {"step": name, "s": round(time.perf_counter() - t0, 3), **status()}
+    if TRACE:
+        cur, peak = tracemalloc.get_traced_memory()
+        row.update(py_mb=cur / 2**20, py_peak_mb=peak / 2**20)
+    print(json.dumps(row), flush=True)
+step("interpreter")
+import numpy
+step("numpy")
+import cv2
+step("cv2")
+import device.cli as cli
+step("device.cli")
+from device.config import load_config
+args = cli.build_parser().parse_args(["run", "--config", sys.argv[2], *sys.argv[4:]])
+cfg = load_config(args.config, cli.run_overrides(args))
+step("config")
+from device.sources import open_source
+source = open_source(cfg.source.spec, cfg)
+step("source")
+from device.app.wiring import build_app
+app = build_app(cfg, source, headless=True)
+step("app (models, sinks)")
+from device.loop.frame_loop import Loop
+loop = Loop(source, app.scorer, app.sinks, max_frames=int(sys.argv[3]), faults=cfg.service)
+loop.max_frames = 1
+loop.run()
+step("first frame")
+loop.max_frames = int(sys.argv[3])
+loop.run()
+step(f"{loop.stats.frames} frames")
+if TRACE:
+    snap = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    top = [{"site": str(s.traceback[0]), "mb": s.size / 2**20}
+           for s in snap.statistics("lineno")[:8]]
+    print(json.dumps({"top": top}), flush=True)
+loop.close()
+app.close()
+"""
+
+
+def startup_steps(cfg_path: Path, source: str, frames: int, port: int, env: dict) -> dict:
+    out = {}
+    for mode in ("rss", "trace"):
+        proc = subprocess.run([sys.executable, "-c", PROBE, mode, str(cfg_path), str(frames),
+                               *run_args(source, port)],
+                              capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=600)
+        if proc.returncode != 0:
+            raise SystemExit(f"start-up probe failed:\n{proc.stderr[-2000:]}")
+        out[mode] = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return out
+
+
+class NotifyDrain(threading.Thread):
+    """Plays systemd's notify socket: records when READY=1 arrives."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        tag = f"focus-assist-mem-{uuid.uuid4().hex}"
+        self.sock.bind("\0" + tag)
+        self.sock.settimeout(0.2)
+        self.name = "@" + tag
+        self.ready_at = None
+        self.ready = threading.Event()
+        self.stop = False
+
+    def run(self) -> None:
+        while not self.stop:
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if "READY=1" in data.split("\n") and self.ready_at is None:
+                self.ready_at = time.monotonic()
+                self.ready.set()
+
+
+def watch(port: int, ready: threading.Event, stop: threading.Event, got: list) -> None:
+    """A browser tab on the stream for the whole run."""
+    ready.wait(60)
+    while not stop.is_set():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=5) as r:
+                while not stop.is_set():
+                    chunk = r.read(1 << 16)
+                    if not chunk:
+                        break
+                    got[0] += len(chunk)
+        except Exception:
+            stop.wait(0.2)
+
+
+def _sample_hwm(pid: int, out: list) -> None:
+    """Keep ``out[0]`` at the process's VmHWM (MB) until it is gone or a zombie."""
+    while True:
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                text = fh.read()
+        except OSError:
+            return
+        line = next((ln for ln in text.splitlines() if ln.startswith("VmHWM:")), None)
+        if line is None:          # a zombie has no memory left to report
+            return
+        out[0] = max(out[0], int(line.split()[1]) / 1024)
+        time.sleep(0.02)
+
+
+def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict) -> dict:
+    drain = NotifyDrain()
+    drain.start()
+    cli = Path(sys.executable).with_name("focus-assist")
+    cmd = [str(cli) if cli.exists() else sys.executable, *([] if cli.exists() else ["-m", "device.cli"]),
+           "run", "--config", str(cfg_path), "--frames", str(frames), "--stats", "--headless",
+           *run_args(source, port)]
+    env = dict(env, NOTIFY_SOCKET=drain.name)
+    stop, got = threading.Event(), [0]
+    viewer = threading.Thread(target=watch, args=(port, drain.ready, stop, got), daemon=True)
+    viewer.start()
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    hwm = [0.0]
+    sampler = threading.Thread(target=_sample_hwm, args=(proc.pid, hwm), daemon=True)
+    sampler.start()
+    _, status, _ = os.wait4(proc.pid, 0)
+    sampler.join(1.0)
+    t_end = time.monotonic()
+    stop.set()
+    drain.stop = True
+    out, err = proc.stdout.read(), proc.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"focus-assist run exited {code}:\n{err[-2000:]}")
+    stats = json.loads(out.strip().splitlines()[-1])
+    return {"source": source.split(":")[0], "peak_rss_mb": round(hwm[0], 1),
+            "ready_s": round(drain.ready_at - t0, 2) if drain.ready_at else None,
+            "wall_s": round(t_end - t0, 1), "frames": stats.get("frames"),
+            "web_frames_encoded": stats.get("web_frames_encoded"),
+            "viewer_mb": round(got[0] / 2**20, 1)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(frames: int = 300, sources: tuple = ("video", "sim"), steps: bool = True) -> dict:
+    """Every figure of this benchmark (``bench_report.py`` calls this)."""
+    tmp = Path(tempfile.mkdtemp(prefix="focus-assist-mem-"))
+    try:
+        (tmp / "state").mkdir()
+        cfg_path = tmp / "config.toml"
+        cfg_path.write_text(CONFIG.format(tmp=tmp))
+        video = make_sweep_video(tmp / "sweep.avi", n_frames=max(frames, 100))
+        spec = {"video": f"video:{video}", "sim": "sim"}
+        env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", STATE_DIRECTORY=str(tmp / "state"),
+                   PYTHONPATH=str(ROOT))
+        out: dict = {"runs": [], "steps": None}
+        for s in sources:
+            out["runs"].append(full_run(cfg_path, spec[s], frames, free_port(), env))
+        if steps:
+            out["steps"] = startup_steps(cfg_path, spec[sources[0]], min(frames, 100), free_port(), env)
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_tables(res: dict) -> None:
+    print(f"{'run (every feature on)':<24}{'peak RSS MB':>12}{'to READY s':>12}{'frames':>8}"
+          f"{'encoded':>9}{'target':>8}")
+    for r in res["runs"]:
+        ok = "ok" if r["source"] != "video" or r["peak_rss_mb"] <= TARGET_MB else "OVER"
+        print(f"{r['source']:<24}{r['peak_rss_mb']:>12.1f}{r['ready_s'] or float('nan'):>12.2f}"
+              f"{r['frames']:>8}{r['web_frames_encoded'] or 0:>9}{ok if r['source'] == 'video' else '':>8}")
+    if not res["steps"]:
+        return
+    rss, trace = res["steps"]["rss"], res["steps"]["trace"]
+    py = {r["step"]: r for r in trace if "step" in r}
+    print(f"\n{'start-up step':<24}{'RSS MB':>8}{'+MB':>7}{'HWM MB':>8}{'py heap MB':>11}{'s':>7}")
+    prev = 0.0
+    for r in rss:
+        t = py.get(r["step"], {})
+        print(f"{r['step']:<24}{r['VmRSS']:>8.1f}{r['VmRSS'] - prev:>+7.1f}{r['VmHWM']:>8.1f}"
+              f"{t.get('py_mb', float('nan')):>11.1f}{r['s']:>7.2f}")
+        prev = r["VmRSS"]
+    top = next((r["top"] for r in trace if "top" in r), [])
+    if top:
+        print("\nlargest Python allocation sites at the end (tracemalloc):")
+        for t in top:
+            print(f"  {t['mb']:7.2f} MB  {t['site']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--sources", default="video,sim", help="comma-separated: video, sim")
+    ap.add_argument("--no-steps", action="store_true", help="skip the start-up step probe")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    sources = tuple(s for s in args.sources.split(",") if s)
+    if not sources or any(s not in ("video", "sim") for s in sources):
+        ap.error("--sources takes video and/or sim")
+    res = measure(args.frames, sources, not args.no_steps)
+    print_tables(res)
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    video = [r for r in res["runs"] if r["source"] == "video"]
+    return 0 if all(r["peak_rss_mb"] <= TARGET_MB for r in video) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
