@@ -228,6 +228,47 @@ def test_sweep_with_a_threaded_motor_steers_but_is_not_fitted(requests):
     af.close()
 
 
+PHASES = {"measure", "measure_moving", "measure_settle", "sweep", "creep", "to", "go"}
+
+
+@pytest.mark.parametrize("scene,best,start", [("camera", 200.0, 990.0), ("grass", 420.0, 600.0)])
+def test_phase_frames_account_for_every_frame_of_the_sweep(scene, best, start):
+    """The per-phase count (the benchmark's "where the frames go") adds up to the run's
+    frames; the sweep spends frames sweeping, creeping and on the final approach."""
+    cam, motor, af = rig(scene, best, start, slack=7)
+    drive(cam, af)
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    ph = af.phase_frames
+    assert set(ph) <= PHASES, ph
+    assert sum(ph.values()) == af.frames, (ph, af.frames)
+    assert ph.get("sweep", 0) >= 2 and ph.get("creep", 0) >= 2 and ph.get("go", 0) >= 1, ph
+
+
+@pytest.mark.parametrize("settle", [1, 2])
+def test_phase_frames_of_stop_and_measure_split_motion_lag_and_samples(settle):
+    """A stepped scan drops the frames exposed while the lens moves, then exactly
+    ``settle_frames`` after each stop (the first sample, taken where the lens already
+    is, waits at most that long), then measures one frame per sample."""
+    cam, motor, af = rig("mosaic", 780.0, 30.0, slack=7, sweep=False, settle_frames=settle)
+    drive(cam, af)
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    ph = af.phase_frames
+    assert sum(ph.values()) == af.frames, (ph, af.frames)
+    samples = ph["measure"]
+    assert samples >= 4 and ph["measure_moving"] >= samples - 1, ph
+    assert settle * (samples - 1) <= ph["measure_settle"] <= settle * samples, ph
+
+
+def test_phase_frames_restart_with_each_run():
+    cam, motor, af = rig("grass", 420.0, 600.0, slack=7)
+    drive(cam, af)
+    first = dict(af.phase_frames)
+    af.trigger("again")
+    drive(cam, af, frames=1, until_done=False)
+    assert af.state == "scanning" and af.phase_frames == {"measure": 1}, af.phase_frames
+    assert sum(first.values()) > 1
+
+
 # --- peak fits -------------------------------------------------------------------------------
 
 def test_fits_recover_a_known_vertex():
