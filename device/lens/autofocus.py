@@ -16,7 +16,8 @@ The search:
    measure has risen e^1 above the sweep's lowest value while moving in the approach
    direction, the peak is near and the sweep creeps on at one fine step a frame; it stops
    once the measure falls below ``stop_ratio`` of the best past the best (libcamera's
-   contrast ratio), or turns round at a limit. If the sweep crossed the peak at full
+   contrast ratio), or once a creep has bracketed the best at fine spacing and the
+   measure has fallen by ``min_rise`` on both sides, or turns round at a limit. If the sweep crossed the peak at full
    speed or against the approach direction, it creeps through it once more from two fine
    steps before the fitted peak, in the approach direction. With ``sweep = false``, the
    older scan: coarse steps, stop, settle and measure at each.
