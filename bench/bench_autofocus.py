@@ -18,7 +18,9 @@ identical: frames exposed while the lens moves are dropped, then ``settle_frames
   of 3 samples at a quarter step, parabola again (its af.cpp, in motor steps).
 
 Both baselines get our backlash-safe moves, so the comparison is about the search.
-Success = the lens ends within the depth of field of the hidden best position.
+Success = the lens ends within the depth of field of the hidden best position. A second
+table gives each method's mean frames per phase (``Autofocus.phase_frames``); check a
+change on a second trial set too (``--seed 7``), not only the default seed.
 
     python bench/bench_autofocus.py [--trials 100] [--jobs 2] [--size 256x192]
 """
@@ -138,7 +140,8 @@ def run_trial(task: dict) -> dict:
     out = {**{k: task[k] for k in ("i", "scene", "best", "start", "method")},
            "state": af.state, "frames": af.frames, "moves": af.moves,
            "error": round(cam.lens_position - cam.best_position, 2),
-           "in_focus": bool(cam.in_focus()), "returned": motor.position == int(task["start"])}
+           "in_focus": bool(cam.in_focus()), "returned": motor.position == int(task["start"]),
+           "phases": dict(af.phase_frames)}
     cam.close()
     return out
 
@@ -157,6 +160,15 @@ def make_tasks(trials: int, seed: int, size, flat: int, methods=METHODS) -> list
     return tasks
 
 
+PHASES = ("measure", "measure_moving", "measure_settle", "sweep", "creep", "to", "go")
+
+
+def phase_means(rows: list[dict]) -> dict:
+    """Mean frames per trial in each phase (``Autofocus.phase_frames``)."""
+    return {k: round(float(np.mean([x.get("phases", {}).get(k, 0) for x in rows])), 2)
+            for k in PHASES}
+
+
 def summarise(rows: list[dict]) -> dict:
     out = {}
     for m in METHODS:
@@ -172,7 +184,8 @@ def summarise(rows: list[dict]) -> dict:
                   "frames_max": int(frames.max()),
                   "moves_mean": round(float(np.mean([x["moves"] for x in r])), 1),
                   "abs_error_median": round(float(np.median(errs)), 2),
-                  "abs_error_max": round(float(errs.max()), 2)}
+                  "abs_error_max": round(float(errs.max()), 2),
+                  "phases": phase_means(r)}
     flat = [x for x in rows if x["scene"] == "flat"]
     if flat:
         out["ours_flat"] = {"trials": len(flat),
@@ -227,6 +240,16 @@ def main() -> None:
             print(f"| {m} | {x['success']:.0%} | {x['frames_median']:.0f} | {x['frames_p95']:.0f} "
                   f"| {x['frames_max']} | {x['moves_mean']} | {x['abs_error_median']} / "
                   f"{x['abs_error_max']} |")
+    print("\nwhere the frames go (mean per trial): stop-and-measure = moving + settle + "
+          "used frames; sweep / creep = frames measured while the lens moves; to = the "
+          "re-approach before a creep; go = the final approach")
+    print("| method | " + " | ".join(PHASES) + " | total |")
+    print("|---|" + "---|" * (len(PHASES) + 1))
+    for m in METHODS:
+        if m in s:
+            ph = s[m]["phases"]
+            print(f"| {m} | " + " | ".join(f"{ph[k]:.2f}" for k in PHASES)
+                  + f" | {sum(ph.values()):.1f} |")
     if "ours_flat" in s:
         x = s["ours_flat"]
         print(f"\nfeatureless scene ({x['trials']} trials): failed {x['failed']:.0%}, "

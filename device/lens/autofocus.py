@@ -16,7 +16,8 @@ The search:
    measure has risen e^1 above the sweep's lowest value while moving in the approach
    direction, the peak is near and the sweep creeps on at one fine step a frame; it stops
    once the measure falls below ``stop_ratio`` of the best past the best (libcamera's
-   contrast ratio), or turns round at a limit. If the sweep crossed the peak at full
+   contrast ratio), or once a creep has bracketed the best at fine spacing and the
+   measure has fallen by ``min_rise`` on both sides, or turns round at a limit. If the sweep crossed the peak at full
    speed or against the approach direction, it creeps through it once more from two fine
    steps before the fitted peak, in the approach direction. With ``sweep = false``, the
    older scan: coarse steps, stop, settle and measure at each.
@@ -108,6 +109,9 @@ class Autofocus(Sink):
         self.frames = 0            # frames from the AF start until focused (or failed)
         self.moves = 0             # moves the AF commanded in its last run
         self.runs = 0
+        # Frames of the last run by what they were spent on (see ``_phase``): the
+        # benchmark's account of where autofocus time goes.
+        self.phase_frames: dict[str, int] = {}
         self.start_position: Optional[int] = None
         self._trigger: Optional[str] = "start" if start else None
         self._search = None
@@ -167,6 +171,8 @@ class Autofocus(Sink):
                 self._begin(why, result)
         if self.state == SCANNING:
             self.frames += 1
+            phase = self._phase()
+            self.phase_frames[phase] = self.phase_frames.get(phase, 0) + 1
             try:
                 self._drive(value)
             except Exception:   # a motor fault: report, never kill the loop
@@ -238,12 +244,24 @@ class Autofocus(Sink):
                                            approach=self.motor.approach)
         self.state, self.reason = SCANNING, why
         self.frames = self.moves = 0
+        self.phase_frames = {}
         self.runs += 1
         self._values = []
         self._ref = None
         self._changed = False
         log.info("autofocus: %s (from %d)", why, p0)
         self._resume(None)
+
+    def _phase(self) -> str:
+        """What this frame is spent on: the request it serves, a stop-and-measure split
+        into ``measure_moving`` (exposed while the lens moves), ``measure_settle`` (the
+        statistics lag) and ``measure`` (a frame that is used)."""
+        kind = self._request[0] if self._request else "measure"
+        if kind != "measure":
+            return kind
+        if self.motor.busy:
+            return "measure_moving"
+        return "measure_settle" if self._idle_run < self._settle else "measure"
 
     def _drive(self, value: float) -> None:
         kind, _pos = self._request

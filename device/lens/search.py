@@ -192,8 +192,12 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
                 if (pos - best()) * direction > 0 and v < stop_ratio * raw[best()]:
                     return
                 if creep and good and bracketed(max(good, key=good.get)) \
-                        and (pos - max(good, key=good.get)) * direction > 0:
-                    return      # bracketed at fine spacing: nothing more to learn here
+                        and (pos - max(good, key=good.get)) * direction > 0 and rose_and_fell():
+                    # Bracketed at fine spacing and fallen by min_rise on both sides:
+                    # nothing more to learn. On a broad peak (the neighbours within
+                    # min_rise of the best) it creeps on until the measure has fallen, or
+                    # the search would call a clear peak "no clear peak".
+                    return
                 if direction == approach and math.log(v / low) >= CREEP_RISE:
                     creep = True
             if arrived:
