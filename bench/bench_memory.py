@@ -1,6 +1,8 @@
 """Where ``focus-assist run``'s memory goes, its peak RSS and its time to READY.
 
     python bench/bench_memory.py [--frames 300] [--sources video,sim] [--json FILE]
+    python bench/bench_memory.py --sources video --no-steps --repeat 3 --compare /tmp/base
+    python bench/bench_memory.py --sources video --no-steps --variants all,-defects,-web
 
 Two measurements, each in fresh child processes so nothing is shared with this script:
 
@@ -21,6 +23,12 @@ Two measurements, each in fresh child processes so nothing is shared with this s
    ``READY=1`` datagram on a bound ``NOTIFY_SOCKET``. ``sim`` runs the simulated camera
    with the sim motor instead.
 
+``--variants`` also runs with one feature turned off alone (``-defects``, ``-web``,
+``-motor``, ``-capture``, ``-focusnet``): the difference of the medians is that feature's
+share of the peak. ``--compare DIR`` runs another checkout's ``device`` package (e.g. a
+``git worktree add /tmp/base <commit>``) alternately with this one's, so the previous code
+and this one meet the same machine load; ``--repeat N`` gives medians of N rounds.
+
 Target (issue 20): peak RSS <= 100 MB on the video source with every feature on.
 """
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +47,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -46,17 +56,18 @@ from sweep_video import make_sweep_video  # noqa: E402
 
 TARGET_MB = 100.0
 
-# Every feature of a run, as config file text ({tmp} is the scratch folder).
+# Every feature of a run, as config file text ({tmp} is the scratch folder; {live},
+# {focus} and {capture} are "true" unless a variant turns that feature off).
 CONFIG = """\
 [defects]
-live = true
+live = {live}
 detector = "net"
 map_file = "{tmp}/state/defects.json"
 [models]
-enable_focus = true
-enable_defects = true
+enable_focus = {focus}
+enable_defects = {live}
 [capture]
-enabled = true
+enabled = {capture}
 dir = "{tmp}/captures"
 min_free_mb = 0.0
 [service]
@@ -69,11 +80,33 @@ dir_pin = 27
 position_file = "{tmp}/state/motor.json"
 """
 
+# ``--variants``: every feature on, or one turned off alone (its share of the peak).
+VARIANTS = {
+    "all": "every feature on",
+    "-defects": "the live defect map (and the defect net) off",
+    "-web": "the web viewfinder and its viewer off",
+    "-motor": "the motor and autofocus (gpiozero) off",
+    "-capture": "capture-when-sharp off",
+    "-focusnet": "the focus net off",
+}
 
-def run_args(source: str, port: int) -> list[str]:
+
+def config_text(tmp: Path, variant: str = "all") -> str:
+    on = {k: "false" if variant == f"-{n}" else "true"
+          for k, n in (("live", "defects"), ("focus", "focusnet"), ("capture", "capture"))}
+    return CONFIG.format(tmp=tmp, **on)
+
+
+def run_args(source: str, port: int, variant: str = "all") -> list[str]:
     motor = ["--motor", "sim"] if source.startswith("sim") else ["--motor", "stepdir"]
-    return ["--source", source, "--heatmap", "--zoom", "--capture-when-sharp",
-            "--web", f"127.0.0.1:{port}", *motor, "--autofocus", "continuous"]
+    args = ["--source", source]
+    if variant != "-web":
+        args += ["--heatmap", "--zoom", "--web", f"127.0.0.1:{port}"]
+    if variant != "-capture":
+        args += ["--capture-when-sharp"]
+    if variant != "-motor":
+        args += [*motor, "--autofocus", "continuous"]
+    return args
 
 
 # The child of the start-up step measurement: prints one JSON line per step.
@@ -203,17 +236,19 @@ def _sample_hwm(pid: int, out: list) -> None:
         time.sleep(0.02)
 
 
-def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict) -> dict:
+def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict,
+             variant: str = "all") -> dict:
     drain = NotifyDrain()
     drain.start()
     cli = Path(sys.executable).with_name("focus-assist")
     cmd = [str(cli) if cli.exists() else sys.executable, *([] if cli.exists() else ["-m", "device.cli"]),
            "run", "--config", str(cfg_path), "--frames", str(frames), "--stats", "--headless",
-           *run_args(source, port)]
+           *run_args(source, port, variant)]
     env = dict(env, NOTIFY_SOCKET=drain.name)
     stop, got = threading.Event(), [0]
-    viewer = threading.Thread(target=watch, args=(port, drain.ready, stop, got), daemon=True)
-    viewer.start()
+    if variant != "-web":
+        viewer = threading.Thread(target=watch, args=(port, drain.ready, stop, got), daemon=True)
+        viewer.start()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     hwm = [0.0]
@@ -229,7 +264,7 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict) -> 
     if code != 0:
         raise SystemExit(f"focus-assist run exited {code}:\n{err[-2000:]}")
     stats = json.loads(out.strip().splitlines()[-1])
-    return {"source": source.split(":")[0], "peak_rss_mb": round(hwm[0], 1),
+    return {"source": source.split(":")[0], "variant": variant, "peak_rss_mb": round(hwm[0], 1),
             "ready_s": round(drain.ready_at - t0, 2) if drain.ready_at else None,
             "wall_s": round(t_end - t0, 1), "frames": stats.get("frames"),
             "web_frames_encoded": stats.get("web_frames_encoded"),
@@ -242,34 +277,74 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def measure(frames: int = 300, sources: tuple = ("video", "sim"), steps: bool = True) -> dict:
-    """Every figure of this benchmark (``bench_report.py`` calls this)."""
+def measure(frames: int = 300, sources: tuple = ("video", "sim"), steps: bool = True,
+            variants: tuple = ("all",), trees: Optional[dict] = None, repeat: int = 1) -> dict:
+    """Every figure of this benchmark (``bench_report.py`` calls this).
+
+    ``trees``: label -> checkout whose ``device`` package runs (default: this one, as
+    "this"); with several, their runs alternate, so a loaded machine's drift hits each
+    alike. ``repeat``: rounds of every (source, variant, tree)."""
+    trees = trees or {"this": ROOT}
     tmp = Path(tempfile.mkdtemp(prefix="focus-assist-mem-"))
     try:
         (tmp / "state").mkdir()
-        cfg_path = tmp / "config.toml"
-        cfg_path.write_text(CONFIG.format(tmp=tmp))
         video = make_sweep_video(tmp / "sweep.avi", n_frames=max(frames, 100))
         spec = {"video": f"video:{video}", "sim": "sim"}
-        env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", STATE_DIRECTORY=str(tmp / "state"),
-                   PYTHONPATH=str(ROOT))
+        base_env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", STATE_DIRECTORY=str(tmp / "state"))
+        cfgs = {}
+        for v in variants:
+            cfgs[v] = tmp / f"config{v}.toml"
+            cfgs[v].write_text(config_text(tmp, v))
         out: dict = {"runs": [], "steps": None}
-        for s in sources:
-            out["runs"].append(full_run(cfg_path, spec[s], frames, free_port(), env))
+        for _ in range(max(1, repeat)):
+            for s in sources:
+                for v in variants:
+                    for label, tree in trees.items():
+                        env = dict(base_env, PYTHONPATH=str(tree))
+                        row = full_run(cfgs[v], spec[s], frames, free_port(), env, v)
+                        out["runs"].append(dict(row, tree=label))
         if steps:
-            out["steps"] = startup_steps(cfg_path, spec[sources[0]], min(frames, 100), free_port(), env)
+            first = next(iter(trees.values()))
+            cfg = tmp / "config-steps.toml"
+            cfg.write_text(config_text(tmp))
+            out["steps"] = startup_steps(cfg, spec[sources[0]], min(frames, 100), free_port(),
+                                         dict(base_env, PYTHONPATH=str(first)))
         return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def print_tables(res: dict) -> None:
-    print(f"{'run (every feature on)':<24}{'peak RSS MB':>12}{'to READY s':>12}{'frames':>8}"
+    runs = res["runs"]
+    trees = list(dict.fromkeys(r.get("tree", "this") for r in runs))
+    print(f"{'run':<22}{'tree':<10}{'peak RSS MB':>12}{'to READY s':>12}{'frames':>8}"
           f"{'encoded':>9}{'target':>8}")
-    for r in res["runs"]:
-        ok = "ok" if r["source"] != "video" or r["peak_rss_mb"] <= TARGET_MB else "OVER"
-        print(f"{r['source']:<24}{r['peak_rss_mb']:>12.1f}{r['ready_s'] or float('nan'):>12.2f}"
-              f"{r['frames']:>8}{r['web_frames_encoded'] or 0:>9}{ok if r['source'] == 'video' else '':>8}")
+    for r in runs:
+        all_on = r.get("variant", "all") == "all"
+        ok = "ok" if r["peak_rss_mb"] <= TARGET_MB else "OVER"
+        print(f"{r['source'] + ' ' + r.get('variant', 'all'):<22}{r.get('tree', 'this'):<10}"
+              f"{r['peak_rss_mb']:>12.1f}{r['ready_s'] or float('nan'):>12.2f}"
+              f"{r['frames']:>8}{r['web_frames_encoded'] or 0:>9}"
+              f"{ok if r['source'] == 'video' and all_on else '':>8}")
+    groups = list(dict.fromkeys((r["source"], r.get("variant", "all")) for r in runs))
+    if len(runs) > len(groups) or len(trees) > 1:
+        # Medians: one run on a loaded machine swings by a megabyte or two.
+        med = {(s, v, t): statistics.median(r["peak_rss_mb"] for r in runs if r["source"] == s
+                                            and r.get("variant", "all") == v and r.get("tree", "this") == t)
+               for s, v in groups for t in trees}
+        print(f"\nmedian peak RSS MB ({len(runs) // (len(groups) * len(trees))} run(s) each); "
+              "'saves': the all-on median minus this one")
+        print(f"{'run':<22}" + "".join(f"{t:>12}{'saves':>8}" for t in trees)
+              + (f"{trees[-1] + ' - ' + trees[0]:>16}" if len(trees) > 1 else ""))
+        for s, v in groups:
+            line = f"{s + ' ' + v:<22}"
+            for t in trees:
+                m = med[(s, v, t)]
+                full = med.get((s, "all", t))
+                line += f"{m:>12.1f}" + (f"{full - m:>+8.1f}" if full is not None and v != "all" else f"{'':>8}")
+            if len(trees) > 1:
+                line += f"{med[(s, v, trees[-1])] - med[(s, v, trees[0])]:>+16.1f}"
+            print(line)
     if not res["steps"]:
         return
     rss, trace = res["steps"]["rss"], res["steps"]["trace"]
@@ -292,17 +367,33 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--sources", default="video,sim", help="comma-separated: video, sim")
+    ap.add_argument("--variants", default="all",
+                    help="comma-separated: " + ", ".join(f"{k} ({v})" for k, v in VARIANTS.items()))
+    ap.add_argument("--compare", metavar="DIR",
+                    help="another checkout (e.g. a `git worktree add` of an older commit): its "
+                         "runs alternate with this one's, shown side by side")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every run (medians shown)")
     ap.add_argument("--no-steps", action="store_true", help="skip the start-up step probe")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     sources = tuple(s for s in args.sources.split(",") if s)
     if not sources or any(s not in ("video", "sim") for s in sources):
         ap.error("--sources takes video and/or sim")
-    res = measure(args.frames, sources, not args.no_steps)
+    variants = tuple(v for v in args.variants.split(",") if v)
+    if not variants or any(v not in VARIANTS for v in variants):
+        ap.error("--variants takes " + ", ".join(VARIANTS))
+    trees = None
+    if args.compare:
+        other = Path(args.compare).resolve()
+        if not (other / "device" / "__init__.py").is_file():
+            ap.error(f"--compare {args.compare}: no device/ package there")
+        trees = {"compare": other, "this": ROOT}
+    res = measure(args.frames, sources, not args.no_steps, variants, trees, args.repeat)
     print_tables(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
-    video = [r for r in res["runs"] if r["source"] == "video"]
+    video = [r for r in res["runs"] if r["source"] == "video" and r["variant"] == "all"
+             and r["tree"] == "this"]
     return 0 if all(r["peak_rss_mb"] <= TARGET_MB for r in video) else 1
 
 

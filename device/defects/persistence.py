@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 from device.defects.net import DefectDetector
-from device.defects.candidates import CODES, _kind, frame_candidates
+from device.defects.candidates import CODES, _kind, band_rows, frame_candidates
 from device.common.preprocess import to_bgr
 
 log = logging.getLogger(__name__)
@@ -100,39 +100,73 @@ def noise_sigma(grey: np.ndarray) -> float:
     """Sensor-noise sigma of one grey frame (Immerkaer), from the median so that texture
     and edges, a minority of pixels, barely move it."""
     r = cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL)[1:-1:3, 1:-1:3]
-    return 1.4826 * float(np.median(np.abs(r))) / 6.0
+    return _sigma_of(r)
 
 
-class Neighbourhood:
-    """One frame's block means and block textures, sampled around candidates, and the
-    frame's noise sigma."""
+def _sigma_of(responses: np.ndarray) -> float:
+    return 1.4826 * float(np.median(np.abs(responses))) / 6.0
 
-    def __init__(self, image: np.ndarray):
-        grey = cv2.cvtColor(to_bgr(image), cv2.COLOR_BGR2GRAY).astype(np.float32)
-        self.sigma = noise_sigma(grey)
-        self._mean = cv2.blur(grey, (BLOCK, BLOCK))
-        self._texture = cv2.blur(np.abs(cv2.Laplacian(grey, cv2.CV_32F)), (BLOCK, BLOCK))
-        self.shape = grey.shape
 
-    def grid(self) -> np.ndarray:
-        """``at`` on a grid every ``GRID_STEP`` px (coarser on big frames, so at most
-        ``GRID_POINTS`` points): the scene as a whole."""
-        h, w = self.shape
-        m = BLOCK_OFFSET + BLOCK
-        step = max(GRID_STEP, math.ceil(math.sqrt(h * w / GRID_POINTS)))
-        ys, xs = np.mgrid[m:max(m + 1, h - m):step, m:max(m + 1, w - m):step]
-        return self.at(ys.ravel(), xs.ravel())
+# Rows of grey each band needs beyond its own: 2 for the 5x5 block, 1 for the Laplacian.
+HOOD_HALO = 3
 
-    def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        """(N, 2 * N_BLOCKS) float32: the blocks' means, then their textures."""
-        h, w = self.shape
-        yy = np.clip(np.asarray(ys, np.int64)[:, None] + OFFSETS[:, 0], 0, h - 1)
-        xx = np.clip(np.asarray(xs, np.int64)[:, None] + OFFSETS[:, 1], 0, w - 1)
-        return np.concatenate([self._mean[yy, xx], self._texture[yy, xx]], axis=1)
+
+def grid_points(shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) every ``GRID_STEP`` px (coarser on big frames, so at most ``GRID_POINTS``
+    points), off the border: the neighbourhoods that stand for the scene as a whole."""
+    h, w = shape
+    m = BLOCK_OFFSET + BLOCK
+    step = max(GRID_STEP, math.ceil(math.sqrt(h * w / GRID_POINTS)))
+    ys, xs = np.mgrid[m:max(m + 1, h - m):step, m:max(m + 1, w - m):step]
+    return ys.ravel(), xs.ravel()
+
+
+def neighbourhoods(image: np.ndarray, points, rows: int = 0) -> tuple[float, list]:
+    """One frame's noise sigma, and for each ``(ys, xs)`` of ``points`` an (N, 2 * N_BLOCKS)
+    float32 array: the eight blocks' means, then their textures (see the module doc).
+
+    Measured in horizontal bands of ``rows`` rows (0: ``band_rows``), ``HOOD_HALO`` rows
+    of overlap each, and sampled where the points fall, so no frame-sized float image
+    exists (five of them did, 6 MB at 640x480); the values are the whole frame's, for any
+    band height (``tests/device/defects/test_bands.py``)."""
+    bgr = to_bgr(image)
+    h, w = bgr.shape[:2]
+    step = rows if rows > 0 else band_rows(w)
+    yy, xx, sizes = [], [], []
+    off = OFFSETS.astype(np.int32)       # positions fit (see _XBITS): half the index memory
+    for ys, xs in points:
+        yy.append(np.clip(np.asarray(ys, np.int32)[:, None] + off[:, 0], 0, h - 1).ravel())
+        xx.append(np.clip(np.asarray(xs, np.int32)[:, None] + off[:, 1], 0, w - 1).ravel())
+        sizes.append(len(yy[-1]))
+    yy, xx = np.concatenate(yy), np.concatenate(xx)
+    band = yy // step
+    mean = np.empty(len(yy), np.float32)
+    texture = np.empty(len(yy), np.float32)
+    noise = []
+    for k, y0 in enumerate(range(0, h, step)):
+        y1 = min(h, y0 + step)
+        top = max(0, y0 - HOOD_HALO)
+        grey = cv2.cvtColor(bgr[top:min(h, y1 + HOOD_HALO)], cv2.COLOR_BGR2GRAY).astype(np.float32)
+        # noise_sigma's rows 1, 4, 7, ... (below the last row), columns likewise.
+        first = y0 + (1 - y0) % 3
+        noise.append(cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL)[first - top:min(y1, h - 1) - top:3, 1:-1:3])
+        sel = np.flatnonzero(band == k)
+        if not len(sel):
+            continue
+        ry, rx = yy[sel] - top, xx[sel]
+        mean[sel] = cv2.blur(grey, (BLOCK, BLOCK))[ry, rx]
+        texture[sel] = cv2.blur(np.abs(cv2.Laplacian(grey, cv2.CV_32F)), (BLOCK, BLOCK))[ry, rx]
+    sigma = _sigma_of(np.concatenate([n.ravel() for n in noise]))
+    out, at = [], 0
+    for n in sizes:
+        out.append(np.concatenate([mean[at:at + n].reshape(-1, N_BLOCKS),
+                                   texture[at:at + n].reshape(-1, N_BLOCKS)], axis=1))
+        at += n
+    return sigma, out
 
 
 def neighbourhood_changed(ref: np.ndarray, cur: np.ndarray, sigma, floor: float) -> np.ndarray:
-    """Per row: did the neighbourhood ``cur`` change from ``ref`` (``Neighbourhood.at``
+    """Per row: did the neighbourhood ``cur`` change from ``ref`` (``neighbourhoods``
     rows) beyond what noise of ``sigma`` (per row, or one for all) does?"""
     sigma = np.broadcast_to(np.asarray(sigma, np.float32), (len(cur),))[:, None]
     mean_step = np.maximum(floor, MEAN_Z * math.sqrt(2.0) / BLOCK * sigma)
@@ -211,14 +245,14 @@ class DefectMap:
         self.frames += 1
         f = self.frames
         n_cand = len(ys)
-        hood = Neighbourhood(image)      # every frame: the scene test needs each one
-        scene_moved = self._scene_moved(hood)
+        # A key seen twice in one frame (a detector may repeat itself) counts once.
+        keys, first = np.unique(_pack(ys, xs, codes), return_index=True)
+        ys, xs = np.asarray(ys, np.int64)[first], np.asarray(xs, np.int64)[first]
+        # Every frame: the scene test needs each one.
+        sigma, (grid, cur) = neighbourhoods(image, [grid_points(shape), (ys, xs)])
+        scene_moved = self._scene_moved(grid, sigma)
         if n_cand:
-            # A key seen twice in one frame (a detector may repeat itself) counts once.
-            keys, first = np.unique(_pack(ys, xs, codes), return_index=True)
-            ys, xs = np.asarray(ys, np.int64)[first], np.asarray(xs, np.int64)[first]
             vals = np.asarray(values, np.float64)[first]
-            cur = hood.at(ys, xs)
             at = np.searchsorted(self._key, keys)
             known = np.zeros(len(keys), bool)
             inside = at < len(self._key)
@@ -226,13 +260,13 @@ class DefectMap:
             i = at[known]
             ck = cur[known]
             fresh = np.isnan(self._ref[i, 0])
-            sig = np.maximum(self._ref_sigma[i], hood.sigma)
+            sig = np.maximum(self._ref_sigma[i], sigma)
             moved = ~fresh & scene_moved & neighbourhood_changed(np.nan_to_num(self._ref[i]), ck, sig,
                                                                  self.scene_change)
             self._hits[i[moved]] += 1
             new_ref = moved | fresh
             self._ref[i[new_ref]] = ck[new_ref]
-            self._ref_sigma[i[new_ref]] = hood.sigma
+            self._ref_sigma[i[new_ref]] = sigma
             self._seen[i] += 1
             self._vsum[i] += vals[known]
             self._last[i] = f
@@ -246,26 +280,25 @@ class DefectMap:
                 self._last = np.insert(self._last, pos, f)
                 self._vsum = np.insert(self._vsum, pos, vals[new])
                 self._ref = np.insert(self._ref, pos, cur[new], axis=0)
-                self._ref_sigma = np.insert(self._ref_sigma, pos, np.full(n, hood.sigma, np.float32))
+                self._ref_sigma = np.insert(self._ref_sigma, pos, np.full(n, sigma, np.float32))
         if len(self._key) > self.max_tracked or f % 50 == 0:
             self._prune()
         return n_cand
 
-    def _scene_moved(self, hood: Neighbourhood) -> bool:
+    def _scene_moved(self, grid: np.ndarray, sigma: float) -> bool:
         """Did at least ``SCENE_CHANGE_SHARE`` of the whole scene's neighbourhoods change
         since the last frame that did? Compression (JPEG, video) removes the fine noise the
         noise estimate sees but keeps some at the block scale, so on a still, noisy,
         compressed scene a few neighbourhoods (up to 3.6% measured) pass the local test
         in every frame; a candidate there must not collect those as changes."""
-        grid = hood.grid()
         if self._scene is None or self._scene.shape != grid.shape:
-            self._scene, self._scene_sigma = grid, hood.sigma
+            self._scene, self._scene_sigma = grid, sigma
             return False
-        share = float(neighbourhood_changed(self._scene, grid, max(self._scene_sigma, hood.sigma),
+        share = float(neighbourhood_changed(self._scene, grid, max(self._scene_sigma, sigma),
                                             max(SCENE_TEST_FLOOR, self.scene_change)).mean())
         if share < SCENE_CHANGE_SHARE:
             return False
-        self._scene, self._scene_sigma = grid, hood.sigma
+        self._scene, self._scene_sigma = grid, sigma
         return True
 
     def _prune(self) -> None:
