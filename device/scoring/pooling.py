@@ -119,7 +119,7 @@ def judge(grey: np.ndarray, roi: Optional[Sequence[int]], predict: Predict,
         raise InputError(f"image {grey.shape[1]}x{grey.shape[0]} is too small for the "
                          f"focus net (needs {FOCUS_TILE} px at the working scale)")
     grid = tile_origins(h, w, FOCUS_TILE)
-    rows = len(np.unique(grid[:, 0]))
+    rows = len(set(grid[:, 0].tolist()))   # np.unique would import numpy.ma (1.2 MB) on numpy 2
     cols = len(grid) // rows
     origins = grid
     n_grid = len(grid)
