@@ -31,12 +31,21 @@ print(" ".join(sorted(sys.modules)))
 
 HEAVY = {"gpiozero", "importlib.metadata", "importlib_metadata", "email", "_hashlib", "ssl"}
 
+# What numpy and OpenCV load by themselves is not the motor's doing: numpy 1.x's random
+# module imports `secrets`, and with it hashlib and OpenSSL (the Pi's apt stack).
+BASELINE = "import sys, numpy, numpy.random, cv2; print(' '.join(sorted(sys.modules)))"
 
-def loaded_by(driver: str, tmp_path) -> set:
-    p = subprocess.run([sys.executable, "-c", CHILD, driver, str(tmp_path / "motor.json")],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+
+def _modules(*args) -> set:
+    p = subprocess.run([sys.executable, "-c", *args], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     return set(p.stdout.split())
+
+
+def loaded_by(driver: str, tmp_path) -> set:
+    """The modules building and moving the motor loads beyond numpy's and OpenCV's own."""
+    return _modules(CHILD, driver, str(tmp_path / "motor.json")) - _modules(BASELINE)
 
 
 def test_the_sim_motor_loads_no_gpio_stack_and_no_openssl(tmp_path):
