@@ -8,7 +8,8 @@ Each strategy runs through the same ``Autofocus`` sink, so the frame accounting 
 identical: frames exposed while the lens moves are dropped, then ``settle_frames``.
 
 * ours: ``device.lens.autofocus.contrast_search`` with the default ``[autofocus]`` config
-  (a sweep measured on every frame, creeping at fine steps near the peak).
+  (a sweep measured on every frame, creeping at fine steps near the peak, or going
+  straight to the V through its coarse bracket when it crossed the peak moving up).
 * stepped: the same search with ``sweep = false`` (coarse steps, each stopped, settled and
   measured; the default before the sweep).
 * sweep: every 1/50 of the range (one depth of field) from the low end, 1 settle frame,

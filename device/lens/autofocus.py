@@ -17,9 +17,12 @@ The search:
    direction, the peak is near and the sweep creeps on at one fine step a frame; it stops
    once the measure falls below ``stop_ratio`` of the best past the best (libcamera's
    contrast ratio), or once a creep has bracketed the best at fine spacing and the
-   measure has fallen by ``min_rise`` on both sides, or turns round at a limit. If the sweep crossed the peak at full
-   speed or against the approach direction, it creeps through it once more from two fine
-   steps before the fitted peak, in the approach direction. With ``sweep = false``, the
+   measure has fallen by ``min_rise`` on both sides, or turns round at a limit. If the
+   sweep crossed the peak at full speed in the approach direction, its consistent
+   samples bracket the peak at coarse spacing and the lens goes straight to the vertex
+   of their V (``device.lens.search.coarse_vertex``); if it crossed it against the
+   approach direction (or that bracket is not trustworthy), it creeps through it once
+   more from two fine steps before the fitted peak, in the approach direction. With ``sweep = false``, the
    older scan: coarse steps, stop, settle and measure at each.
 2. Samples fitted are only those with the gear play taken up on the usual side: a
    frame-clocked sweep in the approach direction once it has travelled the backlash

