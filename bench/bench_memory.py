@@ -37,21 +37,20 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from soak import NotifyDrain, free_port  # noqa: E402
+from stream_viewer import viewer  # noqa: E402
 from sweep_video import make_sweep_video  # noqa: E402
 
 TARGET_MB = 100.0
@@ -179,48 +178,6 @@ def startup_steps(cfg_path: Path, source: str, frames: int, port: int, env: dict
     return out
 
 
-class NotifyDrain(threading.Thread):
-    """Plays systemd's notify socket: records when READY=1 arrives."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        tag = f"focus-assist-mem-{uuid.uuid4().hex}"
-        self.sock.bind("\0" + tag)
-        self.sock.settimeout(0.2)
-        self.name = "@" + tag
-        self.ready_at = None
-        self.ready = threading.Event()
-        self.stop = False
-
-    def run(self) -> None:
-        while not self.stop:
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if "READY=1" in data.split("\n") and self.ready_at is None:
-                self.ready_at = time.monotonic()
-                self.ready.set()
-
-
-def watch(port: int, ready: threading.Event, stop: threading.Event, got: list) -> None:
-    """A browser tab on the stream for the whole run."""
-    ready.wait(60)
-    while not stop.is_set():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=5) as r:
-                while not stop.is_set():
-                    chunk = r.read(1 << 16)
-                    if not chunk:
-                        break
-                    got[0] += len(chunk)
-        except Exception:
-            stop.wait(0.2)
-
-
 def _sample_hwm(pid: int, out: list) -> None:
     """Keep ``out[0]`` at the process's VmHWM (MB) until it is gone or a zombie."""
     while True:
@@ -247,8 +204,7 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict,
     env = dict(env, NOTIFY_SOCKET=drain.name)
     stop, got = threading.Event(), [0]
     if variant != "-web":
-        viewer = threading.Thread(target=watch, args=(port, drain.ready, stop, got), daemon=True)
-        viewer.start()
+        threading.Thread(target=viewer, args=(port, stop, got, drain.ready), daemon=True).start()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     hwm = [0.0]
@@ -269,12 +225,6 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict,
             "wall_s": round(t_end - t0, 1), "frames": stats.get("frames"),
             "web_frames_encoded": stats.get("web_frames_encoded"),
             "viewer_mb": round(got[0] / 2**20, 1)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure(frames: int = 300, sources: tuple = ("video", "sim"), steps: bool = True,
