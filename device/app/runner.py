@@ -7,6 +7,7 @@ and the old one kept).
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -17,8 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from device.app.wiring import build_app, validate_reload
+from device.app.wiring import build_app, sim_camera, validate_reload
 from device.common.jsonio import to_jsonable
+from device.common.malloc import trim_malloc
 from device.config import load_config
 from device.errors import FocusAssistError
 from device.loop.frame_loop import Loop
@@ -26,7 +28,6 @@ from device.loop.sink import close_all
 from device.service.logs import setup_logging
 from device.service.shutdown import BoundedStop, Pending
 from device.sources import open_source
-from device.sources.sim import SimCamera
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class Runner:
             raise
         self.loop = Loop(self.source, self.app.scorer, self.app.sinks, max_frames=opts.frames,
                          faults=self.cfg.service, on_reload=self.reload)
+        gc.collect()
+        trim_malloc()       # start-up's freed temporaries back to the kernel (docs/performance.md)
         self.error: Optional[BaseException] = None
 
     def reload(self) -> None:
@@ -196,7 +199,7 @@ class Runner:
     def summary(self) -> dict:
         out = self.loop.stats.summary()
         out["source"] = self.source.info()
-        if isinstance(self.source, SimCamera):
+        if sim_camera(self.source) is not None:
             out["sim"] = self.source.truth()
         out.update(self.loop.sink_stats())
         last = self.loop.last_result
