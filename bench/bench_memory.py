@@ -179,17 +179,24 @@ def startup_steps(cfg_path: Path, source: str, frames: int, port: int, env: dict
 
 
 def _sample_hwm(pid: int, out: list) -> None:
-    """Keep ``out[0]`` at the process's VmHWM (MB) until it is gone or a zombie."""
+    """Keep ``out[0]`` at the process's VmHWM (MB) until it is gone or a zombie, and
+    ``out[1]`` at its anonymous and file-backed RSS (MB) when VmRSS was highest."""
+    top = 0
     while True:
         try:
             with open(f"/proc/{pid}/status") as fh:
                 text = fh.read()
         except OSError:
             return
-        line = next((ln for ln in text.splitlines() if ln.startswith("VmHWM:")), None)
-        if line is None:          # a zombie has no memory left to report
+        kb = {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in text.splitlines())
+              if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")}
+        if "VmHWM" not in kb:          # a zombie has no memory left to report
             return
-        out[0] = max(out[0], int(line.split()[1]) / 1024)
+        out[0] = max(out[0], kb["VmHWM"] / 1024)
+        if kb.get("VmRSS", 0) > top:
+            top = kb["VmRSS"]
+            out[1] = {"anon_mb": round(kb.get("RssAnon", 0) / 1024, 1),
+                      "file_mb": round(kb.get("RssFile", 0) / 1024, 1)}
         time.sleep(0.02)
 
 
@@ -207,7 +214,7 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict,
         threading.Thread(target=viewer, args=(port, stop, got, drain.ready), daemon=True).start()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    hwm = [0.0]
+    hwm = [0.0, {}]
     sampler = threading.Thread(target=_sample_hwm, args=(proc.pid, hwm), daemon=True)
     sampler.start()
     _, status, _ = os.wait4(proc.pid, 0)
@@ -221,6 +228,7 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict,
         raise SystemExit(f"focus-assist run exited {code}:\n{err[-2000:]}")
     stats = json.loads(out.strip().splitlines()[-1])
     return {"source": source.split(":")[0], "variant": variant, "peak_rss_mb": round(hwm[0], 1),
+            "at_peak": hwm[1],
             "ready_s": round(drain.ready_at - t0, 2) if drain.ready_at else None,
             "wall_s": round(t_end - t0, 1), "frames": stats.get("frames"),
             "web_frames_encoded": stats.get("web_frames_encoded"),
@@ -268,14 +276,15 @@ def print_tables(res: dict) -> None:
     runs = res["runs"]
     trees = list(dict.fromkeys(r.get("tree", "this") for r in runs))
     print(f"{'run':<22}{'tree':<10}{'peak RSS MB':>12}{'to READY s':>12}{'frames':>8}"
-          f"{'encoded':>9}{'target':>8}")
+          f"{'encoded':>9}{'target':>8}{'anon/file MB':>14}")
     for r in runs:
         all_on = r.get("variant", "all") == "all"
         ok = "ok" if r["peak_rss_mb"] <= TARGET_MB else "OVER"
         print(f"{r['source'] + ' ' + r.get('variant', 'all'):<22}{r.get('tree', 'this'):<10}"
               f"{r['peak_rss_mb']:>12.1f}{r['ready_s'] or float('nan'):>12.2f}"
               f"{r['frames']:>8}{r['web_frames_encoded'] or 0:>9}"
-              f"{ok if r['source'] == 'video' and all_on else '':>8}")
+              f"{ok if r['source'] == 'video' and all_on else '':>8}"
+              f"{'{anon_mb}/{file_mb}'.format(**r['at_peak']) if r.get('at_peak') else '':>14}")
     groups = list(dict.fromkeys((r["source"], r.get("variant", "all")) for r in runs))
     if len(runs) > len(groups) or len(trees) > 1:
         # Medians: one run on a loaded machine swings by a megabyte or two.
