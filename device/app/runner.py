@@ -7,7 +7,6 @@ and the old one kept).
 """
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ from typing import Callable, Optional
 
 from device.app.wiring import build_app, sim_camera, validate_reload
 from device.common.jsonio import to_jsonable
-from device.common.malloc import trim_malloc
 from device.config import load_config
 from device.errors import FocusAssistError
 from device.loop.frame_loop import Loop
@@ -71,8 +69,6 @@ class Runner:
             raise
         self.loop = Loop(self.source, self.app.scorer, self.app.sinks, max_frames=opts.frames,
                          faults=self.cfg.service, on_reload=self.reload)
-        gc.collect()
-        trim_malloc()       # start-up's freed temporaries back to the kernel (docs/performance.md)
         self.error: Optional[BaseException] = None
 
     def reload(self) -> None:

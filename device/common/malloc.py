@@ -53,16 +53,3 @@ def tune_malloc(environ=os.environ) -> dict:
     log.debug("malloc: %s", done)
     return done
 
-
-def trim_malloc() -> bool:
-    """Give the C heap's free pages back to the kernel (glibc's ``malloc_trim(0)``), e.g.
-    once start-up's temporaries (model files, parsed config, import-time garbage) are
-    freed. True if anything was released; False off glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim(0) == 1
