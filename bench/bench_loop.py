@@ -311,8 +311,19 @@ def soak(frames: int, top: int = 10, progress: bool = False) -> dict:
         grew = [{"site": str(d.traceback[0]), "kb": round(d.size_diff / 1024, 1), "count": d.count_diff}
                 for d in diff if d.size_diff > 0][:top]
         total = sum(d.size_diff for d in diff) / 1024
+        # Everything else too (stdlib, libraries, this script's viewer), by whole traceback
+        # so a site outside device/ still shows which device/ line reached it.
+        skip = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        rest = s1.filter_traces(skip).compare_to(s0.filter_traces(skip), "traceback")
+        # (a Traceback runs from the oldest frame to the newest: the site is the last)
+        other = [{"site": " <- ".join(str(f) for f in reversed(d.traceback)),
+                  "kb": round(d.size_diff / 1024, 1), "count": d.count_diff}
+                 for d in rest if d.size_diff > 0 and not str(d.traceback[-1].filename).startswith(
+                     str(ROOT / "device"))][:top]
+        all_kb = sum(d.size_diff for d in rest) / 1024
         out = {"frames": loop.stats.frames, "warmup": warm, "wall_s": round(wall, 1),
                "device_growth_kb": round(total, 1), "grew": grew,
+               "all_growth_kb": round(all_kb, 1), "grew_elsewhere": other,
                "traced_mb": round(cur / 2**20, 1), "traced_peak_mb": round(peak / 2**20, 1),
                "web_frames_encoded": app.web.stream.encoded, "series": series,
                "viewer_mb": round(got[0] / 2**20, 1), "load": os.getloadavg()}
@@ -350,6 +361,9 @@ def main() -> int:
         print(f"soak: {res['frames']} frames in {res['wall_s']} s (warm-up {res['warmup']}); "
               f"device/ Python allocations grew {res['device_growth_kb']} KB after warm-up")
         for g in res["grew"]:
+            print(f"  {g['kb']:>8.1f} KB  {g['count']:>+6d} blocks  {g['site']}")
+        print(f"all Python allocations grew {res['all_growth_kb']} KB; outside device/:")
+        for g in res["grew_elsewhere"]:
             print(f"  {g['kb']:>8.1f} KB  {g['count']:>+6d} blocks  {g['site']}")
         print(f"{res['web_frames_encoded']} frames encoded for the viewer; load "
               + " ".join(f"{v:.1f}" for v in res["load"]))
