@@ -128,7 +128,7 @@ def soak_rows(soak: dict) -> list[tuple[str, str, str, str]]:
     series = soak.get("series") or []
     if series:
         rows.append((area, "traced Python heap, MB at frame",
-                     ", ".join(f"{p['frame']:,}: {p['traced_mb']:.1f}" for p in series), "flat"))
+                     ", ".join(f"{p['frame']:,}: {p['traced_mb']:.1f}" for p in series), ""))
         rows.append((area, "RSS (tracemalloc's own tables included), MB at frame",
                      ", ".join(f"{p['frame']:,}: {p['rss_mb']:.0f}" for p in series), ""))
     grew = "; ".join(f"{g['site'].split('device/')[-1]} {g['kb']:+.0f} KB ({g['count']:+d} blocks)"
