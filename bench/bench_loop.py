@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +43,7 @@ os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from stream_viewer import viewer  # noqa: E402
 from sweep_video import make_sweep_video  # noqa: E402
 
 from device.sources.base import FrameSource  # noqa: E402
@@ -124,19 +124,6 @@ def build(tmp: Path, video: Path, focus_thread: str = "worker"):
     return cfg, source, build_app(cfg, source, headless=True)
 
 
-def viewer(port: int, stop: threading.Event, got: list) -> None:
-    while not stop.is_set():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=5) as r:
-                while not stop.is_set():
-                    chunk = r.read(1 << 16)
-                    if not chunk:
-                        break
-                    got[0] += len(chunk)
-        except Exception:
-            stop.wait(0.2)
-
-
 class Timed:
     """Wraps a callable; appends its CPU and wall ms (on whichever thread calls it)."""
 
@@ -165,6 +152,7 @@ def profile(frames: int = 600, fps: float = 30.0, warmup: int = 30,
     """Per-stage figures of one paced run (``bench_report.py`` calls this)."""
     tmp = Path(tempfile.mkdtemp(prefix="focus-assist-loop-"))
     stop, got = threading.Event(), [0]
+    app = source = None
     try:
         video = make_sweep_video(tmp / "sweep.avi", n_frames=97)
         cfg, source, app = build(tmp, video, focus_thread)
@@ -230,14 +218,7 @@ def profile(frames: int = 600, fps: float = 30.0, warmup: int = 30,
                     next_t = time.perf_counter()
         encoded = app.web.stream.encoded
     finally:
-        stop.set()
-        try:
-            app.close()
-            source.close()
-        except NameError:
-            pass
-        vstate_restore()
-        shutil.rmtree(tmp, ignore_errors=True)
+        _cleanup(stop, app, source, tmp)
     lap50, lap95 = _pct(lap_cpu, 50), _pct(lap_cpu, 95)
     rows = [{"stage": n, "where": "frame", "p50_ms": _pct(v, 50), "p95_ms": _pct(v, 95)}
             for n, v in cpu.items()]
@@ -266,13 +247,29 @@ def profile(frames: int = 600, fps: float = 30.0, warmup: int = 30,
 _ORIGINAL = {}
 
 
-def vstate_restore() -> None:
+def _cleanup(stop: threading.Event, app, source, tmp: Path) -> None:
+    """The end of every run, however far its set-up got (``app`` and ``source`` are None
+    until ``build`` returns)."""
+    stop.set()
+    if app is not None:
+        app.close()
+    if source is not None:
+        source.close()
     import device.viewfinder.state as vstate
     if "peaking_mask" in _ORIGINAL:
         vstate.peaking_mask = _ORIGINAL["peaking_mask"]
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
-def soak(frames: int, top: int = 10) -> dict:
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def soak(frames: int, top: int = 10, progress: bool = False) -> dict:
     """Unpaced run under tracemalloc: device/ allocation sites that grew after warm-up."""
     import tracemalloc
 
@@ -280,6 +277,7 @@ def soak(frames: int, top: int = 10) -> dict:
     stop, got = threading.Event(), [0]
     from device.loop.frame_loop import Loop
 
+    app = source = None
     try:
         video = make_sweep_video(tmp / "sweep.avi", n_frames=97)
         cfg, source, app = build(tmp, video, "worker")
@@ -287,12 +285,23 @@ def soak(frames: int, top: int = 10) -> dict:
         loop = Loop(source, app.scorer, app.sinks, faults=cfg.service)
         tracemalloc.start(4)
         warm = max(100, frames // 10)
-        loop.max_frames = warm
         t0 = time.monotonic()
-        loop.run()
-        s0 = tracemalloc.take_snapshot()
-        loop.max_frames = frames
-        loop.run()
+        s0 = None
+        series = []
+        # Checkpoints every 10% (the first is the end of the warm-up): RSS and the
+        # traced Python heap at each, so a slow climb shows between the two snapshots too.
+        for target in sorted({*range(warm, frames, warm), frames}):
+            loop.max_frames = target
+            loop.run()
+            cur, _ = tracemalloc.get_traced_memory()
+            series.append({"frame": loop.stats.frames, "s": round(time.monotonic() - t0, 1),
+                           "rss_mb": round(_rss_mb(), 1), "traced_mb": round(cur / 2**20, 2)})
+            if progress:
+                print(f"  frame {series[-1]['frame']:>6}  {series[-1]['s']:>7.1f} s  "
+                      f"RSS {series[-1]['rss_mb']:6.1f} MB  traced {series[-1]['traced_mb']:6.2f} MB",
+                      flush=True)
+            if s0 is None:
+                s0 = tracemalloc.take_snapshot()
         s1 = tracemalloc.take_snapshot()
         wall = time.monotonic() - t0
         cur, peak = tracemalloc.get_traced_memory()
@@ -302,18 +311,24 @@ def soak(frames: int, top: int = 10) -> dict:
         grew = [{"site": str(d.traceback[0]), "kb": round(d.size_diff / 1024, 1), "count": d.count_diff}
                 for d in diff if d.size_diff > 0][:top]
         total = sum(d.size_diff for d in diff) / 1024
+        # Everything else too (stdlib, libraries, this script's viewer), by whole traceback
+        # so a site outside device/ still shows which device/ line reached it.
+        skip = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        rest = s1.filter_traces(skip).compare_to(s0.filter_traces(skip), "traceback")
+        # (a Traceback runs from the oldest frame to the newest: the site is the last)
+        other = [{"site": " <- ".join(str(f) for f in reversed(d.traceback)),
+                  "kb": round(d.size_diff / 1024, 1), "count": d.count_diff}
+                 for d in rest if d.size_diff > 0 and not str(d.traceback[-1].filename).startswith(
+                     str(ROOT / "device"))][:top]
+        all_kb = sum(d.size_diff for d in rest) / 1024
         out = {"frames": loop.stats.frames, "warmup": warm, "wall_s": round(wall, 1),
                "device_growth_kb": round(total, 1), "grew": grew,
+               "all_growth_kb": round(all_kb, 1), "grew_elsewhere": other,
                "traced_mb": round(cur / 2**20, 1), "traced_peak_mb": round(peak / 2**20, 1),
-               "web_frames_encoded": app.web.stream.encoded}
+               "web_frames_encoded": app.web.stream.encoded, "series": series,
+               "viewer_mb": round(got[0] / 2**20, 1), "load": os.getloadavg()}
     finally:
-        stop.set()
-        try:
-            app.close()
-            source.close()
-        except NameError:
-            pass
-        shutil.rmtree(tmp, ignore_errors=True)
+        _cleanup(stop, app, source, tmp)
     return out
 
 
@@ -342,11 +357,16 @@ def main() -> int:
     args = ap.parse_args()
     cv2.setNumThreads(1)      # the loop thread owns one core on a Pi; measure like that
     if args.soak:
-        res = soak(args.soak)
+        res = soak(args.soak, progress=True)
         print(f"soak: {res['frames']} frames in {res['wall_s']} s (warm-up {res['warmup']}); "
               f"device/ Python allocations grew {res['device_growth_kb']} KB after warm-up")
         for g in res["grew"]:
             print(f"  {g['kb']:>8.1f} KB  {g['count']:>+6d} blocks  {g['site']}")
+        print(f"all Python allocations grew {res['all_growth_kb']} KB; outside device/:")
+        for g in res["grew_elsewhere"]:
+            print(f"  {g['kb']:>8.1f} KB  {g['count']:>+6d} blocks  {g['site']}")
+        print(f"{res['web_frames_encoded']} frames encoded for the viewer; load "
+              + " ".join(f"{v:.1f}" for v in res["load"]))
     else:
         res = profile(args.frames, args.fps, focus_thread=args.focus_thread)
         print_profile(res)

@@ -37,21 +37,20 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from soak import NotifyDrain, free_port  # noqa: E402
+from stream_viewer import viewer  # noqa: E402
 from sweep_video import make_sweep_video  # noqa: E402
 
 TARGET_MB = 100.0
@@ -179,60 +178,25 @@ def startup_steps(cfg_path: Path, source: str, frames: int, port: int, env: dict
     return out
 
 
-class NotifyDrain(threading.Thread):
-    """Plays systemd's notify socket: records when READY=1 arrives."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        tag = f"focus-assist-mem-{uuid.uuid4().hex}"
-        self.sock.bind("\0" + tag)
-        self.sock.settimeout(0.2)
-        self.name = "@" + tag
-        self.ready_at = None
-        self.ready = threading.Event()
-        self.stop = False
-
-    def run(self) -> None:
-        while not self.stop:
-            try:
-                data = self.sock.recv(4096).decode()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if "READY=1" in data.split("\n") and self.ready_at is None:
-                self.ready_at = time.monotonic()
-                self.ready.set()
-
-
-def watch(port: int, ready: threading.Event, stop: threading.Event, got: list) -> None:
-    """A browser tab on the stream for the whole run."""
-    ready.wait(60)
-    while not stop.is_set():
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=5) as r:
-                while not stop.is_set():
-                    chunk = r.read(1 << 16)
-                    if not chunk:
-                        break
-                    got[0] += len(chunk)
-        except Exception:
-            stop.wait(0.2)
-
-
 def _sample_hwm(pid: int, out: list) -> None:
-    """Keep ``out[0]`` at the process's VmHWM (MB) until it is gone or a zombie."""
+    """Keep ``out[0]`` at the process's VmHWM (MB) until it is gone or a zombie, and
+    ``out[1]`` at its anonymous and file-backed RSS (MB) when VmRSS was highest."""
+    top = 0
     while True:
         try:
             with open(f"/proc/{pid}/status") as fh:
                 text = fh.read()
         except OSError:
             return
-        line = next((ln for ln in text.splitlines() if ln.startswith("VmHWM:")), None)
-        if line is None:          # a zombie has no memory left to report
+        kb = {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in text.splitlines())
+              if k in ("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem")}
+        if "VmHWM" not in kb:          # a zombie has no memory left to report
             return
-        out[0] = max(out[0], int(line.split()[1]) / 1024)
+        out[0] = max(out[0], kb["VmHWM"] / 1024)
+        if kb.get("VmRSS", 0) > top:
+            top = kb["VmRSS"]
+            out[1] = {"anon_mb": round(kb.get("RssAnon", 0) / 1024, 1),
+                      "file_mb": round(kb.get("RssFile", 0) / 1024, 1)}
         time.sleep(0.02)
 
 
@@ -247,11 +211,10 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict,
     env = dict(env, NOTIFY_SOCKET=drain.name)
     stop, got = threading.Event(), [0]
     if variant != "-web":
-        viewer = threading.Thread(target=watch, args=(port, drain.ready, stop, got), daemon=True)
-        viewer.start()
+        threading.Thread(target=viewer, args=(port, stop, got, drain.ready), daemon=True).start()
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    hwm = [0.0]
+    hwm = [0.0, {}]
     sampler = threading.Thread(target=_sample_hwm, args=(proc.pid, hwm), daemon=True)
     sampler.start()
     _, status, _ = os.wait4(proc.pid, 0)
@@ -265,16 +228,11 @@ def full_run(cfg_path: Path, source: str, frames: int, port: int, env: dict,
         raise SystemExit(f"focus-assist run exited {code}:\n{err[-2000:]}")
     stats = json.loads(out.strip().splitlines()[-1])
     return {"source": source.split(":")[0], "variant": variant, "peak_rss_mb": round(hwm[0], 1),
+            "at_peak": hwm[1],
             "ready_s": round(drain.ready_at - t0, 2) if drain.ready_at else None,
             "wall_s": round(t_end - t0, 1), "frames": stats.get("frames"),
             "web_frames_encoded": stats.get("web_frames_encoded"),
             "viewer_mb": round(got[0] / 2**20, 1)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def measure(frames: int = 300, sources: tuple = ("video", "sim"), steps: bool = True,
@@ -318,14 +276,15 @@ def print_tables(res: dict) -> None:
     runs = res["runs"]
     trees = list(dict.fromkeys(r.get("tree", "this") for r in runs))
     print(f"{'run':<22}{'tree':<10}{'peak RSS MB':>12}{'to READY s':>12}{'frames':>8}"
-          f"{'encoded':>9}{'target':>8}")
+          f"{'encoded':>9}{'target':>8}{'anon/file MB':>14}")
     for r in runs:
         all_on = r.get("variant", "all") == "all"
         ok = "ok" if r["peak_rss_mb"] <= TARGET_MB else "OVER"
         print(f"{r['source'] + ' ' + r.get('variant', 'all'):<22}{r.get('tree', 'this'):<10}"
               f"{r['peak_rss_mb']:>12.1f}{r['ready_s'] or float('nan'):>12.2f}"
               f"{r['frames']:>8}{r['web_frames_encoded'] or 0:>9}"
-              f"{ok if r['source'] == 'video' and all_on else '':>8}")
+              f"{ok if r['source'] == 'video' and all_on else '':>8}"
+              f"{'{anon_mb}/{file_mb}'.format(**r['at_peak']) if r.get('at_peak') else '':>14}")
     groups = list(dict.fromkeys((r["source"], r.get("variant", "all")) for r in runs))
     if len(runs) > len(groups) or len(trees) > 1:
         # Medians: one run on a loaded machine swings by a megabyte or two.

@@ -13,6 +13,10 @@ Runs, in this order and in one session so the machine's load is the same for all
 * ``bench_memory.measure``: peak RSS and time to READY of ``focus-assist run`` with every
   feature on (video source, and the simulator).
 
+``--soak-json FILE`` adds the rows of a soak run apart (``bench_loop.py --soak 50000
+--json FILE``: half an hour or more, too long to repeat with every report): its length,
+the traced Python heap and RSS along the run, and the ``device/`` sites that grew most.
+
 Prints one table and writes it as markdown to ``--md``, with the machine it ran on (CPU,
 cores, load average before and after): figures from a shared or loaded machine are only
 comparable as ratios within one run.
@@ -100,6 +104,9 @@ def table(loop: dict, af: dict, mem: dict) -> list[tuple[str, str, str, str]]:
         if r["source"] == "video":
             target = f"<= {bench_memory.TARGET_MB:.0f} MB"
             measured += " **met**" if r["peak_rss_mb"] <= bench_memory.TARGET_MB else " **not met**"
+        at = r.get("at_peak") or {}
+        if at:
+            measured += f" ({at['anon_mb']:.0f} anonymous, {at['file_mb']:.0f} file-backed)"
         rows.append(("memory, every feature on", f"peak RSS, {r['source']} source", measured, target))
         rows.append(("start-up", f"start to READY, {r['source']} source", f"{r['ready_s']:.2f} s", "report"))
     steps = (mem.get("steps") or {}).get("rss") or []
@@ -110,6 +117,24 @@ def table(loop: dict, af: dict, mem: dict) -> list[tuple[str, str, str, str]]:
             parts.append(f"{s['step']} {s['VmRSS'] - prev:+.0f}")
             prev = s["VmRSS"]
         rows.append(("memory, start-up steps (MB RSS added)", "video source", "; ".join(parts), ""))
+    return rows
+
+
+def soak_rows(soak: dict) -> list[tuple[str, str, str, str]]:
+    """Rows of a ``bench_loop.py --soak`` JSON: does anything on the frame path grow?"""
+    area = "soak, every feature on, video, a viewer"
+    rows = [(area, "length", f"{soak['frames']} frames in {soak['wall_s'] / 60:.0f} min "
+             f"(unpaced, under tracemalloc; {soak['web_frames_encoded']} encoded for the viewer)", "50,000")]
+    series = soak.get("series") or []
+    if series:
+        rows.append((area, "traced Python heap, MB at frame",
+                     ", ".join(f"{p['frame']:,}: {p['traced_mb']:.1f}" for p in series), ""))
+        rows.append((area, "RSS (tracemalloc's own tables included), MB at frame",
+                     ", ".join(f"{p['frame']:,}: {p['rss_mb']:.0f}" for p in series), ""))
+    grew = "; ".join(f"{g['site'].split('device/')[-1]} {g['kb']:+.0f} KB ({g['count']:+d} blocks)"
+                     for g in soak["grew"][:5])
+    rows.append((area, f"device/ growth after frame {soak['warmup']}, top sites",
+                 f"{soak['device_growth_kb'] / 1024:+.1f} MB in all; {grew}", "none growing"))
     return rows
 
 
@@ -131,7 +156,9 @@ def main() -> int:
     ap.add_argument("--note", default="2 cores shared with other jobs",
                     help="what else the machine was doing")
     ap.add_argument("--json", help="also write every figure to this file")
+    ap.add_argument("--soak-json", help="add the rows of a bench_loop.py --soak --json FILE run")
     args = ap.parse_args()
+    soak = json.loads(Path(args.soak_json).read_text()) if args.soak_json else None
     load0 = " ".join(f"{v:.1f}" for v in os.getloadavg())
     t0 = time.time()
     cv2.setNumThreads(1)
@@ -144,7 +171,7 @@ def main() -> int:
     meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "load_before": load0, "load_after": " ".join(f"{v:.1f}" for v in os.getloadavg()),
             "note": args.note}
-    rows = table(loop, af, mem)
+    rows = table(loop, af, mem) + (soak_rows(soak) if soak else [])
     text = markdown(rows, meta)
     print(text)
     Path(args.md).write_text(text)

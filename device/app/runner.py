@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from device.app.wiring import build_app, validate_reload
+from device.app.wiring import build_app, sim_camera, validate_reload
 from device.common.jsonio import to_jsonable
 from device.config import load_config
 from device.errors import FocusAssistError
@@ -26,7 +26,6 @@ from device.loop.sink import close_all
 from device.service.logs import setup_logging
 from device.service.shutdown import BoundedStop, Pending
 from device.sources import open_source
-from device.sources.sim import SimCamera
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ class Runner:
     def summary(self) -> dict:
         out = self.loop.stats.summary()
         out["source"] = self.source.info()
-        if isinstance(self.source, SimCamera):
+        if sim_camera(self.source) is not None:
             out["sim"] = self.source.truth()
         out.update(self.loop.sink_stats())
         last = self.loop.last_result

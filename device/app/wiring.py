@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Mapping, Optional
 
 from device.capture.sink import CaptureSink, capture_dir
 from device.config import Config
@@ -30,10 +31,20 @@ from device.scoring.focus_net import scorer_from_config
 from device.service.notify import Notifier, ServiceNotifierSink
 from device.sources.base import FrameSource
 from device.sources.picam import Picamera2Source
-from device.sources.sim import SimCamera
 from device.viewfinder.state import Viewfinder
 
+if TYPE_CHECKING:
+    from device.sources.sim import SimCamera
+
 log = logging.getLogger(__name__)
+
+
+def sim_camera(source: FrameSource) -> "Optional[SimCamera]":
+    """``source`` if it is the simulated camera, else None. The simulator's module (0.8 MB
+    of RSS with its scenes and optics) is looked up, not imported: a SimCamera exists only
+    once its module is loaded, so a run on a camera or a video never loads it."""
+    sim = sys.modules.get("device.sources.sim")
+    return source if sim is not None and isinstance(source, sim.SimCamera) else None
 
 
 @dataclass
@@ -150,7 +161,7 @@ def _autofocus(cfg: Config, source: FrameSource, pin_factory) -> tuple[Motor, Au
     """The motor and the AF sink that owns it: closing the sink stops the motor, saves its
     position and de-energises it. ``autofocus.enabled`` starts a one-shot AF on the first
     frame (or runs continuous AF); otherwise AF waits for the web page or the button."""
-    sim = source if isinstance(source, SimCamera) else None
+    sim = sim_camera(source)
     if cfg.motor.driver == "sim" and sim is None:
         raise InputError("the sim motor moves the simulated lens: use it with --source sim, "
                          "or choose --motor stepdir|uln2003|servo")
@@ -200,14 +211,14 @@ def _bracket(cfg: Config, app: App, source: FrameSource) -> Optional[BracketSink
 def _camera(source: FrameSource) -> bool:
     """A real camera, whose frames need not wait for the focus net; the simulator stays
     frame-synchronous so that its runs reproduce frame by frame."""
-    return source.live and not isinstance(source, SimCamera)
+    return source.live and sim_camera(source) is None
 
 
 def _lens_reader(source: FrameSource, motor: Optional[Motor]) -> Optional[Callable[[], float]]:
     """Where the lens is, for capture sidecars: the motor's steps, or the simulated lens."""
     if motor is not None:
         return lambda: motor.position
-    if isinstance(source, SimCamera):
+    if sim_camera(source) is not None:
         return lambda: source.lens_position
     return None
 
@@ -280,6 +291,6 @@ def _inspector(cfg: Config, app: App):
 def _exposed_lens(app: App) -> Optional[Callable[[], float]]:
     """Where the lens was for the newest frame: the simulated lens knows where each frame
     was exposed (a frame lags the lens); otherwise the motor's position, if any."""
-    if isinstance(app.source, SimCamera):
+    if sim_camera(app.source) is not None:
         return lambda: app.source.exposed_position
     return _lens_reader(app.source, app.motor)

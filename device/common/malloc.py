@@ -52,3 +52,4 @@ def tune_malloc(environ=os.environ) -> dict:
             done[_ENV[param]] = value
     log.debug("malloc: %s", done)
     return done
+

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import socketserver
+import sys
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +23,31 @@ from device.viewfinder.web.access import COOKIE, cookie_token, same_origin, toke
 from device.viewfinder.web.api import ApiError, Reply
 
 log = logging.getLogger(__name__)
+
+
+def _import_http_server():
+    """``http.server`` without ``ssl``: its ``http.client`` imports ``ssl`` only to offer
+    ``HTTPSConnection``, which a plain HTTP server never uses, and ``ssl`` costs 1.3 MB of
+    RSS (4.3 with OpenSSL's libcrypto; docs/performance.md). A ``None`` in ``sys.modules``
+    makes that import fail (the import system's documented rule), and ``http.client``
+    catches it; the entry is removed at once, so a later ``import ssl`` works as usual.
+    The cost: ``http.client`` in this process has no ``HTTPSConnection`` (nothing on the
+    device makes HTTPS requests). When ``ssl`` or ``http.client`` is already loaded,
+    nothing is hidden."""
+    if "ssl" in sys.modules or "http.client" in sys.modules:
+        import http.server
+        return http.server
+    sys.modules["ssl"] = None
+    try:
+        import http.server
+    finally:
+        if sys.modules.get("ssl", 0) is None:
+            del sys.modules["ssl"]
+    return http.server
+
+
+_http = _import_http_server()
+BaseHTTPRequestHandler, ThreadingHTTPServer = _http.BaseHTTPRequestHandler, _http.ThreadingHTTPServer
 
 MAX_BODY = 4096
 BOUNDARY = "focusassistframe"
@@ -34,6 +60,12 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 16
     app = None        # the server.WebViewfinder it serves (not imported: no cycle)
+
+    def server_bind(self):
+        # HTTPServer's own calls socket.getfqdn: a reverse DNS lookup (slow on a Pi with
+        # no DNS, and it loads the idna codec) for a name nothing here uses.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
     def handle_error(self, request, client_address):  # quiet: clients vanish all the time
         log.debug("web: connection from %s ended with an error", client_address, exc_info=True)
