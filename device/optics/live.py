@@ -34,7 +34,6 @@ from device.config.inspect import InspectConfig
 from device.errors import InputError
 from device.lens.search import FOCUSED, SCANNING
 from device.loop.sink import Sink
-from device.optics.inspect import MIN_FRAMES, even_positions, inspect_curves
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,9 @@ def regrid(maps: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
 
 def analyse_pass(p: Pass, grid: tuple[int, int]) -> dict:
     """``inspect --json``'s object for one pass, with ``"pass"`` saying what was analysed."""
+    # Imported on the first pass, not at start-up: the analysis is 1.1 MB of RSS that a
+    # run which never completes a pass (most of them) does not need (issue 20).
+    from device.optics.inspect import even_positions, inspect_curves
     curves = regrid(p.maps, grid)
     positions = None
     if p.positions is not None:
@@ -154,6 +156,7 @@ class LiveInspector(Sink):
         self._close_pass("hand", len(values) - start)
 
     def _close_pass(self, kind: str, frames: int) -> None:
+        from device.optics.inspect import MIN_FRAMES
         self._cut = self._seen
         recs = list(self._buf)[-frames:] if frames > 0 else []
         if len(recs) < max(self.cfg.min_frames, MIN_FRAMES):
