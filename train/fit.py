@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from device.common.atomic import atomic_write_json
-from device.errors import InputError
+from device.errors import InputError, ModelError
 from device.common.preprocess import DEFECT_KINDS, FOCUS_CLASSES
 
 from . import data as D
@@ -57,12 +57,16 @@ class TrainConfig:
     progress: bool = True
     command: str = ""
     tile: int | None = None
+    sharp_detail_ratio: float | None = None  # focus: None = DataConfig's default
+    init: str | None = None                  # warm start: a model.keras to take weights from
 
     def data_config(self) -> D.DataConfig:
         kw = dict(images=tuple(self.images), sweeps=tuple(self.sweeps), builtin=self.builtin,
                   dead_leaves=self.dead_leaves, seed=self.seed)
         if self.tile:
             kw["focus_tile" if self.kind == "focus" else "defect_tile"] = int(self.tile)
+        if self.sharp_detail_ratio is not None:
+            kw["sharp_detail_ratio"] = float(self.sharp_detail_ratio)
         return D.DataConfig(**kw)
 
 
@@ -208,10 +212,24 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
         },
         "training": {"seed": cfg.seed, "epochs_run": epochs_run, "epochs_max": cfg.epochs,
                      "steps_per_epoch": cfg.steps_per_epoch, "batch": cfg.batch, "lr": cfg.lr,
-                     "wall_time_s": round(wall_s, 1), "strategy": cfg.strategy, "width": cfg.width},
+                     "wall_time_s": round(wall_s, 1), "strategy": cfg.strategy, "width": cfg.width,
+                     "init": cfg.init},
         "command": cfg.command,
         "metrics": metrics or {},
     }
+
+
+def _load_init(keras, path: str, fresh):
+    """The warm-start model, which must have the architecture ``fresh`` would have (same
+    kind, tile and width): otherwise its weights mean something else."""
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise ModelError(f"--init: {path}: cannot load ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    shapes = [tuple(w.shape) for w in model.weights]
+    if model.name != fresh.name or shapes != [tuple(w.shape) for w in fresh.weights]:
+        raise InputError(f"--init: {path} is not a {fresh.name} of this tile size and width")
+    return model
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -219,6 +237,8 @@ def train(cfg: TrainConfig) -> dict:
     import keras
 
     t0 = time.time()
+    if cfg.init and not cfg.resume and not Path(cfg.init).is_file():
+        raise InputError(f"--init: no such model file: {cfg.init}")
     out = Path(cfg.out)
     ck = out / "checkpoints"
     dcfg = cfg.data_config()
@@ -249,6 +269,8 @@ def train(cfg: TrainConfig) -> dict:
     with strategy.scope():
         if cfg.resume:
             model = keras.models.load_model(ck / "last.keras", compile=False)
+        elif cfg.init:
+            model = _load_init(keras, cfg.init, _build_model(cfg.kind, cfg.width, tile))
         else:
             model = _build_model(cfg.kind, cfg.width, tile)
         compile_model(model, cfg.kind, cfg.lr)

@@ -63,6 +63,12 @@ def test_resume_without_checkpoint(tmp_path, capsys):
     assert code == 2 and "no checkpoint" in err
 
 
+def test_init_missing_model(tmp_path, capsys):
+    code, err = _run(capsys, ["focus", "--dead-leaves", "6", "--init", str(tmp_path / "no.keras"),
+                              "--out", str(tmp_path / "o")] + FAST)
+    assert code == 2 and "--init: no such model file" in err
+
+
 def test_console_script_exit_status(tmp_path):
     # the real entry point, as a user runs it
     r = subprocess.run([sys.executable, "-m", "train.cli", "focus", "--images", str(tmp_path)] + FAST,

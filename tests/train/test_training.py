@@ -54,6 +54,30 @@ def test_resume_continues_the_history(focus_run, tmp_path):
     assert json.loads((run / "checkpoints/state.json").read_text())["epoch"] == 4
 
 
+def test_init_warm_starts_from_a_model(focus_run, tmp_path):
+    import keras
+    out = tmp_path / "warm"
+    # A learning rate too small to move a weight: what comes out is what went in.
+    assert main(["focus", "--epochs", "1", "--lr", "1e-12", "--no-eval", "--out", str(out),
+                 "--init", str(focus_run / "model.keras"), "--sharp-detail-ratio", "0.6"] + TINY) == 0
+    src = keras.models.load_model(focus_run / "model.keras", compile=False)
+    warm = keras.models.load_model(out / "model.keras", compile=False)
+    for a, b in zip(src.trainable_weights, warm.trainable_weights):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6)
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training"]["init"] == str(focus_run / "model.keras")
+    assert card["data"]["sharp_detail"]["ratio"] == 0.6
+
+
+def test_init_of_another_architecture_is_one_line_exit_2(focus_run, tmp_path, capsys):
+    code = main(["focus", "--epochs", "1", "--no-eval", "--out", str(tmp_path / "o"), "--width", "2",
+                 "--init", str(focus_run / "model.keras")] + TINY)
+    err = capsys.readouterr().err
+    assert code == 2 and "is not a focus_net of this tile size and width" in err
+    # the one line is the error (the split summary before it is progress, not an error)
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("focus-train: error: --init:")
+
+
 def test_evaluate_writes_report_and_plots(focus_run, tmp_path):
     # an empty Kaggle folder: the report must say the real-photo section was skipped
     assert main(["evaluate", str(focus_run), "--tiles", "60", "--kaggle", str(tmp_path), "--quiet"]) == 0
