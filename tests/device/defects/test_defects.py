@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.defects.net import LIVE_MAX_TILES, SEQUENCE_MIN_SCORE, DefectDetector
+from device.defects.net import LIVE_MAX_TILES, SEQUENCE_MIN_SCORE, SEQUENCE_OPTIONS, DefectDetector
 from device.errors import InputError
 from device.common.preprocess import DEFECT_KINDS, DEFECT_TOLERANCE_PX
 from device.common.scenes import load_photo
@@ -72,7 +73,8 @@ def test_single_frame_finds_injected_defects(detector, panning):
     # 10 photosite defects pass (docs/defects.md); every one of them passes the lower
     # bar a sequence asks of each frame.
     assert len(hits) >= len(REQUIRED) // 2, (hits, found)
-    lenient = detector.detect(panning[0], min_score=SEQUENCE_MIN_SCORE)
+    # (a sequence's per-frame detector: its own weights and bar, SEQUENCE_OPTIONS)
+    lenient = DefectDetector(detector.model, detector.meta, SEQUENCE_OPTIONS).detect(panning[0])
     for x, y, kind in REQUIRED:
         assert any(_near(d, x, y) for d in lenient), (x, y, kind, lenient)
     assert len(lenient) > len(found)
@@ -109,7 +111,7 @@ def _sequence_map(detector, frames, min_hits=5):
     from device.defects.net import DefectOptions
     from device.defects.persistence import DefectMap, add_frame
 
-    seq = DefectDetector(detector.model, detector.meta, DefectOptions(min_score=SEQUENCE_MIN_SCORE))
+    seq = DefectDetector(detector.model, detector.meta, SEQUENCE_OPTIONS)
     dmap = DefectMap(min_hits=min_hits)
     per_frame = []
     for f in frames:
@@ -236,8 +238,7 @@ def test_live_detector_feeds_the_map_by_persistence(detector, panning):
     assert report.opts.min_score == SEQUENCE_MIN_SCORE
     assert report.opts.max_tiles == DefectOptions().max_tiles > LIVE_MAX_TILES
     assert DefectDetector.from_config(net_cfg).opts.min_score == DefectOptions().min_score > SEQUENCE_MIN_SCORE
-    wide = DefectDetector(detector.model, detector.meta,
-                          DefectOptions(max_tiles=64, min_score=live.opts.min_score))
+    wide = DefectDetector(detector.model, detector.meta, replace(live.opts, max_tiles=64))
     dmap = DefectMap(min_hits=4)
     for f in panning:
         add_frame(dmap, f, wide)
