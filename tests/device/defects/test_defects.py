@@ -275,3 +275,23 @@ def test_f24_defects_sigma_must_be_a_positive_finite_number(capsys):
         assert exit_.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--sigma" in err[0]
+
+
+def test_density_counts_the_other_candidates_around_each_point():
+    """The density term: candidates of a real photo in the square around a point, the
+    point itself not counted, against a count over the whole frame."""
+    from device.defects.candidates import frame_candidates
+    from device.defects.net import _density_at
+
+    photo = cv2.resize(load_photo("coffee"), (320, 240), interpolation=cv2.INTER_AREA)
+    ys, xs, *_ = frame_candidates(photo, 8.0, 0.3)
+    assert len(ys) > 20
+    grid = np.zeros(photo.shape[:2], int)
+    grid[ys, xs] = 1
+    probe_y = np.r_[ys[:10], 5, 120]
+    probe_x = np.r_[xs[:10], 5, 160]
+    got = _density_at((ys, xs), probe_y, probe_x, 31)
+    want = [grid[max(0, y - 15):y + 16, max(0, x - 15):x + 16].sum() - grid[y, x]
+            for y, x in zip(probe_y, probe_x)]
+    assert got.tolist() == [float(v) for v in want]
+    assert got.max() > 0
