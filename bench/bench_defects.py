@@ -110,9 +110,9 @@ def net_detector(model: str | None = None):
 def sequence_detector(det):
     """The net as ``defects --sequence --model`` and the video report use it: the
     sequence's per-frame bar, the full tile budget."""
-    from device.defects.net import SEQUENCE_MIN_SCORE, DefectDetector, DefectOptions
+    from device.defects.net import SEQUENCE_OPTIONS, DefectDetector
 
-    return DefectDetector(det.model, det.meta, DefectOptions(min_score=SEQUENCE_MIN_SCORE))
+    return DefectDetector(det.model, det.meta, SEQUENCE_OPTIONS)
 
 
 def run_sequences(n_seq: int, jpeg: int, det) -> dict:

@@ -331,11 +331,18 @@ def sweep_sample(src: Source, rng: np.random.Generator, tile: int, n: int):
     return tiles, lab.classes[idx], lab.blur_px[idx]
 
 
+# Share of defect crops turned microscope-like (``degrade.microscope_like``): smooth,
+# soft, fringed, banded content is where a lone bright photosite is easiest to confuse
+# with the scene, and photo collections have little of it.
+MICROSCOPE_SHARE = 0.35
+
+
 def sample_defect_condition(rng: np.random.Generator) -> dict:
-    """Random defect imaging condition: Bayer + demosaic (75%) or plain RGB pixels; JPEG
-    (60%, quality 70-98); 0-4 defects (none in ~30% of crops)."""
-    mode = "bayer" if rng.random() < 0.75 else "rgb"
-    q = int(rng.integers(70, 99)) if rng.random() < 0.6 else 0
+    """Random defect imaging condition: Bayer + demosaic (85%, the camera's case) or plain
+    RGB pixels; JPEG (70%, quality 75-98, centred on the target's q90); 0-4 defects (none
+    in ~30% of crops)."""
+    mode = "bayer" if rng.random() < 0.85 else "rgb"
+    q = int(rng.integers(75, 99)) if rng.random() < 0.7 else 0
     n = 0 if rng.random() < 0.3 else int(rng.integers(1, 5))
     return dict(mode=mode, jpeg_quality=q, n_defects=n)
 
@@ -353,6 +360,8 @@ def defect_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 
         crop = _random_crop(base, size, rng)
         if crop.shape[0] < tile or crop.shape[1] < tile:
             continue
+        if rng.random() < MICROSCOPE_SHARE:
+            crop = degrade.microscope_like(crop, rng)
         cond = sample_defect_condition(rng)
         if condition:
             cond.update(condition)

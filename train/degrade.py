@@ -318,3 +318,32 @@ def defect_heatmap_target(mask: np.ndarray) -> np.ndarray:
     neighbours (the blob a demosaicer spreads it into) -> float32 in {0, 1}."""
     k = np.ones((3, 3), np.uint8)
     return np.stack([cv2.dilate(mask[..., c], k) for c in range(mask.shape[-1])], axis=-1).astype(np.float32)
+
+
+def microscope_like(img_bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A photo made to look like a microscope or telescope frame, the defect check's
+    hardest content: large smooth areas and soft edges (a wide blur), a vignette,
+    lateral colour fringes (red and blue planes shifted by a pixel or two) and faint
+    banding (rows or columns of slightly different gain). Each is drawn independently,
+    so the net sees them alone and together; a defect is injected afterwards, in the
+    mosaic, so it stays one sharp photosite on this soft base."""
+    h, w = img_bgr.shape[:2]
+    out = img_bgr.astype(np.float32)
+    if rng.random() < 0.8:
+        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(1.5, 6.0)))
+    if rng.random() < 0.6:
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        r2 = ((yy - rng.uniform(0, h)) ** 2 + (xx - rng.uniform(0, w)) ** 2) / float(max(h, w) ** 2)
+        out *= np.clip(1.0 - float(rng.uniform(0.3, 1.2)) * r2, 0.15, 1.0)[..., None]
+    if rng.random() < 0.5:
+        for c, sign in ((0, -1), (2, 1)):   # blue one way, red the other
+            d = sign * float(rng.uniform(0.5, 2.0))
+            m = np.float32([[1, 0, d], [0, 1, d * float(rng.uniform(-1, 1))]])
+            out[..., c] = cv2.warpAffine(out[..., c], m, (w, h), borderMode=cv2.BORDER_REFLECT)
+    if rng.random() < 0.4:
+        n = h if rng.random() < 0.5 else w
+        period = float(rng.uniform(3, 40))
+        gain = 1.0 + float(rng.uniform(0.01, 0.06)) * np.sin(2 * np.pi * np.arange(n) / period
+                                                           + rng.uniform(0, 2 * np.pi))
+        out *= gain[:, None, None] if n == h else gain[None, :, None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

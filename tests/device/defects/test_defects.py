@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.defects.net import LIVE_MAX_TILES, SEQUENCE_MIN_SCORE, DefectDetector
+from device.defects.net import LIVE_MAX_TILES, SEQUENCE_MIN_SCORE, SEQUENCE_OPTIONS, DefectDetector
 from device.errors import InputError
 from device.common.preprocess import DEFECT_KINDS, DEFECT_TOLERANCE_PX
 from device.common.scenes import load_photo
@@ -72,7 +73,8 @@ def test_single_frame_finds_injected_defects(detector, panning):
     # 10 photosite defects pass (docs/defects.md); every one of them passes the lower
     # bar a sequence asks of each frame.
     assert len(hits) >= len(REQUIRED) // 2, (hits, found)
-    lenient = detector.detect(panning[0], min_score=SEQUENCE_MIN_SCORE)
+    # (a sequence's per-frame detector: its own weights and bar, SEQUENCE_OPTIONS)
+    lenient = DefectDetector(detector.model, detector.meta, SEQUENCE_OPTIONS).detect(panning[0])
     for x, y, kind in REQUIRED:
         assert any(_near(d, x, y) for d in lenient), (x, y, kind, lenient)
     assert len(lenient) > len(found)
@@ -109,7 +111,7 @@ def _sequence_map(detector, frames, min_hits=5):
     from device.defects.net import DefectOptions
     from device.defects.persistence import DefectMap, add_frame
 
-    seq = DefectDetector(detector.model, detector.meta, DefectOptions(min_score=SEQUENCE_MIN_SCORE))
+    seq = DefectDetector(detector.model, detector.meta, SEQUENCE_OPTIONS)
     dmap = DefectMap(min_hits=min_hits)
     per_frame = []
     for f in frames:
@@ -236,8 +238,7 @@ def test_live_detector_feeds_the_map_by_persistence(detector, panning):
     assert report.opts.min_score == SEQUENCE_MIN_SCORE
     assert report.opts.max_tiles == DefectOptions().max_tiles > LIVE_MAX_TILES
     assert DefectDetector.from_config(net_cfg).opts.min_score == DefectOptions().min_score > SEQUENCE_MIN_SCORE
-    wide = DefectDetector(detector.model, detector.meta,
-                          DefectOptions(max_tiles=64, min_score=live.opts.min_score))
+    wide = DefectDetector(detector.model, detector.meta, replace(live.opts, max_tiles=64))
     dmap = DefectMap(min_hits=4)
     for f in panning:
         add_frame(dmap, f, wide)
@@ -274,3 +275,23 @@ def test_f24_defects_sigma_must_be_a_positive_finite_number(capsys):
         assert exit_.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--sigma" in err[0]
+
+
+def test_density_counts_the_other_candidates_around_each_point():
+    """The density term: candidates of a real photo in the square around a point, the
+    point itself not counted, against a count over the whole frame."""
+    from device.defects.candidates import frame_candidates
+    from device.defects.net import _density_at
+
+    photo = cv2.resize(load_photo("coffee"), (320, 240), interpolation=cv2.INTER_AREA)
+    ys, xs, *_ = frame_candidates(photo, 8.0, 0.3)
+    assert len(ys) > 20
+    grid = np.zeros(photo.shape[:2], int)
+    grid[ys, xs] = 1
+    probe_y = np.r_[ys[:10], 5, 120]
+    probe_x = np.r_[xs[:10], 5, 160]
+    got = _density_at((ys, xs), probe_y, probe_x, 31)
+    want = [grid[max(0, y - 15):y + 16, max(0, x - 15):x + 16].sum() - grid[y, x]
+            for y, x in zip(probe_y, probe_x)]
+    assert got.tolist() == [float(v) for v in want]
+    assert got.max() > 0
