@@ -128,3 +128,14 @@ def test_a_map_fed_in_bands_confirms_what_the_whole_frame_map_does(monkeypatch):
         np.testing.assert_array_equal(getattr(banded, col), getattr(whole, col), err_msg=col)
     assert banded.report() == whole.report()
     assert (201, 120) in {(d["x"], d["y"]) for d in banded.confirmed()}   # not a trivial map
+
+
+@pytest.mark.parametrize("name", ["camera", "coffee", "astronaut"])
+@pytest.mark.parametrize("crop", [(0, 0), (1, 0), (0, 1), (1, 1)])   # odd and even counts
+def test_noise_sigma_is_the_median_based_estimate(name, crop):
+    # noise_sigma takes its median by np.partition (np.median would import numpy.ma):
+    # the value must stay np.median's, bit for bit, on real photographs.
+    img = getattr(skimage_data, name)()
+    grey = np.ascontiguousarray((img if img.ndim == 2 else img[..., 1])[crop[0]:, crop[1]:])
+    r = cv2.filter2D(grey, cv2.CV_32F, persistence._NOISE_KERNEL)[1:-1:3, 1:-1:3]
+    assert noise_sigma(grey) == 1.4826 * float(np.median(np.abs(r))) / 6.0
