@@ -52,4 +52,3 @@ def tune_malloc(environ=os.environ) -> dict:
             done[_ENV[param]] = value
     log.debug("malloc: %s", done)
     return done
-

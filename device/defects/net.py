@@ -315,7 +315,9 @@ class DefectDetector:
         return Evidence(xa, ya, tuple(kinds), _logit(ps), np.asarray(strengths, np.float64),
                         _pixel_strength(bgr, ya, xa, o.ring_threshold, o.spread_gain),
                         _texture_at(bgr, ya, xa, o.texture_px),
-                        _density_at(every, ya, xa, o.density_px))
+                        # The sequence/live options weigh density 0: skip its per-point loop.
+                        _density_at(every, ya, xa, o.density_px) if o.density_weight
+                        else np.zeros(len(ya), np.float64))
 
     def decide(self, ev: Evidence, score: np.ndarray, bar: float = -math.inf) -> list[tuple[int, float]]:
         """(index, score) of the points at or above ``bar`` that survive merging, best

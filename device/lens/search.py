@@ -255,19 +255,20 @@ def contrast_search(p0: int, limits: tuple[int, int], *, coarse: int, fine: int,
     if sweep and rose_and_fell() and not bracketed(best()):
         v = coarse_vertex(good, max(raw.values()), coarse=coarse, fine=fine,
                           min_rise=min_rise, fit=fit)
-        direct = None if v is None else clamp(v)
-    if direct is None and sweep and rose_and_fell() and not bracketed(best()):
-        # No consistent bracket yet: creep through the peak once more from the usual side,
-        # from two fine steps before it.
-        b = best()
-        l, r = neighbours(raw, b)
-        v = _vertex(raw, l, b, r, fit, close=2 * fine) if l is not None and r is not None else b
-        start = clamp(v - approach * 2 * fine)
-        if start != b:
-            # Only a position: the creep's first frame measures it (a stop-and-measure
-            # would spend one frame more on the same sample).
-            yield ("to", start)
-            yield from sweep_to(hi if approach > 0 else lo, creep=True)
+        if v is not None:
+            direct = clamp(v)
+        else:
+            # No consistent bracket yet: creep through the peak once more from the usual
+            # side, from two fine steps before it.
+            b = best()
+            l, r = neighbours(raw, b)
+            v = _vertex(raw, l, b, r, fit, close=2 * fine) if l is not None and r is not None else b
+            start = clamp(v - approach * 2 * fine)
+            if start != b:
+                # Only a position: the creep's first frame measures it (a stop-and-measure
+                # would spend one frame more on the same sample).
+                yield ("to", start)
+                yield from sweep_to(hi if approach > 0 else lo, creep=True)
     for direction in (first_dir, -first_dir):
         if rose_and_fell() or sweep:
             break
