@@ -39,10 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--sharp-detail-ratio", type=positive_float, default=None, metavar="R",
                            help="a photo tile is a focus example only where its detail is >= R x the "
                                 "photo's best (default: train.data.DataConfig's)")
+            s.add_argument("--sweep-motion", type=positive_float, default=None, metavar="R",
+                           help="share (0..1) of the sweeps' tiles taken from their sharp tiles and shaken "
+                                "into motion examples (default 0: none)")
             s.add_argument("--init", default=None, metavar="MODEL",
                            help="start from this model.keras's weights (warm start) instead of random ones")
         else:
-            s.set_defaults(sweeps=[], sharp_detail_ratio=None, init=None)
+            s.set_defaults(sweeps=[], sharp_detail_ratio=None, init=None, sweep_motion=None)
         s.add_argument("--no-builtin", action="store_true",
                        help="do not use scikit-image's bundled photos as base images")
         s.add_argument("--dead-leaves", type=nonneg_int, default=DEFAULT_DEAD_LEAVES, metavar="N",
@@ -99,6 +102,7 @@ def run(argv: list[str]) -> int:
                       strategy=args.strategy, width=args.width, evaluate=not args.no_eval,
                       kaggle=args.kaggle, progress=not args.quiet, tile=args.tile,
                       sharp_detail_ratio=args.sharp_detail_ratio, init=args.init,
+                      sweep_motion=args.sweep_motion,
                       command=" ".join([PROG] + [shlex.quote(a) for a in argv]))
     card = train(cfg)
     print(f"model: {os.path.join(args.out, 'model.keras')} ({card['training']['wall_time_s']} s)")
