@@ -2,7 +2,7 @@
 
     focus-train focus   [--images DIR ...] [--epochs N] [--out DIR] [--seed N] ...
     focus-train defects [--images DIR ...] [--epochs N] [--out DIR] [--seed N] ...
-    focus-train evaluate MODEL_DIR [--kaggle DIR] [--tiles N]
+    focus-train evaluate MODEL_DIR [--kaggle DIR] [--tiles N] [--tflite FILE [--report-dir DIR]]
 
 A user error (bad folder, unreadable image, tile larger than the images, bad number)
 prints one line on stderr and exits with status 2, never a traceback.
@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model_dir", help="a dir written by focus-train (model.keras + model_card.json)")
     e.add_argument("--tiles", type=positive_int, default=None, help="held-out test tiles")
     e.add_argument("--kaggle", default=None, metavar="DIR", help="Kaggle blur samples folder")
+    e.add_argument("--tflite", default=None, metavar="FILE",
+                   help="score this int8 focus .tflite (device interpreter) on MODEL_DIR's split instead "
+                        "of MODEL_DIR's model; MODEL_DIR's card is not changed")
+    e.add_argument("--report-dir", default=None, metavar="DIR",
+                   help="with --tflite: where its report goes (default: beside FILE, FILE without .tflite)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -85,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "evaluate" and args.tflite:
+        from .int8_eval import evaluate_tflite
+
+        rep = args.report_dir or os.path.splitext(args.tflite)[0]
+        m = evaluate_tflite(args.model_dir, args.tflite, rep, n=args.tiles, kaggle=args.kaggle,
+                            progress=not args.quiet)
+        print(f"report: {os.path.join(rep, 'report', 'report.md')}")
+        _print_headline(m)
+        return 0
     if args.command == "evaluate":
         from .evaluate import evaluate_model_dir
 
