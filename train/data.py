@@ -50,7 +50,7 @@ _MARGIN = 24                    # crop margin so blur/JPEG borders never reach a
 PHOTO_SHARE: float | None = None
 SMALL_PHOTO_SCALE = (0.55, 1.0)  # random downscale of photos already near working size
 # Tried and reverted (session 2), each judged by the blind split AND by the device's golden
-# tests on real photos (tests/device/test_focus_net.py), which the shipped model passes:
+# tests on real photos (tests/device/scoring/test_focus_net.py), which the shipped model passes:
 #   photo bases 0.4-0.75x + width 1.5: split 0.876 3-class / AUC 0.994 / 0.72 px (from
 #     0.856 / 0.986 / 0.76), but clean 'coffee' read as motion, the Kaggle HONOR-10 motion
 #     shot as sharp;
