@@ -2,7 +2,7 @@
 
     focus-train focus   [--images DIR ...] [--epochs N] [--out DIR] [--seed N] ...
     focus-train defects [--images DIR ...] [--epochs N] [--out DIR] [--seed N] ...
-    focus-train evaluate MODEL_DIR [--kaggle DIR] [--tiles N]
+    focus-train evaluate MODEL_DIR [--kaggle DIR] [--tiles N] [--tflite FILE [--report-dir DIR]]
 
 A user error (bad folder, unreadable image, tile larger than the images, bad number)
 prints one line on stderr and exits with status 2, never a traceback.
@@ -39,10 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--sharp-detail-ratio", type=positive_float, default=None, metavar="R",
                            help="a photo tile is a focus example only where its detail is >= R x the "
                                 "photo's best (default: train.data.DataConfig's)")
+            s.add_argument("--sweep-motion", type=positive_float, default=None, metavar="R",
+                           help="share (0..1) of the sweeps' tiles taken from their sharp tiles and shaken "
+                                "into motion examples (default 0: none)")
             s.add_argument("--init", default=None, metavar="MODEL",
                            help="start from this model.keras's weights (warm start) instead of random ones")
         else:
-            s.set_defaults(sweeps=[], sharp_detail_ratio=None, init=None)
+            s.set_defaults(sweeps=[], sharp_detail_ratio=None, init=None, sweep_motion=None)
         s.add_argument("--no-builtin", action="store_true",
                        help="do not use scikit-image's bundled photos as base images")
         s.add_argument("--dead-leaves", type=nonneg_int, default=DEFAULT_DEAD_LEAVES, metavar="N",
@@ -75,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model_dir", help="a dir written by focus-train (model.keras + model_card.json)")
     e.add_argument("--tiles", type=positive_int, default=None, help="held-out test tiles")
     e.add_argument("--kaggle", default=None, metavar="DIR", help="Kaggle blur samples folder")
+    e.add_argument("--tflite", default=None, metavar="FILE",
+                   help="score this int8 focus .tflite (device interpreter) on MODEL_DIR's split instead "
+                        "of MODEL_DIR's model; MODEL_DIR's card is not changed")
+    e.add_argument("--report-dir", default=None, metavar="DIR",
+                   help="with --tflite: where its report goes (default: beside FILE, FILE without .tflite)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -82,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.command == "evaluate" and args.tflite:
+        from .int8_eval import evaluate_tflite
+
+        rep = args.report_dir or os.path.splitext(args.tflite)[0]
+        m = evaluate_tflite(args.model_dir, args.tflite, rep, n=args.tiles, kaggle=args.kaggle,
+                            progress=not args.quiet)
+        print(f"report: {os.path.join(rep, 'report', 'report.md')}")
+        _print_headline(m)
+        return 0
     if args.command == "evaluate":
         from .evaluate import evaluate_model_dir
 
@@ -99,6 +116,7 @@ def run(argv: list[str]) -> int:
                       strategy=args.strategy, width=args.width, evaluate=not args.no_eval,
                       kaggle=args.kaggle, progress=not args.quiet, tile=args.tile,
                       sharp_detail_ratio=args.sharp_detail_ratio, init=args.init,
+                      sweep_motion=args.sweep_motion,
                       command=" ".join([PROG] + [shlex.quote(a) for a in argv]))
     card = train(cfg)
     print(f"model: {os.path.join(args.out, 'model.keras')} ({card['training']['wall_time_s']} s)")

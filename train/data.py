@@ -50,7 +50,7 @@ _MARGIN = 24                    # crop margin so blur/JPEG borders never reach a
 PHOTO_SHARE: float | None = None
 SMALL_PHOTO_SCALE = (0.55, 1.0)  # random downscale of photos already near working size
 # Tried and reverted (session 2), each judged by the blind split AND by the device's golden
-# tests on real photos (tests/device/test_focus_net.py), which the shipped model passes:
+# tests on real photos (tests/device/scoring/test_focus_net.py), which the shipped model passes:
 #   photo bases 0.4-0.75x + width 1.5: split 0.876 3-class / AUC 0.994 / 0.72 px (from
 #     0.856 / 0.986 / 0.76), but clean 'coffee' read as motion, the Kaggle HONOR-10 motion
 #     shot as sharp;
@@ -93,6 +93,10 @@ class DataConfig:
     sweeps: tuple[str, ...] = ()
     sweep_share: float = 0.15
     sweep_tiles_per_sample: int = 8
+    # Share of a sweep sample's tiles drawn from its sharp tiles and shaken
+    # (``degrade.shake_real_tile``) into real-content motion examples: the sweeps were
+    # shot on a stand and have none, so without them real data only ever says "not motion".
+    sweep_motion_share: float = 0.0
 
     def tile(self, kind: str) -> int:
         return self.focus_tile if kind == "focus" else self.defect_tile
@@ -314,9 +318,10 @@ def focus_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 0
     return t, np.asarray(cls, np.int64), np.asarray(blur, np.float32)
 
 
-def sweep_sample(src: Source, rng: np.random.Generator, tile: int, n: int):
+def sweep_sample(src: Source, rng: np.random.Generator, tile: int, n: int, motion_share: float = 0.0):
     """``n`` labelled tiles of a real sweep (``train.sweep_labels``), flipped and turned at
-    random; no synthetic degradation: the blur, noise and JPEG are the camera's own."""
+    random; no synthetic degradation: the blur, noise and JPEG are the camera's own. A
+    ``motion_share`` of them are instead sharp tiles shaken by ``degrade.shake_real_tile``."""
     from train.sweep_labels import cached_labels
 
     lab = cached_labels(src.ref, tile)
@@ -324,11 +329,17 @@ def sweep_sample(src: Source, rng: np.random.Generator, tile: int, n: int):
         return np.zeros((0, tile, tile), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.float32)
     idx = rng.integers(0, len(lab.tiles), n)
     tiles = lab.tiles[idx].copy()
+    classes, blur = lab.classes[idx].copy(), lab.blur_px[idx].copy()
+    sharp = np.flatnonzero(lab.classes == FOCUS_CLASSES.index("sharp"))
+    motion = FOCUS_CLASSES.index("motion")
     for i in range(n):
+        if len(sharp) and rng.random() < motion_share:
+            tiles[i], m = degrade.shake_real_tile(lab.tiles[sharp[int(rng.integers(len(sharp)))]], rng)
+            classes[i], blur[i] = motion, m.blur_px
         if rng.random() < 0.5:
             tiles[i] = tiles[i][:, ::-1]
         tiles[i] = np.rot90(tiles[i], int(rng.integers(4)))
-    return tiles, lab.classes[idx], lab.blur_px[idx]
+    return tiles, classes, blur
 
 
 # Share of defect crops turned microscope-like (``degrade.microscope_like``): smooth,
@@ -416,7 +427,8 @@ def make_sample(kind: str, sources: Sequence[Source], cfg: DataConfig, split: st
         meta.append(src)
     if kind == "focus":
         if src.kind == "sweep":
-            t, c, b = sweep_sample(src, rng, cfg.focus_tile, cfg.sweep_tiles_per_sample)
+            t, c, b = sweep_sample(src, rng, cfg.focus_tile, cfg.sweep_tiles_per_sample,
+                                   cfg.sweep_motion_share)
         else:
             t, c, b = focus_sample(src, rng, cfg.focus_tile, cfg.seed,
                                    detail=(cfg.sharp_detail_ratio, cfg.sharp_detail_floor))

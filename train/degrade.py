@@ -191,6 +191,33 @@ def degrade_focus(img_bgr: np.ndarray, lab: FocusLabel, rng: np.random.Generator
     return out
 
 
+def shake_real_tile(tile_u8: np.ndarray, rng: np.random.Generator, max_blur: float = FOCUS_MAX_BLUR_PX,
+                    shake_share: float = 0.7) -> tuple[np.ndarray, FocusLabel]:
+    """A real sharp tile (the camera's own noise, tone and JPEG already in it) turned into a
+    ``motion`` example: a shake trajectory (``shake_share`` of the time, else a line) in
+    linear light, fresh sensor noise (the blur averages the old noise away) and JPEG.
+
+    The tile is reflect-padded by the PSF's reach so its borders see the same blur as its
+    centre; no tone or sharpening pass, since the camera already applied its own.
+    """
+    lab = sample_focus_label(rng, "motion", max_blur)
+    lab.angle = float(rng.uniform(0, np.pi))
+    if rng.random() < shake_share:
+        lab.kind = "shake"
+        psf = shake_psf(lab.blur_px, rng)
+    else:
+        lab.kind = "line"
+        psf = line_psf(2.0 * lab.blur_px, lab.angle, width=float(rng.uniform(1.0, 1.6)))
+    lab.exposure, lab.contrast, lab.sharpen = 1.0, 1.0, 0.0
+    pad = psf.shape[0] // 2 + 2
+    big = cv2.copyMakeBorder(tile_u8, pad, pad, pad, pad, cv2.BORDER_REFLECT)
+    lin = add_sensor_noise(convolve(srgb_to_linear(big), psf), lab.photons, lab.read_noise, rng)
+    out = quantise_u8(linear_to_srgb(lin))
+    if lab.jpeg_quality:
+        out = jpeg(out, lab.jpeg_quality)
+    return out[pad:pad + tile_u8.shape[0], pad:pad + tile_u8.shape[1]], lab
+
+
 # --------------------------------------------------------------------------- defects
 BAYER_TO_BGR = cv2.COLOR_BayerBG2BGR  # OpenCV's name for our RGGB layout (R at (0, 0))
 _DEMOSAIC = (cv2.COLOR_BayerBG2BGR, cv2.COLOR_BayerBG2BGR_EA, cv2.COLOR_BayerBG2BGR_VNG)

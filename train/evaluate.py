@@ -278,7 +278,7 @@ def evaluate_focus(model, card: dict, out_dir: Path, n: int | None, kaggle: str 
            f"**{n_right}/{len(checks)} right.** `{REAL_SHAKE_PHOTO}` is a real photograph with "
            "camera shake; the others are the blind test split's photographs as they are and "
            "blurred at the working resolution. A model can win on the tiles above and fail "
-           "here; the device's golden tests (`tests/device/test_focus_net.py`) ask the same.\n",
+           "here; the device's golden tests (`tests/device/scoring/test_focus_net.py`) ask the same.\n",
            "| photo | degradation | expected | focus_net | p(sharp) |", "|---|---|---|---|---|"]
     md += [f"| {c['photo']} | {c['degradation']} | {c['expected']} | "
            f"{c['label'] if c['right'] else '**' + c['label'] + '**'} | {c['p_sharp']:.3f} |" for c in checks]

@@ -59,6 +59,7 @@ class TrainConfig:
     tile: int | None = None
     sharp_detail_ratio: float | None = None  # focus: None = DataConfig's default
     init: str | None = None                  # warm start: a model.keras to take weights from
+    sweep_motion: float | None = None        # focus: None = DataConfig's sweep_motion_share
 
     def data_config(self) -> D.DataConfig:
         kw = dict(images=tuple(self.images), sweeps=tuple(self.sweeps), builtin=self.builtin,
@@ -67,6 +68,10 @@ class TrainConfig:
             kw["focus_tile" if self.kind == "focus" else "defect_tile"] = int(self.tile)
         if self.sharp_detail_ratio is not None:
             kw["sharp_detail_ratio"] = float(self.sharp_detail_ratio)
+        if self.sweep_motion is not None:
+            if not 0.0 <= self.sweep_motion <= 1.0:
+                raise InputError(f"--sweep-motion must be a share between 0 and 1, got {self.sweep_motion}")
+            kw["sweep_motion_share"] = float(self.sweep_motion)
         return D.DataConfig(**kw)
 
 
@@ -198,6 +203,7 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
             "collections": D.collections(dcfg.images),
             "sweeps": [{"folder": d, "labelled_by": "its own local focus curves (train.sweep_labels)"}
                        for d in dcfg.sweeps],
+            "sweep_motion_share": dcfg.sweep_motion_share,
             "dead_leaves": dcfg.dead_leaves,
             "sharp_detail": {"ratio": dcfg.sharp_detail_ratio, "floor": dcfg.sharp_detail_floor},
             "split": "blind, by source image (seeded hash); val/test photos never trained on",

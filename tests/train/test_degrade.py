@@ -156,3 +156,15 @@ def test_defect_jpeg_changes_pixels_but_keeps_the_blob(camera_grey):
     cy, cx = lab.centres[0]
     vy, vx = np.unravel_index(np.argmax(diff), diff.shape)
     assert max(abs(vy - cy), abs(vx - cx)) <= 2.0
+
+
+def test_a_shaken_real_tile_keeps_its_size_and_loses_detail_along_the_shake(camera_grey):
+    from train.detail import tile_detail
+
+    tile = np.ascontiguousarray(camera_grey[100:164, 200:264])
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        out, lab = degrade.shake_real_tile(tile, rng)
+        assert out.shape == tile.shape and out.dtype == np.uint8
+        assert lab.cls == "motion" and lab.kind in ("shake", "line") and lab.blur_px >= degrade.MIN_BLUR_PX
+        assert tile_detail(out[None])[0] < tile_detail(tile[None])[0]

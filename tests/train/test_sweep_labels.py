@@ -78,3 +78,17 @@ def test_a_folder_too_short_to_be_a_sweep_is_one_clear_error(tmp_path):
         SL.sweep_files(tmp_path)
     with pytest.raises(InputError, match="not a folder"):
         D.collect_sources(D.DataConfig(sweeps=(str(tmp_path / "nope"),)))
+
+
+def test_shaken_sharp_sweep_tiles_become_real_content_motion_examples(pi_board_every_2nd):
+    folder, lab = pi_board_every_2nd
+    src = D.Source("sweep", str(folder))
+    t, c, b = D.sweep_sample(src, np.random.default_rng(3), FOCUS_TILE, 40, motion_share=0.5)
+    motion = c == D.FOCUS_CLASSES.index("motion")
+    assert 10 <= motion.sum() <= 30 and t.shape == (40, FOCUS_TILE, FOCUS_TILE)
+    assert np.all(b[motion] >= 1.5)
+    # Shaking costs the sharp tiles their detail.
+    sharp_detail = np.median(D.tile_detail(lab.tiles[lab.classes == 0]))
+    assert np.median(D.tile_detail(t[motion])) < 0.7 * sharp_detail
+    t0, c0, _ = D.sweep_sample(src, np.random.default_rng(3), FOCUS_TILE, 40)
+    assert not np.any(c0 == D.FOCUS_CLASSES.index("motion"))
