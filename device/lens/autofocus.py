@@ -21,9 +21,12 @@ The search:
    sweep crossed the peak at full speed in the approach direction, its consistent
    samples bracket the peak at coarse spacing and the lens goes straight to the vertex
    of their V (``device.lens.search.coarse_vertex``); if it crossed it against the
-   approach direction (or that bracket is not trustworthy), it creeps through it once
-   more from two fine steps before the fitted peak, in the approach direction. With ``sweep = false``, the
-   older scan: coarse steps, stop, settle and measure at each.
+   approach direction (or that bracket is not trustworthy), the lens re-approaches to
+   two fine steps before the fitted peak, in the approach direction, and the first
+   frame there, matched against the crossing sweep's V, places the peak
+   (``device.lens.search.flank_peak``); when that match is not trusted it creeps
+   through the peak from there. With ``sweep = false``, the older scan: coarse steps,
+   stop, settle and measure at each.
 2. Samples fitted are only those with the gear play taken up on the usual side: a
    frame-clocked sweep in the approach direction once it has travelled the backlash
    overshoot (or started approached), and every stop-and-measure position (each reached

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from device.lens.autofocus import Autofocus
-from device.lens.search import coarse_vertex, fit_hyperbola, fit_parabola, fit_v
+from device.lens.search import (coarse_vertex, fit_hyperbola, fit_parabola, fit_v, flank_peak,
+                                v_apex)
 from device.config import AutofocusConfig, MotorConfig, SimConfig
 from device.scoring.measures import focus_value
 from device.lens.motor import open_motor
@@ -147,13 +148,20 @@ def test_button_triggers_one_shot():
 
 
 def test_cnn_blur_hint_sizes_the_first_step():
-    """The CNN's blur_px picks the first step; the contrast measure still decides."""
-    cam, motor, af = rig("mosaic", 540.0, 500.0, blur_steps_per_px=10.0)
+    """The CNN's blur_px picks the stepped scan's first step; the contrast measure still
+    decides. (The sweep ignores it: sweeping through a near peak at full speed is quicker
+    than creeping from the start, so the hint must not change what the sweep does.)"""
+    cam, motor, af = rig("mosaic", 540.0, 500.0, blur_steps_per_px=10.0, sweep=False)
     drive(cam, af, blur=lambda c: c.blur_radius())
     assert af.state == "focused" and cam.in_focus()
-    cam2, motor2, af2 = rig("mosaic", 540.0, 500.0)
+    cam2, motor2, af2 = rig("mosaic", 540.0, 500.0, sweep=False)
     drive(cam2, af2)
     assert af.frames < af2.frames       # a 4 px blur says "near": fine steps find it sooner
+    cam3, motor3, af3 = rig("mosaic", 540.0, 500.0, blur_steps_per_px=10.0)
+    drive(cam3, af3, blur=lambda c: c.blur_radius())
+    cam4, motor4, af4 = rig("mosaic", 540.0, 500.0)
+    drive(cam4, af4)
+    assert cam3.in_focus() and af3.frames == af4.frames, (af3.frames, af4.frames)
 
 
 @pytest.fixture
@@ -241,7 +249,7 @@ def test_phase_frames_account_for_every_frame_of_the_sweep(scene, best, start):
     ph = af.phase_frames
     assert set(ph) <= PHASES, ph
     assert sum(ph.values()) == af.frames, (ph, af.frames)
-    assert ph.get("sweep", 0) >= 2 and ph.get("creep", 0) >= 2 and ph.get("go", 0) >= 1, ph
+    assert ph.get("sweep", 0) >= 2 and ph.get("creep", 0) >= 1 and ph.get("go", 0) >= 1, ph
 
 
 @pytest.mark.parametrize("settle", [1, 2])
@@ -357,6 +365,66 @@ def test_sweep_through_the_peak_goes_straight_to_the_coarse_vertex(requests):
     assert "to" not in kinds and kinds[-1] == "go", kinds
     assert motor.approached
 
+
+
+@pytest.mark.parametrize("scene", ["camera", "brick", "retina", "text", "mosaic", "coffee"])
+def test_flank_peak_places_the_peak_from_one_sample_beside_a_crossing_sweep(scene):
+    """A sweep down through the peak sees the lens some steps off (gear play, frame
+    timing: either sign); one sample taken after an upward re-approach, two fine steps
+    before that sweep's V, is matched against the V's shape. Whatever the offset and
+    wherever the sweep's samples fell, every peak it gives lies within the depth of field
+    (+/- 10 steps) of the real photo's true peak at 500, and it gives one often enough
+    to be worth its frame (when it declines, the search creeps through the peak)."""
+    at = _measured_curve(scene)
+    placed = []
+    for play in (-12, -6, 0, 6, 12):
+        for offset in (-40, -10, 20, 45):
+            crossed = {p: at(p + play) for p in (400 + offset, 500 + offset, 600 + offset)}
+            xs = tuple(sorted(crossed))
+            v = fit_v(xs, tuple(math.log(crossed[p]) for p in xs))
+            start = round(v - 50)
+            peak = flank_peak(crossed, start, at(start), approach=1, fine=25)
+            if peak is not None:
+                placed.append(peak)
+                assert abs(peak - 500) <= 10, (play, offset, start, peak)
+    assert len(placed) >= 5, placed
+
+
+def test_flank_peak_declines_a_match_it_cannot_trust():
+    at = _measured_curve("camera")
+    crossed = {p: at(p) for p in (420, 520, 620)}
+    assert flank_peak(crossed, 455, at(455), approach=1, fine=25) is not None
+    # the sample higher than the sweep's best: the apex would be extrapolated
+    assert flank_peak(crossed, 455, 2 * max(crossed.values()), approach=1, fine=25) is None
+    # a bracket at fine spacing is a creep's, not a sweep's: its V says little
+    close = {p: at(p) for p in (480, 505, 530)}
+    assert flank_peak(close, 455, at(455), approach=1, fine=25) is None
+    # a sample barely below the apex, or far down the flank: not where the re-approach
+    # put it, so the V and the sample disagree
+    assert flank_peak(crossed, 495, at(495), approach=1, fine=25) is None
+    assert flank_peak(crossed, 300, at(300), approach=1, fine=25) is None
+    # one side of the bracket missing
+    assert flank_peak({p: crossed[p] for p in (420, 520)}, 455, at(455), approach=1,
+                      fine=25) is None
+
+
+def test_v_apex_gives_the_vertex_height_and_slope():
+    xs = (0.0, 30.0, 100.0)
+    vertex, apex, slope = v_apex(xs, tuple(5 - 0.02 * abs(x - 37.3) for x in xs))
+    assert (vertex, apex, slope) == (pytest.approx(37.3), pytest.approx(5.0), pytest.approx(0.02))
+
+
+def test_sweep_down_through_the_peak_jumps_from_one_flank_sample(requests):
+    """Down through the peak (the gear play in the other state), then the re-approach
+    from below: the first sample there places the peak on the crossing sweep's V, and the
+    lens goes straight to it (one creep frame, no creep through the peak)."""
+    cam, motor, af = rig("brick", 350.0, 800.0)
+    drive(cam, af)
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    kinds = [k for k, _ in requests]
+    last_to = max(i for i, k in enumerate(kinds) if k == "to")
+    assert kinds[last_to + 1:] == ["creep", "go"], kinds
+    assert motor.approached
 
 # --- a real focus sweep played back as a lens ---------------------------------------------------
 
