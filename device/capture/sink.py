@@ -35,6 +35,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from device.common.atomic import TEMP_MARK, atomic_write_json, commit, is_temp_name, stage
+from device.common.digest import sha256
 from device.config import CaptureConfig, Config
 from device.errors import InputError
 from device.capture.decide import DECIDERS, NET_AGREES, decide_peak, peak_rise
@@ -112,16 +113,8 @@ def encode_image(img: np.ndarray, fmt: str, jpeg_quality: int = 92) -> bytes:
     return buf.tobytes()
 
 
-def _sha256(data: bytes = b""):
-    # hashlib loads OpenSSL's libcrypto (3.4 MB of RSS here): only once a capture is
-    # hashed, not in every command that imports this module (device.cli does).
-    import hashlib
-
-    return hashlib.sha256(data)
-
-
 def _sha256_file(path: Path) -> str:
-    h = _sha256()
+    h = sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
@@ -150,7 +143,7 @@ class CaptureWriter:
         try:
             meta = dict(sidecar)
             meta["bytes"] = tmp.stat().st_size
-            meta["sha256"] = _sha256(data).hexdigest() if data is not None else _sha256_file(tmp)
+            meta["sha256"] = sha256(data).hexdigest() if data is not None else _sha256_file(tmp)
             meta["captured_at"] = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
             for n in range(MAX_NAME_TRIES):
                 stem = self._stem(frame_index, when, tag + (f"-{n}" if n else ""))
