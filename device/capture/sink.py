@@ -390,6 +390,9 @@ class CaptureSink(Sink):
                 if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
                     self.low_disk = True
                 self._warn.error("capture: saving frame %d failed: %s", job["frame"].index, exc)
+            # Not kept while waiting for the next job: the saved frame and its result
+            # (1.8 MB at 640x480) would stay alive for the rest of the run.
+            job = None
 
     def _pi_mode(self) -> Optional[str]:
         if self.cfg.pi_mode != "frame" and self._still is not None:
