@@ -136,6 +136,8 @@ step("numpy")
 import cv2
 step("cv2")
 import device.cli as cli
+from device.common.malloc import tune_malloc
+tune_malloc()          # as cmd_run does, before any thread exists
 step("device.cli")
 from device.config import load_config
 args = cli.build_parser().parse_args(["run", "--config", sys.argv[2], *sys.argv[4:]])
