@@ -282,7 +282,11 @@ class CaptureSink(Sink):
             if not self.cnn:
                 log.info("capture: no focus CNN loaded; capturing on the classic focus peak alone")
         # The lens position is read now, with its frame, not when the peak is confirmed.
-        payload = (frame, result, self._lens_position())
+        # The trap may keep this frame for many frames (the best of a peak not yet
+        # confirmed): without the scorer's working images (0.6 MB at 640x480), which
+        # only peaking reads, on this frame's thread.
+        kept = dataclasses.replace(result, working=None) if result.working is not None else result
+        payload = (frame, kept, self._lens_position())
         event = self.trap.update(float(result.focus), payload=payload)
         if event is not None:
             self._on_peak(event)

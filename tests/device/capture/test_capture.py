@@ -263,6 +263,25 @@ def test_the_writer_lets_go_of_a_saved_frame(tmp_path, photo_bgr):
     assert len(sidecars(tmp_path)) == 1
 
 
+def test_the_trap_keeps_its_best_frame_without_the_scorers_working_images(sweep_images, tmp_path):
+    """The best frame of a peak may wait many frames in the trap: its result goes there
+    without the working image and gradient energy (0.6 MB at 640x480)."""
+    scorer = ClassicScorer(ScoringConfig())
+    alive = []
+    with CaptureSink(cfg(), tmp_path) as sink:
+        for i, img in enumerate(sweep_images):      # the real board sweep, through focus
+            img = cv2.resize(img, (640, 480), interpolation=cv2.INTER_AREA)    # lores-sized
+            f = Frame(grey=cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), color=img, timestamp=float(i), index=i)
+            r = scorer.score(f)
+            assert r.working is not None
+            alive.append(weakref.ref(r.working.energy))
+            sink.on_frame(f, r)
+        del f, r, img
+        assert sink.trap.state == "peak" and sink.counts["peaks"] == 0   # its best frame held
+        assert [i for i, a in enumerate(alive[:-1]) if a() is not None] == []
+    assert [i for i, a in enumerate(alive[:-1]) if a() is not None] == []
+
+
 def test_unwritable_capture_dir_is_a_clear_startup_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
