@@ -121,7 +121,7 @@ def status():
     with open("/proc/self/status") as fh:
         for line in fh:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 out[k] = int(v.split()[0]) / 1024
     return out
 def step(name):
@@ -136,6 +136,8 @@ step("numpy")
 import cv2
 step("cv2")
 import device.cli as cli
+from device.common.malloc import tune_malloc
+tune_malloc()          # as cmd_run does, before any thread exists
 step("device.cli")
 from device.config import load_config
 args = cli.build_parser().parse_args(["run", "--config", sys.argv[2], *sys.argv[4:]])
@@ -308,11 +310,13 @@ def print_tables(res: dict) -> None:
         return
     rss, trace = res["steps"]["rss"], res["steps"]["trace"]
     py = {r["step"]: r for r in trace if "step" in r}
-    print(f"\n{'start-up step':<24}{'RSS MB':>8}{'+MB':>7}{'HWM MB':>8}{'py heap MB':>11}{'s':>7}")
+    print(f"\n{'start-up step':<24}{'RSS MB':>8}{'+MB':>7}{'HWM MB':>8}{'anon MB':>9}{'file MB':>9}"
+          f"{'py heap MB':>11}{'s':>7}")
     prev = 0.0
     for r in rss:
         t = py.get(r["step"], {})
         print(f"{r['step']:<24}{r['VmRSS']:>8.1f}{r['VmRSS'] - prev:>+7.1f}{r['VmHWM']:>8.1f}"
+              f"{r.get('RssAnon', float('nan')):>9.1f}{r.get('RssFile', float('nan')):>9.1f}"
               f"{t.get('py_mb', float('nan')):>11.1f}{r['s']:>7.2f}")
         prev = r["VmRSS"]
     top = next((r["top"] for r in trace if "top" in r), [])

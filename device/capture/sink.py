@@ -35,6 +35,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from device.common.atomic import TEMP_MARK, atomic_write_json, commit, is_temp_name, stage
+from device.common.digest import sha256
 from device.config import CaptureConfig, Config
 from device.errors import InputError
 from device.capture.decide import DECIDERS, NET_AGREES, decide_peak, peak_rise
@@ -112,16 +113,8 @@ def encode_image(img: np.ndarray, fmt: str, jpeg_quality: int = 92) -> bytes:
     return buf.tobytes()
 
 
-def _sha256(data: bytes = b""):
-    # hashlib loads OpenSSL's libcrypto (3.4 MB of RSS here): only once a capture is
-    # hashed, not in every command that imports this module (device.cli does).
-    import hashlib
-
-    return hashlib.sha256(data)
-
-
 def _sha256_file(path: Path) -> str:
-    h = _sha256()
+    h = sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
@@ -150,7 +143,7 @@ class CaptureWriter:
         try:
             meta = dict(sidecar)
             meta["bytes"] = tmp.stat().st_size
-            meta["sha256"] = _sha256(data).hexdigest() if data is not None else _sha256_file(tmp)
+            meta["sha256"] = sha256(data).hexdigest() if data is not None else _sha256_file(tmp)
             meta["captured_at"] = _dt.datetime.fromtimestamp(when, _dt.timezone.utc).isoformat()
             for n in range(MAX_NAME_TRIES):
                 stem = self._stem(frame_index, when, tag + (f"-{n}" if n else ""))
@@ -289,7 +282,11 @@ class CaptureSink(Sink):
             if not self.cnn:
                 log.info("capture: no focus CNN loaded; capturing on the classic focus peak alone")
         # The lens position is read now, with its frame, not when the peak is confirmed.
-        payload = (frame, result, self._lens_position())
+        # The trap may keep this frame for many frames (the best of a peak not yet
+        # confirmed): without the scorer's working images (0.6 MB at 640x480), which
+        # only peaking reads, on this frame's thread.
+        kept = dataclasses.replace(result, working=None) if result.working is not None else result
+        payload = (frame, kept, self._lens_position())
         event = self.trap.update(float(result.focus), payload=payload)
         if event is not None:
             self._on_peak(event)
@@ -397,6 +394,9 @@ class CaptureSink(Sink):
                 if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
                     self.low_disk = True
                 self._warn.error("capture: saving frame %d failed: %s", job["frame"].index, exc)
+            # Not kept while waiting for the next job: the saved frame and its result
+            # (1.8 MB at 640x480) would stay alive for the rest of the run.
+            job = None
 
     def _pi_mode(self) -> Optional[str]:
         if self.cfg.pi_mode != "frame" and self._still is not None:

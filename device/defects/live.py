@@ -108,6 +108,9 @@ class DefectMapSink(Sink):
             except Exception as exc:   # never take the loop down over a map
                 self.errors += 1
                 log.error("defect map: analysis failed: %s", exc)
+            # Not kept while waiting for the next one: a frame (colour and grey planes,
+            # 1.2 MB at 640x480) the loop has long let go of.
+            frame = None
 
     def mark_known(self, x: int, y: int, known: bool = True) -> dict:
         """Mark a confirmed defect as known (any thread): shown at once, saved by the

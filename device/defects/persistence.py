@@ -158,9 +158,12 @@ def neighbourhoods(image: np.ndarray, points, rows: int = 0) -> tuple[float, lis
         y1 = min(h, y0 + step)
         top = max(0, y0 - HOOD_HALO)
         grey = cv2.cvtColor(bgr[top:min(h, y1 + HOOD_HALO)], cv2.COLOR_BGR2GRAY).astype(np.float32)
-        # noise_sigma's rows 1, 4, 7, ... (below the last row), columns likewise.
+        # noise_sigma's rows 1, 4, 7, ... (below the last row), columns likewise; copied,
+        # so the band's filter response is freed now (a view kept every band's alive
+        # until the end: a frame-sized float image, 1.2 MB at 640x480).
         first = y0 + (1 - y0) % 3
-        noise.append(cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL)[first - top:min(y1, h - 1) - top:3, 1:-1:3])
+        noise.append(cv2.filter2D(grey, cv2.CV_32F, _NOISE_KERNEL)
+                     [first - top:min(y1, h - 1) - top:3, 1:-1:3].copy())
         sel = np.flatnonzero(band == k)
         if not len(sel):
             continue

@@ -1,10 +1,10 @@
 """Where the web viewfinder listens and who may use it (pure functions, no sockets)."""
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from typing import Optional
 
+from device.common.digest import compare_digest
 from device.errors import ConfigError
 
 COOKIE = "fa_token"
@@ -34,7 +34,7 @@ def token_ok(expected: Optional[str], given: Optional[str]) -> bool:
         return True
     if not given:
         return False
-    return hmac.compare_digest(expected.encode("utf-8", "replace"), given.encode("utf-8", "replace"))
+    return compare_digest(expected.encode("utf-8", "replace"), given.encode("utf-8", "replace"))
 
 
 def cookie_token(header: Optional[str]) -> Optional[str]:

@@ -19,7 +19,6 @@ trigger methods and the motor desk's queue, each with validated values.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import re
 import socket
@@ -27,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from device.common.digest import sha256
 from device.common.jsonio import to_jsonable
 from device.common.listen import check_token, parse_listen
 from device.common.roi import check_roi
@@ -64,7 +64,7 @@ def content_security_policy(page: bytes) -> str:
     images and fetches from this server only, and no framing at all."""
     def hashes(tag: str) -> str:
         blocks = re.findall(rb"<%s>(.*?)</%s>" % (tag.encode(), tag.encode()), page, re.S)
-        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'"
+        return " ".join(f"'sha256-{base64.b64encode(sha256(b).digest()).decode()}'"
                         for b in blocks) or "'none'"
     return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
             "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "

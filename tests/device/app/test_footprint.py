@@ -81,9 +81,11 @@ def test_a_run_with_every_feature_never_imports_desktop_packages(tmp_path, photo
     assert {"device", "cv2", "numpy", "gpiozero", "http"} <= loaded    # it did build and run the app
     assert not loaded & set(DESKTOP_ONLY), sorted(loaded & set(DESKTOP_ONLY))
     # The web server never loads ssl (http.client's HTTPS), nor the idna codec of a
-    # reverse DNS lookup; a video run never loads the simulator, and the optics analysis
-    # waits for a completed pass (docs/performance.md).
-    never = {"ssl", "_ssl", "encodings.idna", "device.sources.sim", "device.optics.inspect"}
+    # reverse DNS lookup, nor OpenSSL's libcrypto through hashlib/hmac (device.common.digest);
+    # a video run never loads the simulator, and the optics analysis waits for a completed
+    # pass (docs/performance.md).
+    never = {"ssl", "_ssl", "_hashlib", "encodings.idna", "device.sources.sim",
+             "device.optics.inspect"}
     if int(np.__version__.split(".")[0]) >= 2:    # numpy 1.x imports numpy.ma itself
         never.add("numpy.ma")
     assert "device.optics.live" in mods

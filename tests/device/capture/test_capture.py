@@ -4,6 +4,8 @@ import logging
 import os
 import subprocess
 import sys
+import time
+import weakref
 from pathlib import Path
 
 import cv2
@@ -236,6 +238,48 @@ def test_capture_now_saves_the_latest_frame(tmp_path):
         assert sink.capture_now()["ok"] is True
     (m,) = sidecars(tmp_path / "manual")
     assert m["trigger"] == "manual" and m["frame_index"] == 2 and "-manual" in m["image"]
+
+
+def _until(cond, timeout=5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return cond()
+
+
+def test_the_writer_lets_go_of_a_saved_frame(tmp_path, photo_bgr):
+    """Once saved, a capture's frame is not kept alive by the idle writer thread (a frame
+    and its result, 1.8 MB at 640x480, for the rest of the run)."""
+    with CaptureSink(CaptureConfig(enabled=False, min_free_mb=0), tmp_path) as sink:
+        img = photo_bgr.copy()
+        alive = weakref.ref(img)
+        sink.on_frame(Frame(grey=img[..., 1], color=img, timestamp=0.0, index=0), result(1.0))
+        del img
+        assert sink.capture_now()["ok"] is True
+        assert _until(lambda: sink.counts["captures"] == 1)
+        nxt = photo_bgr.copy()                   # the next frame is the shutter's now
+        sink.on_frame(Frame(grey=nxt[..., 1], color=nxt, timestamp=1.0, index=1), result(1.0, frame=1))
+        assert _until(lambda: alive() is None), "the writer still holds the saved frame"
+    assert len(sidecars(tmp_path)) == 1
+
+
+def test_the_trap_keeps_its_best_frame_without_the_scorers_working_images(sweep_images, tmp_path):
+    """The best frame of a peak may wait many frames in the trap: its result goes there
+    without the working image and gradient energy (0.6 MB at 640x480)."""
+    scorer = ClassicScorer(ScoringConfig())
+    alive = []
+    with CaptureSink(cfg(), tmp_path) as sink:
+        for i, img in enumerate(sweep_images):      # the real board sweep, through focus
+            img = cv2.resize(img, (640, 480), interpolation=cv2.INTER_AREA)    # lores-sized
+            f = Frame(grey=cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), color=img, timestamp=float(i), index=i)
+            r = scorer.score(f)
+            assert r.working is not None
+            alive.append(weakref.ref(r.working.energy))
+            sink.on_frame(f, r)
+        del f, r, img
+        assert sink.trap.state == "peak" and sink.counts["peaks"] == 0   # its best frame held
+        assert [i for i, a in enumerate(alive[:-1]) if a() is not None] == []
+    assert [i for i, a in enumerate(alive[:-1]) if a() is not None] == []
 
 
 def test_unwritable_capture_dir_is_a_clear_startup_error(tmp_path):

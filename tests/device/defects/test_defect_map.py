@@ -1,6 +1,7 @@
 """Pixel defects: the live persistent map on real photographs, and the lens-capped check."""
 import json
 import time
+import weakref
 
 import cv2
 import numpy as np
@@ -134,6 +135,24 @@ def test_map_round_trips_through_json():
     assert m2.confirmed() == m.confirmed() and m2.shape == (H, W)
     with pytest.raises(ValueError, match="track"):
         DefectMap().load_json({"version": 2, "tracks": [["bad"]]})
+
+
+def test_live_sink_lets_go_of_an_analysed_frame(photo_bgr):
+    """The worker does not keep the frame it analysed while it waits for the next one
+    (colour and grey planes, 1.2 MB at 640x480)."""
+    sink = DefectMapSink(DefectMap(), every_n=1)
+    try:
+        img = photo_bgr.copy()
+        alive = weakref.ref(img)
+        sink.on_frame(Frame(grey=img[..., 1], color=img, timestamp=0.0, index=0), scored(1.0))
+        del img
+        deadline = time.monotonic() + 10
+        while (sink.map.frames < 1 or alive() is not None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sink.map.frames == 1 and sink.errors == 0
+        assert alive() is None, "the defect-map worker still holds the analysed frame"
+    finally:
+        sink.close()
 
 
 def test_live_sink_puts_the_map_in_results_and_saves_it_atomically(tmp_path):

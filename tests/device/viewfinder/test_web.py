@@ -249,6 +249,39 @@ def test_status_carries_defects_with_numpy_values(photo_grey):
         web.close()
 
 
+def test_the_encoder_lets_go_of_the_picture_it_sent(photo_bgr):
+    """Once a JPEG is out, the encoder thread does not keep the composed picture (0.9 MB
+    at 640x480) while it waits for the next frame."""
+    import weakref
+
+    from device.sources.base import Frame
+    from device.viewfinder.web.stream import MjpegStream
+    from tests.device.results import result
+
+    vf = Viewfinder()
+    drawn = []
+    compose = vf.compose
+
+    def watched(*args, **kw):         # the same picture, with a weak reference kept
+        picture = compose(*args, **kw)
+        drawn.append(weakref.ref(picture))
+        return picture
+
+    vf.compose = watched
+    stream = MjpegStream(vf)
+    try:
+        stream.add_client()
+        vf.on_frame(Frame(grey=cv2.cvtColor(photo_bgr, cv2.COLOR_BGR2GRAY), color=photo_bgr,
+                          timestamp=1.0, index=0), result(1.0))
+        deadline = time.monotonic() + 10
+        while (stream.encoded < 1 or drawn[0]() is not None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stream.encoded == 1 and stream.jpeg[:2] == b"\xff\xd8"
+        assert drawn[0]() is None, "the encoder still holds the composed picture"
+    finally:
+        stream.close()
+
+
 def test_token_from_url_once_then_cookie():
     pytest.importorskip("skimage.data", reason="scikit-image not installed: real-photo test skipped")
     lv = LiveViewfinder(token=TOKEN)
