@@ -54,6 +54,46 @@ def test_the_window_forgets_old_frames_and_a_clock_going_back_starts_afresh():
     assert curve.update(float("nan"), 0.1) is None
 
 
+
+def _reference_evidence(history, cfg):
+    """The curve's evidence by its definition, from the whole (t, value) history."""
+    t, value = history[-1]
+    start = 0
+    for i in range(len(history) - 1, 0, -1):
+        if history[i][0] < history[i - 1][0]:
+            start = i                       # the clock went back: the curve starts again
+            break
+    window = [(a, v) for a, v in history[start:] if a >= t - cfg.window_s][-cfg.window_frames:]
+    seq = [v for _, v in window]
+    top_i = max(range(len(seq)), key=seq.__getitem__)
+    top, low = seq[top_i], min(seq)
+    if top <= 0:
+        return None
+    over = any(v < cfg.fall_ratio * top for v in seq[top_i + 1:])
+    return (value / top, top / low if low > 0 else float("inf"), over)
+
+
+def test_the_curve_matches_its_definition_on_a_real_focus_sweep():
+    """The real PCB sweep's focus values, played forward, back and again with ties, time
+    gaps that age frames out of the window, a frame cap, and the clock going back: the
+    windowed evidence is exactly what its definition gives."""
+    import cv2
+
+    from device.scoring.measures import focus_value
+    from tests.conftest import pcb_sweep_paths
+
+    values = [focus_value(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in pcb_sweep_paths()]
+    seq = values + values[::-1] + [values[3]] * 4 + values + [0.0] + values
+    cfg = VerdictConfig(window_s=2.0, window_frames=12)
+    curve, history, t = FocusCurve(cfg), [], 0.0
+    for i, v in enumerate(seq):
+        t = 0.0 if i == len(seq) // 2 else t + (0.9 if i % 7 == 0 else 0.1)
+        history.append((t, v))
+        ev = curve.update(v, t)
+        ref = _reference_evidence(history, cfg)
+        got = None if ev is None else (ev.ratio, ev.rise, ev.over_top)
+        assert got == ref, (i, got, ref)
+
 def test_a_confident_net_that_calls_the_top_of_a_real_pass_blurred_is_outvoted():
     top = _play(PASS)[-1]
     v = fuse(_net(0.02, certainty=0.95), top, CFG)
