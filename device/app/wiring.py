@@ -152,7 +152,7 @@ def _frame_log(cfg: Config) -> Optional[JsonlSink]:
     if not cfg.log.jsonl:
         return None
     try:
-        return JsonlSink(cfg.log.jsonl)
+        return JsonlSink(cfg.log.jsonl, background=True)
     except OSError as exc:
         raise ConfigError(f"cannot write the frame log {cfg.log.jsonl}: {exc.strerror}") from None
 

@@ -146,3 +146,59 @@ def test_run_log_jsonl_on_a_fifo_with_no_reader_is_one_line_and_exit_2(tmp_path)
     err = [ln for ln in cp.stderr.splitlines() if "error" in ln.lower()]
     assert cp.returncode == 2, cp.stderr
     assert len(err) == 1 and "FIFO with no reader" in err[0] and "Traceback" not in cp.stderr
+
+
+# --- the frame log on its own thread (what run uses) ---------------------------------------------
+
+def test_background_frame_log_writes_the_same_lines_in_order(tmp_path, photo_grey):
+    frames = list(frame_results(photo_grey, 50))
+    sync_path, bg_path = tmp_path / "sync.jsonl", tmp_path / "bg.jsonl"
+    sync = JsonlSink(str(sync_path))
+    bg = JsonlSink(str(bg_path), background=True)
+    for f, r in frames:
+        sync.on_frame(f, r)
+        bg.on_frame(f, r)
+    sync.close()
+    bg.close()                                            # drains the queue first
+    assert bg_path.read_bytes() == sync_path.read_bytes()
+    assert [json.loads(line)["frame"] for line in bg_path.read_text().splitlines()] == list(range(50))
+    assert bg.stats() == {"frame_log": {"lines_lost": 0, "paused": False}}
+
+
+def test_background_frame_log_on_a_full_disk_counts_every_line_and_says_so_once(photo_grey, caplog):
+    sink = JsonlSink("/dev/full", background=True)
+    with caplog.at_level(logging.INFO):
+        for f, r in frame_results(photo_grey, 120):
+            sink.on_frame(f, r)
+        sink.close()
+    errors = [r for r in caplog.records if "frame log" in r.getMessage()]
+    assert len(errors) == 1 and "paused" in errors[0].getMessage()
+    assert sink.stats()["frame_log"]["lines_lost"] == 120
+
+
+def test_background_frame_log_drops_lines_when_the_disk_falls_behind_never_frames(tmp_path, photo_grey, caplog):
+    """A write that hangs (a stalled card) must cost lines, not memory or the loop: at
+    most ``queue_max`` records wait, the rest are counted lost with one warning."""
+    import threading
+
+    path = tmp_path / "frames.jsonl"
+    sink = JsonlSink(str(path), background=True, queue_max=8)
+    release, entered = threading.Event(), threading.Event()
+    real_write = sink._write
+
+    def stalled(data):
+        entered.set()
+        release.wait(10)
+        real_write(data)
+    sink._write = stalled
+    frames = list(frame_results(photo_grey, 30))
+    sink.on_frame(*frames[0])
+    assert entered.wait(5)                                # the writer holds line 0
+    with caplog.at_level(logging.WARNING):
+        for f, r in frames[1:]:
+            sink.on_frame(f, r)                           # returns at once every time
+    assert sink.stats()["frame_log"]["lines_lost"] == 29 - 8
+    assert sum("not keeping up" in r.getMessage() for r in caplog.records) == 1
+    release.set()
+    sink.close()
+    assert [json.loads(line)["frame"] for line in path.read_text().splitlines()] == list(range(9))
