@@ -369,6 +369,8 @@ def print_breakdown(b: dict) -> dict:
 def run_timing(det, repeats: int = 3) -> dict:
     """ms per frame (best of ``repeats``) at the live size and at the HQ camera's full size,
     for the classic rule and the net with the single-frame and the live tile budgets."""
+    from dataclasses import replace
+
     from device.defects.net import LIVE_MAX_TILES, DefectDetector, DefectOptions
 
     big = photos()[0]
@@ -380,7 +382,11 @@ def run_timing(det, repeats: int = 3) -> dict:
         runs = {"classic": lambda: frame_candidates(img)}
         if det is not None:
             live = DefectDetector(det.model, det.meta, DefectOptions(max_tiles=LIVE_MAX_TILES))
+            # The score before the photosite-signature terms (issue 15), for a side-by-side cost.
+            plain = DefectDetector(det.model, det.meta, replace(det.opts, level_weight=0.0,
+                                                                dominance_weight=0.0, shared_weight=0.0))
             runs["net"] = lambda: det.detect(img)
+            runs["net_no_signature"] = lambda: plain.detect(img)
             runs["net_live"] = lambda: live.detect(img)
         for m, fn in runs.items():
             fn()
@@ -427,7 +433,8 @@ def main() -> int:
     targets = {"sequence_demosaiced": "recall >= 0.98, <= 1 false/MP, 0 on clean",
                "sequence_jpeg90": "(no target; for reference)",
                "single_frame_jpeg90": "recall >= 0.9 at <= 3 false/MP",
-               "timing": "ms per frame; net = single-frame tile budget, net_live = the loop's"}
+               "timing": "ms per frame; net = single-frame tile budget, net_no_signature = the same "
+                         "without the level/dominance/shared terms, net_live = the loop's"}
     for name, *_ in SWEEPS:
         targets[f"sweep_{name}"] = "fixed camera, focus sweep: recall >= 0.95, <= 1 false/MP, 0 on clean"
         targets[f"sweep_{name}_real_statistics"] = "same, defects with real statistics (clusters of 2-3)"
