@@ -97,10 +97,8 @@ class DataConfig:
     # (``degrade.shake_real_tile``) into real-content motion examples: the sweeps were
     # shot on a stand and have none, so without them real data only ever says "not motion".
     sweep_motion_share: float = 0.0
-    # Share of defect crops whose tiles are centred on the ring rule's candidates
-    # (``device.defects.candidates``, the net path's margin) instead of a regular grid:
-    # the device asks the net about exactly those points, mostly busy texture, while a
-    # grid shows it mostly easy background.
+    # Share of defect crops cut into tiles centred on ring-rule candidates (where the
+    # device asks the net: mostly busy texture) instead of a grid (mostly easy background).
     defect_candidate_share: float = 0.0
 
     def tile(self, kind: str) -> int:
@@ -404,9 +402,8 @@ def defect_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 
 
 
 def _candidate_origins(img: np.ndarray, tile: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to ``n`` tile origins centred on ring-rule candidates of ``img`` at the net
-    path's margin (the grid's count is kept by repeating when there are fewer; a crop
-    without candidates keeps its grid)."""
+    """``n`` tile origins centred on ring-rule candidates of ``img`` at the net path's
+    margin (repeated when there are fewer; a crop without candidates keeps its grid)."""
     from device.defects.candidates import frame_candidates
     from device.defects.net import DefectOptions
 

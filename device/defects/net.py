@@ -52,8 +52,8 @@ tuning frames, recall at <= 2 false/MP rose from 0.671 to 0.705, mostly from ``s
 
 Because the net enters as log-odds, a
 better-trained net plugs in as it is: the sharper its probabilities, the more it
-decides. The weights and the bar were chosen on scikit-image photos, crops of
-``../shared/data/train_photos`` and microscope-like versions of them
+decides. The weights and the bar were chosen on scikit-image photos, crops of the
+training photographs (``train_photos``) and microscope-like versions of them
 (``bench/tune_defects.py``), never the benchmark's (bench/bench_defects.py): the bar is
 the one for about 1 false defect per megapixel there in single JPEG frames.
 
