@@ -406,16 +406,14 @@ def _candidate_origins(img: np.ndarray, tile: int, n: int, rng: np.random.Genera
     margin (repeated when there are fewer; a crop without candidates keeps its grid)."""
     from device.defects.candidates import frame_candidates
     from device.defects.net import DefectOptions
-
     o = DefectOptions()
     ys, xs = frame_candidates(img, o.ring_threshold, o.spread_gain)[:2]
     h, w = img.shape[:2]
     if len(ys) == 0:
         return tile_origins(h, w, tile)
     pick = rng.choice(len(ys), n, replace=len(ys) < n)
-    half = tile // 2
-    oy = np.clip(ys[pick] - half + rng.integers(-2, 3, n), 0, h - tile)
-    ox = np.clip(xs[pick] - half + rng.integers(-2, 3, n), 0, w - tile)
+    oy = np.clip(ys[pick] - tile // 2 + rng.integers(-2, 3, n), 0, h - tile)
+    ox = np.clip(xs[pick] - tile // 2 + rng.integers(-2, 3, n), 0, w - tile)
     return np.stack([oy, ox], 1).astype(np.int64)
 
 
