@@ -231,7 +231,9 @@ def run_sweeps(det, n_frames: int = SWEEP_FRAMES, population: bool = False) -> d
     return out
 
 
-def run_single(n_img: int, det) -> dict:
+def run_single(n_img: int, det, breakdown: dict | None = None) -> dict:
+    """``breakdown``: a dict to fill with one row per defect and the false detections
+    (net path), for ``print_breakdown``."""
     rng = np.random.default_rng(7)
     bigs = photos()
     methods = ["classic"] + (["net"] if det is not None else [])
@@ -244,9 +246,14 @@ def run_single(n_img: int, det) -> dict:
         big = bigs[k % len(bigs)]
         oy, ox = rng.integers(0, big.shape[0] - H + 1), rng.integers(0, big.shape[1] - W + 1)
         crop = big[oy:oy + H, ox:ox + W]
-        img, _, lab = degrade.inject_defects(crop, 60, rng, mode="bayer", jpeg_quality=90)
+        # JPEG'd after injection, as inject_defects(..., jpeg_quality=90) does (same image,
+        # same random draws), so each defect's contrast in the mosaic can be read.
+        raw, mask, lab = degrade.inject_defects(crop, 60, rng, mode="bayer")
+        img = degrade.jpeg(raw, 90)
         mp += W * H / 1e6
         centres = [tuple(c) for c in lab.centres]
+        if breakdown is not None:
+            rows = _defect_rows(k, crop, raw, img, mask, lab, det)
         for kind in KINDS:
             truth_n[kind] += lab.kinds.count(kind)
         for m in methods:
@@ -261,6 +268,14 @@ def run_single(n_img: int, det) -> dict:
                 tid = nearest_truth(ev, np.array(centres, np.float64).reshape(-1, 2))
                 curve[0].extend(s for _, s in kept)
                 curve[1].extend(int(tid[i]) + n_seen if tid[i] >= 0 else -1 for i, _ in kept)
+                if breakdown is not None:
+                    sc = det.score(ev)
+                    for j, r in enumerate(rows):
+                        pts = np.nonzero(tid == j)[0]
+                        r["score"] = float(sc[pts].max()) if len(pts) else None
+                        r["tiled"] = bool(len(pts))
+                    breakdown["defects"].extend(rows)
+                    breakdown["false"].extend((k, float(sc[i])) for i, _ in kept if tid[i] < 0)
             hits, false = match(found, centres)
             res[m]["found"] += hits
             res[m]["false"] += false
@@ -278,12 +293,84 @@ def run_single(n_img: int, det) -> dict:
             rec, fp, bar = best_bar(np.array(curve[0]), np.array(curve[1], np.int64), n, mp, budget)
             out["net"][f"recall_at_{budget:g}_fp_per_mp"] = round(rec, 4)
             out["net"][f"bar_at_{budget:g}_fp_per_mp"] = round(bar, 3)
+        if breakdown is not None:
+            breakdown["bars"] = {"shipped": det.opts.min_score, "at_3_fp_per_mp": out["net"]["bar_at_3_fp_per_mp"]}
     return out
+
+
+def _defect_rows(frame: int, crop, raw, img, mask, lab, det) -> list:
+    """One row per injected defect: kind, cluster size, contrast in the mosaic (the
+    largest change of its photosites), local texture (mean |Laplacian| of the grey JPEG
+    frame in 15x15, as the score's texture term) and whether the ring rule proposes it at
+    the net path's margin (a candidate within 2.5 px)."""
+    from device.defects.net import _texture_at
+
+    ref = degrade.mosaic(crop).astype(int)
+    got = degrade.mosaic(raw).astype(int)
+    sites = np.argwhere(mask.any(axis=2))
+    cy, cx, *_ = frame_candidates(img, det.opts.ring_threshold, det.opts.spread_gain)
+    centres = np.array(lab.centres, np.float64).reshape(-1, 2)
+    tex = _texture_at(img, np.round(centres[:, 0]).astype(np.int64),
+                      np.round(centres[:, 1]).astype(np.int64), det.opts.texture_px)
+    rows = []
+    for (y, x), kind, t in zip(centres, lab.kinds, tex):
+        own = sites[(np.abs(sites[:, 0] - y) <= 1.01) & (np.abs(sites[:, 1] - x) <= 1.01)]
+        rows.append({"frame": frame, "kind": kind, "size": len(own),
+                     "contrast": int(max(abs(got[a, b] - ref[a, b]) for a, b in own)),
+                     "texture": float(t), "demosaic": lab.demosaic,
+                     "proposed": bool(np.any(np.hypot(cy - y, cx - x) <= 2.5))})
+    return rows
+
+
+BINS = {"kind": None, "frame": None, "size": None,
+        "contrast": (60, 90, 130, 180, 256), "texture": (0, 4, 8, 16, 32, 1e9)}
+
+
+def print_breakdown(b: dict) -> dict:
+    """Where the net path's misses are: per group, the share of defects the ring rule
+    proposes, that get a net tile, and that are found at the shipped bar and at the bar
+    of <= 3 false/MP; then false detections per frame."""
+    bars = b["bars"]
+    table = {}
+    for key, edges in BINS.items():
+        groups: dict = {}
+        for r in b["defects"]:
+            v = r[key]
+            if edges is not None:
+                i = int(np.searchsorted(edges, v, side="right")) - 1
+                v = (i, f"{edges[i]:g}-{edges[i + 1]:g}" if edges[i + 1] < 1e9 else f">={edges[i]:g}")
+            else:
+                v = (v, v)
+            groups.setdefault(v, []).append(r)
+        for order, v in sorted(groups, key=lambda g: (str(type(g[0])), g[0])):
+            rs = groups[(order, v)]
+            n = len(rs)
+            row = {"n": n, "proposed": sum(r["proposed"] for r in rs) / n,
+                   "tiled": sum(r["tiled"] for r in rs) / n,
+                   **{f"found_{name}": sum(r["score"] is not None and r["score"] >= bar for r in rs) / n
+                      for name, bar in bars.items()}}
+            table[f"{key}={v}"] = {a: round(c, 3) for a, c in row.items()}
+    rs = b["defects"]
+    miss = {"not_proposed": sum(not r["proposed"] for r in rs),
+            "proposed_no_tile": sum(r["proposed"] and not r["tiled"] for r in rs),
+            **{f"tiled_below_{name}": sum(r["tiled"] and r["score"] < bar for r in rs)
+               for name, bar in bars.items()}}
+    fp = {name: {f: sum(1 for k, s in b["false"] if k == f and s >= bar) for f in range(1 + max(k for k, _ in b["false"]))}
+          for name, bar in bars.items()} if b["false"] else {}
+    print(f"single-frame breakdown (net path; bars {bars})")
+    for k, row in table.items():
+        print(f"  {k:18s} " + ", ".join(f"{a}={c}" for a, c in row.items()))
+    print("  misses: " + ", ".join(f"{a}={c}" for a, c in miss.items()))
+    for name, per in fp.items():
+        print(f"  false detections per frame at {name}: {per}")
+    return {"groups": table, "misses": miss, "false_per_frame": fp}
 
 
 def run_timing(det, repeats: int = 3) -> dict:
     """ms per frame (best of ``repeats``) at the live size and at the HQ camera's full size,
     for the classic rule and the net with the single-frame and the live tile budgets."""
+    from dataclasses import replace
+
     from device.defects.net import LIVE_MAX_TILES, DefectDetector, DefectOptions
 
     big = photos()[0]
@@ -295,7 +382,11 @@ def run_timing(det, repeats: int = 3) -> dict:
         runs = {"classic": lambda: frame_candidates(img)}
         if det is not None:
             live = DefectDetector(det.model, det.meta, DefectOptions(max_tiles=LIVE_MAX_TILES))
+            # The score before the photosite-signature terms (issue 15), for a side-by-side cost.
+            plain = DefectDetector(det.model, det.meta, replace(det.opts, level_weight=0.0,
+                                                                dominance_weight=0.0, shared_weight=0.0))
             runs["net"] = lambda: det.detect(img)
+            runs["net_no_signature"] = lambda: plain.detect(img)
             runs["net_live"] = lambda: live.detect(img)
         for m, fn in runs.items():
             fn()
@@ -316,6 +407,9 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--model", help="defect model (default: the configured one, models/defects.tflite)")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="single frames: where the net path's misses are (per kind, frame, "
+                         "contrast, texture; not proposed vs scored low)")
     ap.add_argument("--only", choices=("sequence", "sweep", "single", "timing"),
                     help="run one part (default: all)")
     args = ap.parse_args()
@@ -330,17 +424,23 @@ def main() -> int:
         for name, r in run_sweeps(det, population=True).items():
             out[f"sweep_{name}_real_statistics"] = r
     if args.only in (None, "single"):
-        out["single_frame_jpeg90"] = run_single(args.images, det)
+        bd = {"defects": [], "false": []} if args.breakdown and det is not None else None
+        out["single_frame_jpeg90"] = run_single(args.images, det, bd)
+        if bd is not None:
+            out["single_frame_breakdown"] = print_breakdown(bd)
     if args.only in (None, "timing"):
         out["timing"] = run_timing(det)
     targets = {"sequence_demosaiced": "recall >= 0.98, <= 1 false/MP, 0 on clean",
                "sequence_jpeg90": "(no target; for reference)",
                "single_frame_jpeg90": "recall >= 0.9 at <= 3 false/MP",
-               "timing": "ms per frame; net = single-frame tile budget, net_live = the loop's"}
+               "timing": "ms per frame; net = single-frame tile budget, net_no_signature = the same "
+                         "without the level/dominance/shared terms, net_live = the loop's"}
     for name, *_ in SWEEPS:
         targets[f"sweep_{name}"] = "fixed camera, focus sweep: recall >= 0.95, <= 1 false/MP, 0 on clean"
         targets[f"sweep_{name}_real_statistics"] = "same, defects with real statistics (clusters of 2-3)"
     for k, v in out.items():
+        if k not in targets:
+            continue
         print(f"{k}  [{targets[k]}]")
         for m, r in v.items():
             print(f"  {m:8s} " + ", ".join(f"{a}={b}" for a, b in r.items()))

@@ -1,16 +1,21 @@
 """Choose the single-frame defect score's weights on scikit-image photos.
 
     python bench/tune_defects.py [--model models/defects.tflite] [--reps 3] [--max-fp 2]
+                                 [--train-photos N] [--signature]
 
 ``device.defects.net.DefectDetector`` scores each point as ``logit(p) + strength_weight *
 log(strength) + pixel_weight * log(pixel) - texture_weight * log(1 + texture)`` and
 calls it a defect from ``min_score`` up. This script injects defects into scikit-image's
 bundled photos (Bayer mosaic, OpenCV demosaic, JPEG q90, as ``bench_defects.py`` does
-with the real photos in ``../shared/data``, which are never used here), collects every
+with the Kaggle shots and the PCB sweep, which are never used here; ``--train-photos N``
+adds 1000x750 crops of N photos of ``../shared/data/train_photos``, every fourth made
+microscope-like), collects every
 point's evidence once, then tries a grid of weights. For each it takes the lowest bar
 with at most ``--max-fp`` false detections per megapixel and reports the recall there.
 The best setting goes into ``DefectOptions`` by hand; ``bench_defects.py`` then gives
-the figures on photos the choice never saw.
+the figures on photos the choice never saw. ``--signature`` grids the photosite
+signature terms (``level_weight``, ``dominance_weight``, ``shared_weight``) instead, the
+other weights as they are.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from train import degrade  # noqa: E402
 
 DEFECTS_PER_MP = 80        # bench_defects.py: 60 in a 0.75 MP frame
 TOL = 2.5                  # px, as device.defects.sensor_check.match
+TRAIN_PHOTOS = ROOT.parent / "shared" / "data" / "train_photos"
 
 
 def frames(reps: int, seed: int = 11):
@@ -43,6 +49,30 @@ def frames(reps: int, seed: int = 11):
         for _ in range(reps):
             img, _, lab = degrade.inject_defects(photo, n, rng, mode="bayer", jpeg_quality=90)
             yield img, np.array(lab.centres, np.float64).reshape(-1, 2)
+
+
+def train_photo_frames(n_photos: int, seed: int = 5):
+    """(image, defect centres) for 1000x750 crops of ``n_photos`` photos drawn from
+    ``../shared/data/train_photos`` (training material; every fourth made microscope-like),
+    injected as ``bench_defects.py`` injects its evaluation frames."""
+    import cv2
+
+    paths = sorted(p for p in TRAIN_PHOTOS.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not paths:
+        sys.exit(f"no photos in {TRAIN_PHOTOS}")
+    rng = np.random.default_rng(seed)
+    for j, i in enumerate(rng.choice(len(paths), min(n_photos, len(paths)), replace=False)):
+        im = cv2.imread(str(paths[i]))
+        if im is None:
+            continue
+        h, w = min(750, im.shape[0]), min(1000, im.shape[1])
+        oy, ox = rng.integers(0, im.shape[0] - h + 1), rng.integers(0, im.shape[1] - w + 1)
+        crop = im[oy:oy + h, ox:ox + w]
+        if j % 4 == 3:
+            crop = degrade.microscope_like(crop, rng)
+        img, _, lab = degrade.inject_defects(crop, int(DEFECTS_PER_MP * h * w / 1e6), rng,
+                                             mode="bayer", jpeg_quality=90)
+        yield img, np.array(lab.centres, np.float64).reshape(-1, 2)
 
 
 def nearest_truth(ev, centres: np.ndarray) -> np.ndarray:
@@ -84,12 +114,18 @@ def main() -> int:
     ap.add_argument("--max-fp", type=float, default=2.0,
                     help="false detections per MP allowed on these photos (default 2: "
                          "margin under the benchmark's 3)")
+    ap.add_argument("--train-photos", type=int, default=0, metavar="N",
+                    help="also use crops of N photos of ../shared/data/train_photos")
+    ap.add_argument("--signature", action="store_true",
+                    help="grid the photosite signature weights (level, dominance, shared)")
     ap.add_argument("--json", help="also write the grid to this file")
     args = ap.parse_args()
 
     det = DefectDetector.from_path(args.model, 1)
     evs, ids, mp, n_truth = [], [], 0.0, 0
-    for img, centres in frames(args.reps):
+    sources = itertools.chain(frames(args.reps), train_photo_frames(args.train_photos)
+                              if args.train_photos else ())
+    for img, centres in sources:
         ev = det.evidence(img)
         t = nearest_truth(ev, centres)
         evs.append(ev)
@@ -99,25 +135,29 @@ def main() -> int:
     print(f"{len(evs)} frames, {mp:.2f} MP, {n_truth} defects, "
           f"{sum(len(e.xs) for e in evs)} points", file=sys.stderr)
 
-    grid = {"strength_weight": (0.0, 0.25, 0.5, 1.0, 1.5),
-            "pixel_weight": (0.0, 0.5, 1.0, 2.0),
-            "texture_weight": (0.0, 1.0, 2.0, 3.0, 4.0)}
+    if args.signature:
+        grid = {"level_weight": (0.0, 1.0, 2.0, 3.0),
+                "dominance_weight": (0.0, 0.5, 1.0, 1.5),
+                "shared_weight": (0.0, 1.0, 2.0)}
+    else:
+        grid = {"strength_weight": (0.0, 0.25, 0.5, 1.0, 1.5),
+                "pixel_weight": (0.0, 0.5, 1.0, 2.0),
+                "texture_weight": (0.0, 1.0, 2.0, 3.0, 4.0)}
     base = det.opts
     rows = []
-    for sw, pw, tw in itertools.product(*grid.values()):
-        d = DefectDetector(det.model, det.meta, replace(base, strength_weight=sw, pixel_weight=pw,
-                                                        texture_weight=tw))
+    for values in itertools.product(*grid.values()):
+        d = DefectDetector(det.model, det.meta, replace(base, **dict(zip(grid, values))))
         scores, truth = [], []
         for ev, tid in zip(evs, ids):
             kept = d.decide(ev, d.score(ev))
             scores += [sc for _, sc in kept]
             truth += [int(tid[i]) for i, _ in kept]
         recall, fp, bar = best_bar(np.array(scores), np.array(truth, np.int64), n_truth, mp, args.max_fp)
-        rows.append({"strength_weight": sw, "pixel_weight": pw, "texture_weight": tw,
+        rows.append({**dict(zip(grid, values)),
                      "min_score": round(bar, 3), "recall": round(recall, 4), "false_per_mp": round(fp, 2)})
     rows.sort(key=lambda r: -r["recall"])
-    cur = next(r for r in rows if (r["strength_weight"], r["pixel_weight"], r["texture_weight"])
-               == (base.strength_weight, base.pixel_weight, base.texture_weight))
+    cur = next((r for r in rows if all(r[k] == getattr(base, k) for k in grid)),
+               {"recall": None, "min_score": None})
     print(f"at <= {args.max_fp:g} false/MP on scikit-image photos (current weights: "
           f"recall {cur['recall']}, bar {cur['min_score']}):")
     for r in rows[:8]:

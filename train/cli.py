@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--init", default=None, metavar="MODEL",
                            help="start from this model.keras's weights (warm start) instead of random ones")
         else:
+            s.add_argument("--candidate-tiles", type=positive_float, default=None, metavar="R",
+                           help="share (0..1) of crops cut into tiles centred on the ring rule's "
+                                "candidates, where the device asks the net (default 0: a grid)")
             s.set_defaults(sweeps=[], sharp_detail_ratio=None, init=None, sweep_motion=None)
         s.add_argument("--no-builtin", action="store_true",
                        help="do not use scikit-image's bundled photos as base images")
@@ -117,6 +120,7 @@ def run(argv: list[str]) -> int:
                       kaggle=args.kaggle, progress=not args.quiet, tile=args.tile,
                       sharp_detail_ratio=args.sharp_detail_ratio, init=args.init,
                       sweep_motion=args.sweep_motion,
+                      candidate_tiles=getattr(args, "candidate_tiles", None),
                       command=" ".join([PROG] + [shlex.quote(a) for a in argv]))
     card = train(cfg)
     print(f"model: {os.path.join(args.out, 'model.keras')} ({card['training']['wall_time_s']} s)")

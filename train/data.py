@@ -97,6 +97,9 @@ class DataConfig:
     # (``degrade.shake_real_tile``) into real-content motion examples: the sweeps were
     # shot on a stand and have none, so without them real data only ever says "not motion".
     sweep_motion_share: float = 0.0
+    # Share of defect crops cut into tiles centred on ring-rule candidates (where the
+    # device asks the net: mostly busy texture) instead of a grid (mostly easy background).
+    defect_candidate_share: float = 0.0
 
     def tile(self, kind: str) -> int:
         return self.focus_tile if kind == "focus" else self.defect_tile
@@ -359,10 +362,13 @@ def sample_defect_condition(rng: np.random.Generator) -> dict:
 
 
 def defect_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 0,
-                  crops: int = 3, tiles_per_side: int = 2, condition: dict | None = None):
+                  crops: int = 3, tiles_per_side: int = 2, condition: dict | None = None,
+                  candidate_share: float = 0.0):
     """Defect tiles from one source. Returns ``(tiles uint8 (N,T,T,3), heatmap target
     float32 (N,T,T,K))``. The clean crop gets exposure and sensor noise first, so noise is
-    never mistaken for a defect. ``condition`` fixes mode/jpeg_quality (e.g. the q90 test)."""
+    never mistaken for a defect. ``condition`` fixes mode/jpeg_quality (e.g. the q90 test).
+    ``candidate_share``: the share of crops cut into tiles centred on ring-rule candidates
+    (as many as the grid would give, drawn at random among them) rather than a grid."""
     base = to_working_resolution(load_source(src, seed), rng)
     _check_size(base, tile, src)
     size = tile * tiles_per_side
@@ -385,12 +391,30 @@ def defect_sample(src: Source, rng: np.random.Generator, tile: int, seed: int = 
                                               jpeg_quality=cond["jpeg_quality"])
         target = degrade.defect_heatmap_target(mask)
         org = tile_origins(*img.shape[:2], tile)
+        if candidate_share > 0 and rng.random() < candidate_share:
+            org = _candidate_origins(img, tile, len(org), rng) if len(org) else org
         tiles.append(extract_tiles(img, org, tile))
         heat.append(extract_tiles(target, org, tile))
     if not tiles:
         return (np.zeros((0, tile, tile, 3), np.uint8),
                 np.zeros((0, tile, tile, len(DEFECT_KINDS)), np.float32))
     return np.concatenate(tiles), np.concatenate(heat)
+
+
+def _candidate_origins(img: np.ndarray, tile: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` tile origins centred on ring-rule candidates of ``img`` at the net path's
+    margin (repeated when there are fewer; a crop without candidates keeps its grid)."""
+    from device.defects.candidates import frame_candidates
+    from device.defects.net import DefectOptions
+    o = DefectOptions()
+    ys, xs = frame_candidates(img, o.ring_threshold, o.spread_gain)[:2]
+    h, w = img.shape[:2]
+    if len(ys) == 0:
+        return tile_origins(h, w, tile)
+    pick = rng.choice(len(ys), n, replace=len(ys) < n)
+    oy = np.clip(ys[pick] - tile // 2 + rng.integers(-2, 3, n), 0, h - tile)
+    ox = np.clip(xs[pick] - tile // 2 + rng.integers(-2, 3, n), 0, w - tile)
+    return np.stack([oy, ox], 1).astype(np.int64)
 
 
 def _sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -435,7 +459,8 @@ def make_sample(kind: str, sources: Sequence[Source], cfg: DataConfig, split: st
         onehot = np.eye(len(FOCUS_CLASSES), dtype=np.float32)[c]
         x = normalize_focus_tiles(t) if len(t) else np.zeros((0, cfg.focus_tile, cfg.focus_tile, 1), np.float32)
         return (x, onehot, b.reshape(-1, 1)) + ((t,) if raw else ())
-    t, h = defect_sample(src, rng, cfg.defect_tile, cfg.seed, condition=condition)
+    t, h = defect_sample(src, rng, cfg.defect_tile, cfg.seed, condition=condition,
+                         candidate_share=cfg.defect_candidate_share)
     x = normalize_defect_tiles(t) if len(t) else np.zeros((0,) + t.shape[1:], np.float32)
     return (x, h) + ((t,) if raw else ())
 

@@ -60,6 +60,7 @@ class TrainConfig:
     sharp_detail_ratio: float | None = None  # focus: None = DataConfig's default
     init: str | None = None                  # warm start: a model.keras to take weights from
     sweep_motion: float | None = None        # focus: None = DataConfig's sweep_motion_share
+    candidate_tiles: float | None = None     # defects: None = DataConfig's defect_candidate_share
 
     def data_config(self) -> D.DataConfig:
         kw = dict(images=tuple(self.images), sweeps=tuple(self.sweeps), builtin=self.builtin,
@@ -72,6 +73,10 @@ class TrainConfig:
             if not 0.0 <= self.sweep_motion <= 1.0:
                 raise InputError(f"--sweep-motion must be a share between 0 and 1, got {self.sweep_motion}")
             kw["sweep_motion_share"] = float(self.sweep_motion)
+        if self.candidate_tiles is not None:
+            if not 0.0 <= self.candidate_tiles <= 1.0:
+                raise InputError(f"--candidate-tiles must be a share between 0 and 1, got {self.candidate_tiles}")
+            kw["defect_candidate_share"] = float(self.candidate_tiles)
         return D.DataConfig(**kw)
 
 
@@ -204,6 +209,7 @@ def model_card(cfg: TrainConfig, dcfg: D.DataConfig, splits: dict, model, wall_s
             "sweeps": [{"folder": d, "labelled_by": "its own local focus curves (train.sweep_labels)"}
                        for d in dcfg.sweeps],
             "sweep_motion_share": dcfg.sweep_motion_share,
+            "defect_candidate_share": dcfg.defect_candidate_share,
             "dead_leaves": dcfg.dead_leaves,
             "sharp_detail": {"ratio": dcfg.sharp_detail_ratio, "floor": dcfg.sharp_detail_floor},
             "split": "blind, by source image (seeded hash); val/test photos never trained on",

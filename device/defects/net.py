@@ -21,17 +21,41 @@ score in log-odds::
              + pixel_weight * log(pixel_strength)        # beyond its 8 neighbours (RGB pixel)
              - texture_weight * log(1 + texture)         # mean |Laplacian| around it
              - density_weight * log(1 + density)         # other candidates around it
+             + level_weight * level                      # how close to full scale / zero
+             + dominance_weight * log(strength / (1 + rival))   # a lone outlier
+             - shared_weight * shared                    # other channels move with it
 
 (strengths below 1 count as 1) and is a defect when the score reaches ``min_score``.
 Texture is held against a point because busy scenes make outliers of their own (and
 fool the net) while defects fall anywhere; so is the number of other ring-rule
 candidates in the ``density_px`` square around it, because a defect is a lone outlier
 while foliage, gravel and JPEG-ringing edges throw up dozens together (on the tuning
-photos it took the recall at 3 false/MP from 0.61 to 0.71). Because the net enters as log-odds, a
+photos it took the recall at 3 false/MP from 0.61 to 0.71). Three more terms (issue 15) read
+the photosite signature:
+
+* ``level``: how close the pixel is, in its strongest channel, to full scale (when it is
+  above its ring) or to zero (below): a hot photosite is set at 235-255 and a dead one at
+  0-11 whatever the scene (demosaicing and JPEG pull them in, but not to mid levels),
+  while texture outliers fall at any level;
+* ``rival``: the strongest other ring-rule candidate in the ``density_px`` square, beyond
+  2 px (the point's own blob): a defect is the strongest outlier of its neighbourhood by a
+  margin, a texture point has rivals as strong as itself;
+* ``shared``: over the 3x3 blob, the deviation from the ring's median that the other two
+  colour channels share with the strongest one, as a share of it (0..2). Demosaiced, one
+  photosite moves one channel (0); JPEG's half-resolution chroma turns most of the spike
+  into luma, so the others follow, but less than they do for the grey glints, specks and
+  ringing edges that score highest among the scene's points (medians 1.70 vs 1.86 near
+  the bar on the tuning photos).
+
+The three terms were chosen together (``bench/tune_defects.py --signature``): on the
+tuning frames, recall at <= 2 false/MP rose from 0.671 to 0.705, mostly from ``shared``.
+
+Because the net enters as log-odds, a
 better-trained net plugs in as it is: the sharper its probabilities, the more it
-decides. The weights and the bar were chosen on scikit-image photos and microscope-like
-versions of them (``bench/tune_defects.py``), never the benchmark's
-(bench/bench_defects.py), for about 2 false defects per megapixel in single JPEG frames.
+decides. The weights and the bar were chosen on scikit-image photos, crops of the
+training photographs (``train_photos``) and microscope-like versions of them
+(``bench/tune_defects.py``), never the benchmark's (bench/bench_defects.py): the bar is
+the one for about 1 false defect per megapixel there in single JPEG frames.
 
 A single frame cannot tell a stuck photosite from a tiny specular highlight; over a
 sequence, the one persistence rule (``device.defects.persistence.DefectMap``) can. Its
@@ -68,13 +92,16 @@ class DefectOptions:
     ring_threshold: float = 8.0    # candidate: beyond the ring's extremes by this many levels ...
     spread_gain: float = 0.3       # ... plus this share of the ring's range (texture)
     max_tiles: int = 256           # defect-net tiles per frame (LIVE_MAX_TILES in the loop)
-    min_score: float = -1.5        # score a single frame's defect needs (see module doc)
+    min_score: float = -3.0        # score a single frame's defect needs (see module doc)
     strength_weight: float = 1.0   # weight of log(classic strength) in the score
     pixel_weight: float = 2.0      # weight of log(single-pixel strength) (whole-pixel defects)
     texture_weight: float = 3.0    # weight of log(1 + local texture) held against it
     texture_px: int = 15           # window of the local texture (mean |Laplacian| of grey)
     density_weight: float = 3.0    # weight of log(1 + other candidates nearby) held against it
     density_px: int = 31           # window in which the other candidates are counted
+    level_weight: float = 2.0      # weight of the level term (full scale / zero, 0..1)
+    dominance_weight: float = 0.5  # weight of log(strength / (1 + strongest rival nearby))
+    shared_weight: float = 2.0     # weight of the deviation share the other channels move with
     net_peak: float = 0.5          # heat-map peaks off any candidate must reach this p
     merge_px: int = 3              # detections closer than this are one defect
 
@@ -83,7 +110,8 @@ class DefectOptions:
 # sweeps) were measured with: the single-frame weights above were chosen for one frame's
 # false detections, and the persistence map already removes what does not recur.
 SEQUENCE_OPTIONS = DefectOptions(min_score=SEQUENCE_MIN_SCORE, strength_weight=0.5, pixel_weight=1.0,
-                                 texture_weight=2.0, density_weight=0.0)
+                                 texture_weight=2.0, density_weight=0.0, level_weight=0.0,
+                                 dominance_weight=0.0, shared_weight=0.0)
 
 
 @dataclass(frozen=True)
@@ -98,11 +126,14 @@ class Evidence:
     pixel: np.ndarray       # excess over the 8 immediate neighbours
     texture: np.ndarray     # mean |Laplacian| around the point
     density: np.ndarray     # other ring-rule candidates in the density_px square around it
+    level: np.ndarray       # 0..1: full scale (above its ring) or zero (below), strongest channel
+    rival: np.ndarray       # strongest other candidate in that square, beyond 2 px (0: none)
+    shared: np.ndarray      # share of the 3x3 deviation the other channels move with
 
     @classmethod
     def empty(cls) -> "Evidence":
         z = np.zeros(0)
-        return cls(z.astype(np.int64), z.astype(np.int64), (), z, z, z, z, z)
+        return cls(z.astype(np.int64), z.astype(np.int64), (), z, z, z, z, z, z, z, z)
 
 
 def _as_dict(x: int, y: int, kind: str, conf: float) -> dict:
@@ -132,25 +163,68 @@ def _texture_at(bgr: np.ndarray, ys: np.ndarray, xs: np.ndarray, size: int) -> n
     return np.abs(lap).mean(axis=(1, 2), dtype=np.float64)
 
 
-def _density_at(every: tuple, ys: np.ndarray, xs: np.ndarray, size: int) -> np.ndarray:
-    """How many of the candidates ``every`` = (ys, xs) lie in the ``size`` square around
-    each (y, x), the point itself not counted. The candidates are sorted by row once and
-    each point reads only its own band of rows: no full-frame image (48 MB at 12 MP)."""
+_OWN_BLOB = 2   # px (Chebyshev): a rival this close is the point's own demosaiced blob
+
+
+def _density_at(every: tuple, ys: np.ndarray, xs: np.ndarray, size: int,
+                rivals: bool = False):
+    """How many of the candidates ``every`` = (ys, xs[, strength]) lie in the ``size``
+    square around each (y, x), the point itself not counted. The candidates are sorted by
+    row once and each point reads only its own band of rows: no full-frame image (48 MB
+    at 12 MP). ``rivals``: also return the strongest of them farther than ``_OWN_BLOB``
+    px from the point (0 where there is none; needs the strengths in ``every``)."""
     cy, cx = np.asarray(every[0], np.int64), np.asarray(every[1], np.int64)
+    cs = np.asarray(every[2], np.float64) if rivals else np.zeros(len(cy))
     out = np.zeros(len(ys), np.float64)
-    if len(ys) == 0 or len(cy) == 0:
-        return out
-    r = size // 2
-    order = np.argsort(cy, kind="stable")
-    cy, cx = cy[order], cx[order]
-    lo = np.searchsorted(cy, ys - r, "left")
-    hi = np.searchsorted(cy, ys + r, "right")
-    for i in range(len(ys)):
-        band_y, band_x = cy[lo[i]:hi[i]], cx[lo[i]:hi[i]]
-        near = np.abs(band_x - xs[i]) <= r
-        self_hit = np.count_nonzero(near & (band_x == xs[i]) & (band_y == ys[i]))
-        out[i] = np.count_nonzero(near) - self_hit
-    return out
+    best = np.zeros(len(ys), np.float64)
+    if len(ys) and len(cy):
+        r = size // 2
+        order = np.argsort(cy, kind="stable")
+        cy, cx, cs = cy[order], cx[order], cs[order]
+        lo = np.searchsorted(cy, ys - r, "left")
+        hi = np.searchsorted(cy, ys + r, "right")
+        for i in range(len(ys)):
+            band_y, band_x = cy[lo[i]:hi[i]], cx[lo[i]:hi[i]]
+            near = np.abs(band_x - xs[i]) <= r
+            self_hit = np.count_nonzero(near & (band_x == xs[i]) & (band_y == ys[i]))
+            out[i] = np.count_nonzero(near) - self_hit
+            if rivals:
+                far = near & (np.maximum(np.abs(band_x - xs[i]), np.abs(band_y - ys[i])) > _OWN_BLOB)
+                if far.any():
+                    best[i] = cs[lo[i]:hi[i]][far].max()
+    return (out, best) if rivals else out
+
+
+# The 16 pixels at distance 2 (the ring rule's ring) and the 3x3 core, as (dy, dx).
+_RING_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2]
+_CORE_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+def _signature(bgr: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(level, shared) of each point: the photosite signature terms of the score.
+
+    Against the per-channel median of the ring at distance 2, the strongest channel is the
+    one the centre pixel deviates most in. ``level``: that channel's value as a share of
+    full scale when the pixel is above the ring, of zero when below. ``shared``: the
+    other channels' deviations summed over the 3x3 core, where they have the same sign
+    as the strongest channel's, over the strongest channel's (0 for a lone channel)."""
+    h, w = bgr.shape[:2]
+    yy = np.clip(ys, 2, h - 3)
+    xx = np.clip(xs, 2, w - 3)
+    ring = np.stack([bgr[yy + dy, xx + dx] for dy, dx in _RING_OFFSETS], 1).astype(np.float32)
+    core = np.stack([bgr[yy + dy, xx + dx] for dy, dx in _CORE_OFFSETS], 1).astype(np.float32)
+    med = np.median(ring, axis=1)                          # (N, 3)
+    centre = bgr[yy, xx].astype(np.float32) - med
+    own = np.abs(centre).argmax(axis=1)
+    idx = np.arange(len(yy))
+    dev = (core - med[:, None, :]).sum(axis=1)             # (N, 3) summed over the blob
+    mine = dev[idx, own]
+    with_it = dev * np.sign(mine)[:, None]
+    with_it[idx, own] = 0.0
+    shared = np.clip(with_it, 0.0, None).sum(axis=1) / np.maximum(np.abs(mine), 1.0)
+    value = bgr[yy, xx, own].astype(np.float64) / 255.0
+    level = np.where(centre[idx, own] > 0, value, 1.0 - value)
+    return level, shared.astype(np.float64)
 
 
 def _pixel_strength(bgr: np.ndarray, ys: np.ndarray, xs: np.ndarray, threshold: float,
@@ -224,10 +298,14 @@ class DefectDetector:
         Busy texture makes outliers of its own (and fools the net) while defects fall
         anywhere, so the same evidence counts for less where the scene is busy."""
         o = self.opts
-        return (ev.logit_p + o.strength_weight * np.log(np.maximum(ev.strength, 1.0))
+        log_strength = np.log(np.maximum(ev.strength, 1.0))
+        return (ev.logit_p + o.strength_weight * log_strength
                 + o.pixel_weight * np.log(np.maximum(ev.pixel, 1.0))
                 - o.texture_weight * np.log1p(ev.texture)
-                - o.density_weight * np.log1p(ev.density))
+                - o.density_weight * np.log1p(ev.density)
+                + o.level_weight * ev.level
+                + o.dominance_weight * (log_strength - np.log1p(ev.rival))
+                - o.shared_weight * ev.shared)
 
     def _tile_origins(self, cand: np.ndarray, h: int, w: int) -> np.ndarray:
         """Tiles centred on candidates, greedily, so one tile covers its neighbours."""
@@ -271,10 +349,10 @@ class DefectDetector:
         origins = self._tile_origins(np.concatenate([pri, cand]), h, w)
         tiles = np.stack([bgr[y:y + DEFECT_TILE, x:x + DEFECT_TILE] for y, x in origins])
         heat = self.model.run(normalize_defect_tiles(tiles))[self.outputs["heatmap"]]
-        return self._points(bgr, heat, origins, cand, (ys, xs))
+        return self._points(bgr, heat, origins, cand, (ys, xs, strength))
 
     def _points(self, bgr: np.ndarray, heat: np.ndarray, origins: np.ndarray,
-                cand: np.ndarray, every: tuple = (np.zeros(0, np.int64),) * 2) -> Evidence:
+                cand: np.ndarray, every: tuple = (np.zeros(0, np.int64),) * 3) -> Evidence:
         """The evidence at every candidate inside a tile and every heat-map peak off the
         candidates."""
         o = self.opts
@@ -312,12 +390,18 @@ class DefectDetector:
             return Evidence.empty()
         ya, xa = np.array(ys, np.int64), np.array(xs, np.int64)
         o = self.opts
+        zero = np.zeros(len(ya), np.float64)
+        # The sequence/live options weigh density and rivals 0: skip their per-point loop.
+        if o.dominance_weight and len(every) > 2:
+            density, rival = _density_at(every, ya, xa, o.density_px, rivals=True)
+        elif o.density_weight or o.dominance_weight:
+            density, rival = _density_at(every[:2], ya, xa, o.density_px), zero
+        else:
+            density, rival = zero, zero
+        level, shared = _signature(bgr, ya, xa) if (o.level_weight or o.shared_weight) else (zero, zero)
         return Evidence(xa, ya, tuple(kinds), _logit(ps), np.asarray(strengths, np.float64),
                         _pixel_strength(bgr, ya, xa, o.ring_threshold, o.spread_gain),
-                        _texture_at(bgr, ya, xa, o.texture_px),
-                        # The sequence/live options weigh density 0: skip its per-point loop.
-                        _density_at(every, ya, xa, o.density_px) if o.density_weight
-                        else np.zeros(len(ya), np.float64))
+                        _texture_at(bgr, ya, xa, o.texture_px), density, level, rival, shared)
 
     def decide(self, ev: Evidence, score: np.ndarray, bar: float = -math.inf) -> list[tuple[int, float]]:
         """(index, score) of the points at or above ``bar`` that survive merging, best

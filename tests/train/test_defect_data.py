@@ -60,3 +60,27 @@ def test_defect_samples_include_microscope_like_crops(monkeypatch):
     monkeypatch.setattr(degrade, "microscope_like", lambda img, rng: calls.append(1) or orig(img, rng))
     t, h = D.defect_sample(D.Source("photo", "astronaut"), np.random.default_rng(0), D.DEFECT_TILE)
     assert len(calls) == 3 and len(t) > 0 and h.shape[:3] == t.shape[:3]
+
+
+def test_candidate_tiles_are_centred_on_the_ring_rules_candidates():
+    """``candidate_share=1``: every tile of a real photo's crops is centred (within 2 px, or
+    as near as the crop's edge allows) on a ring-rule candidate, where the device asks
+    the net; the default keeps the grid."""
+    from device.defects.candidates import frame_candidates
+
+    img = cv2.resize(_astronaut(), (64, 64), interpolation=cv2.INTER_AREA)
+    img, _, _ = degrade.inject_defects(img, 3, np.random.default_rng(2), mode="bayer", jpeg_quality=90)
+    ys, xs = frame_candidates(img, 8.0, 0.3)[:2]
+    assert len(ys) > 4
+    t = D.DEFECT_TILE
+    org = D._candidate_origins(img, t, 4, np.random.default_rng(0))
+    assert org.shape == (4, 2)
+    for oy, ox in org:
+        cy, cx = oy + t // 2, ox + t // 2
+        d = np.maximum(np.abs(ys - cy), np.abs(xs - cx))
+        edge = oy in (0, 64 - t) or ox in (0, 64 - t)
+        assert d.min() <= 2 or edge
+    grid, _ = D.defect_sample(D.Source("photo", "astronaut"), np.random.default_rng(5), t)
+    cand, _ = D.defect_sample(D.Source("photo", "astronaut"), np.random.default_rng(5), t,
+                              candidate_share=1.0)
+    assert grid.shape == cand.shape and not np.array_equal(grid, cand)

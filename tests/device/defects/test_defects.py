@@ -237,7 +237,8 @@ def test_live_detector_feeds_the_map_by_persistence(detector, panning):
     report = load_detector(net_cfg)
     assert report.opts.min_score == SEQUENCE_MIN_SCORE
     assert report.opts.max_tiles == DefectOptions().max_tiles > LIVE_MAX_TILES
-    assert DefectDetector.from_config(net_cfg).opts.min_score == DefectOptions().min_score > SEQUENCE_MIN_SCORE
+    # A single frame keeps its own weights and bar (a score on another scale).
+    assert DefectDetector.from_config(net_cfg).opts == DefectOptions() != replace(SEQUENCE_OPTIONS, max_tiles=256)
     wide = DefectDetector(detector.model, detector.meta, replace(live.opts, max_tiles=64))
     dmap = DefectMap(min_hits=4)
     for f in panning:
@@ -295,3 +296,80 @@ def test_density_counts_the_other_candidates_around_each_point():
             for y, x in zip(probe_y, probe_x)]
     assert got.tolist() == [float(v) for v in want]
     assert got.max() > 0
+
+
+def test_rivals_are_the_strongest_other_candidate_beyond_the_blob():
+    """The dominance term's rival: the strongest ring-rule candidate of a real photo in
+    the square around a point, farther than 2 px from it, against a brute-force search."""
+    from device.defects.candidates import frame_candidates
+    from device.defects.net import _density_at
+
+    photo = cv2.resize(load_photo("coffee"), (320, 240), interpolation=cv2.INTER_AREA)
+    ys, xs, _, strength, _ = frame_candidates(photo, 8.0, 0.3)
+    probe_y, probe_x = np.r_[ys[:12], 5, 120], np.r_[xs[:12], 5, 160]
+    count, rival = _density_at((ys, xs, strength), probe_y, probe_x, 31, rivals=True)
+    assert count.tolist() == _density_at((ys, xs), probe_y, probe_x, 31).tolist()
+    for y, x, got in zip(probe_y, probe_x, rival):
+        cheb = np.maximum(np.abs(ys - y), np.abs(xs - x))
+        far = (cheb <= 15) & (cheb > 2)
+        assert got == (strength[far].max() if far.any() else 0.0)
+    assert rival.max() > 0
+
+
+def test_photosite_signature_on_a_real_photo():
+    """``level`` and ``shared`` on a real photo: hot photosites where the scene is dark
+    and dead ones where it is bright sit near full scale or zero in their channel, a
+    stuck one at a mid level does not; a photosite demosaiced without JPEG moves its own
+    channel alone (shared near 0), a whole grey pixel moves all three (shared near 2)."""
+    from device.defects.net import _signature
+    from tests.device.bayer_defects import mosaic
+
+    base = cv2.resize(load_photo("astronaut"), (640, 480), interpolation=cv2.INTER_AREA)
+    grey = cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)
+    rng = np.random.default_rng(8)
+    ys, xs = rng.integers(10, 470, 400), rng.integers(10, 630, 400)
+    dark = [(x, y) for x, y in zip(xs, ys) if grey[y, x] < 60][:8]
+    bright = [(x, y) for x, y in zip(xs, ys) if grey[y, x] > 170][:8]
+    mid = [(x, y) for x, y in zip(xs, ys) if 60 <= grey[y, x] <= 170][:8]
+    assert len(dark) == len(bright) == len(mid) == 8
+    # in the mosaic: the bright photos' spots get "dead" (0), the dark ones "hot" (255)
+    img = camera_frame(base, [(x, y, "hot") for x, y in dark] + [(x, y, "dead") for x, y in bright]
+                       + [(x, y, "stuck") for x, y in mid])
+    pts = dark + bright + mid
+    level, _ = _signature(img, np.array([y for _, y in pts]), np.array([x for x, _ in pts]))
+    assert np.median(level[:16]) > 0.55 and np.median(level[16:]) < 0.45, level
+    raw = mosaic(base)
+    for x, y in dark:
+        raw[y, x] = 255
+    plain = cv2.cvtColor(raw, cv2.COLOR_BayerBG2BGR)        # no JPEG: one channel moves
+    _, alone = _signature(plain, np.array([y for _, y in dark]), np.array([x for x, _ in dark]))
+    painted = base.copy()
+    for x, y in dark:
+        painted[y, x] = (255, 255, 255)
+    _, together = _signature(painted, np.array([y for _, y in dark]), np.array([x for x, _ in dark]))
+    assert np.all(alone < 0.3) and np.median(together) > 1.5, (alone, together)
+
+
+def test_signature_terms_find_more_defects_at_the_same_false_budget(detector):
+    """Recall at <= 2 false per MP on real photos (every scikit-image photo, the tuning
+    set, once, with defects in the mosaic as ``bench/tune_defects.py`` puts them), with
+    and without the level, dominance and shared terms."""
+    import sys as _sys
+    _sys.path.insert(0, str(REPO / "bench"))
+    from tune_defects import best_bar, frames, nearest_truth
+
+    without = DefectDetector(detector.model, detector.meta,
+                             replace(detector.opts, level_weight=0.0, dominance_weight=0.0, shared_weight=0.0))
+    curves = {"with": ([], []), "without": ([], [])}
+    n, mp = 0, 0.0
+    for img, centres in frames(1):
+        ev = detector.evidence(img)
+        tid = nearest_truth(ev, centres)
+        for key, det in (("with", detector), ("without", without)):
+            kept = det.decide(ev, det.score(ev))
+            curves[key][0].extend(s for _, s in kept)
+            curves[key][1].extend(int(tid[i]) + n if tid[i] >= 0 else -1 for i, _ in kept)
+        n += len(centres)
+        mp += img.shape[0] * img.shape[1] / 1e6
+    rec = {k: best_bar(np.array(s), np.array(t, np.int64), n, mp, 2.0)[0] for k, (s, t) in curves.items()}
+    assert rec["with"] > rec["without"] + 0.01, rec
