@@ -87,6 +87,22 @@ def test_tile_means_matches_a_loop():
     np.testing.assert_allclose(got, want)
 
 
+def test_tile_means_of_a_real_frame_drop_the_remainder_and_match_the_block_means(photo_grey):
+    """Gradient energy of a real photo (a frame size the grid does not divide) on the
+    default grid and an odd one: every tile is the mean of its block, the edge rows and
+    columns beyond the last whole tile are left out."""
+    from device.scoring.measures import gradient_energy, working_image
+
+    energy = gradient_energy(working_image(photo_grey[:301, :437])[0])
+    for rows, cols in ((6, 8), (5, 7), (1, 1)):
+        got = tile_means(energy, (rows, cols))
+        th, tw = energy.shape[0] // rows, energy.shape[1] // cols
+        want = np.array([[energy[r * th:(r + 1) * th, c * tw:(c + 1) * tw].astype(np.float64).mean()
+                          for c in range(cols)] for r in range(rows)])
+        assert got.shape == (rows, cols) and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
 @pytest.mark.parametrize("roi", [(0, 0, 0, 5), (10, 10, 5, -1), (500, 0, 100, 10), (0, 0, 10, 10_000)])
 def test_bad_roi_is_an_input_error(roi):
     with pytest.raises(InputError):
