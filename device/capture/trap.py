@@ -25,8 +25,10 @@ shape the curve but are never returned as candidates.
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Optional
 
 
@@ -61,7 +63,10 @@ class TrapFocus:
         self.confirm_frames = confirm_frames
         self.fire_ratio, self.rearm_ratio, self.fall_ratio = fire_ratio, rearm_ratio, fall_ratio
         self.keep = keep
-        self._hist: deque = deque(maxlen=history)   # (seq, value)
+        # Sequence numbers and values side by side (increasing seqs), so the per-frame
+        # max, min and "since the last peak" run in C, not a Python pass over 90 frames.
+        self._hist_seq: deque = deque(maxlen=history)
+        self._hist: deque = deque(maxlen=history)
         self._seq = 0
         self._closed_at = -1          # seq of the last confirmed peak: dips count after it
         self._open: Optional[dict] = None
@@ -76,6 +81,7 @@ class TrapFocus:
         return "armed" if self._trough() is not None else "waiting"
 
     def reset(self) -> None:
+        self._hist_seq.clear()
         self._hist.clear()
         self._open = None
         self._recent.clear()
@@ -83,17 +89,17 @@ class TrapFocus:
         self._closed_at = self._seq - 1
 
     def _history_max(self, value: float) -> float:
-        return max([value] + [v for _, v in self._hist])
+        return max(value, max(self._hist)) if self._hist else value
 
     def _trough(self) -> Optional[float]:
         """The dip since the last peak closed, if it went below rearm_ratio of the max."""
         if not self._hist:
             return None
-        hmax = max(v for _, v in self._hist)
-        after = [v for s, v in self._hist if s > self._closed_at]
-        if not after:
+        hmax = max(self._hist)
+        first = bisect_right(self._hist_seq, self._closed_at)
+        if first == len(self._hist):
             return None
-        low = min(after)
+        low = min(islice(self._hist, first, None))
         return low if low < self.rearm_ratio * hmax else None
 
     # --- one value ---------------------------------------------------------------------
@@ -129,7 +135,8 @@ class TrapFocus:
                 for c in (self._prev, cand):
                     if c is not None:
                         self._offer(self._open, c)
-        self._hist.append((seq, value))
+        self._hist_seq.append(seq)
+        self._hist.append(value)
         self._prev = cand
         return event
 
