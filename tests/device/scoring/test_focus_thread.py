@@ -102,3 +102,28 @@ def test_wiring_keeps_the_simulator_and_files_on_the_frame_thread(tmp_path):
     finally:
         app.close()
         cam.close()
+
+
+def test_worker_skips_frames_that_waited_and_judges_the_newest(real, photo_grey):
+    """While the net is busy with one frame, four more are handed over: it judges the
+    newest of them next, not the oldest, and no frame waits longer than one verdict."""
+    gated = GatedFocus(real)
+    s = CnnScorer(ClassicScorer(), gated, background=True)
+    try:
+        s.score(Frame(grey=photo_grey, timestamp=0.0, index=0))   # judged on this thread
+        gated.gate.clear()
+        s.score(Frame(grey=photo_grey, timestamp=0.1, index=1))   # the worker takes it, waits
+        deadline = time.monotonic() + 30
+        while s._worker._inbox.qsize():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        for i in range(2, 6):
+            s.score(Frame(grey=photo_grey, timestamp=0.1 * i, index=i))
+        gated.gate.set()
+        _wait_judged(s, 2)
+        time.sleep(0.05)
+        assert s._worker.judged == 2 and s._worker.latest.frame == 5, (s._worker.judged, s._worker.latest.frame)
+        assert gated.calls == 3                                   # frames 0, 1 and 5
+    finally:
+        gated.gate.set()
+        s.close()
