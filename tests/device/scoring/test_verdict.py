@@ -84,7 +84,7 @@ def test_the_curve_matches_its_definition_on_a_real_focus_sweep():
 
     values = [focus_value(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in pcb_sweep_paths()]
     seq = values + values[::-1] + [values[3]] * 4 + values + [0.0] + values
-    cfg = VerdictConfig(window_s=2.0, window_frames=12)
+    cfg = VerdictConfig(window_s=2.0, window_frames=6)
     curve, history, t = FocusCurve(cfg), [], 0.0
     for i, v in enumerate(seq):
         t = 0.0 if i == len(seq) // 2 else t + (0.9 if i % 7 == 0 else 0.1)
