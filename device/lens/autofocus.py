@@ -31,8 +31,11 @@ The search:
    frame-clocked sweep in the approach direction once it has travelled the backlash
    overshoot (or started approached), and every stop-and-measure position (each reached
    by a final approach in the motor's approach direction). A motor on its own thread
-   knows where it was at a frame only to about a frame, so its sweep samples steer the
-   search but are never fitted.
+   (a real Pi) keeps a history of its steps, and a frame's timestamp (its exposure, on
+   the motor's clock) gives where the lens was: those samples are fitted as a
+   frame-clocked one's if the lens moved at most half a fine step during the exposure.
+   Without a timestamp on that clock the position is known only to about a frame, and
+   its sweep samples steer the search but are never fitted.
 3. The peak is fitted on log(focus) through the best consistent sample and its two
    neighbours. Once they are within two fine steps, a parabola, and that is the answer.
    Across coarse spacing the measure is cusp-shaped, so a symmetric V is fitted (or a
@@ -300,10 +303,12 @@ class Autofocus(Sink):
     def _sweep_sample(self, value: float, end: int) -> tuple:
         """(value, consistent, position, arrived) for this frame of a sweep.
 
-        The frame shows the lens where it was ``settle`` frames ago (the statistics lag);
-        with a motor on its own thread that is known only to about a frame, so those
-        samples steer the scan but are never fitted. A frame-clocked sample counts as
-        consistent once the sweep, in the approach direction, has taken up the gear play.
+        With a motor on its own thread the position comes from its step history at the
+        frame's timestamp (``_timed_sample``). Otherwise the frame shows the lens where it
+        was ``settle`` frames ago (the statistics lag); with a motor on its own thread and
+        no usable timestamp that is known only to about a frame, so those samples steer
+        the scan but are never fitted. A frame-clocked sample counts as consistent once
+        the sweep, in the approach direction, has taken up the gear play.
         """
         timed = self._timed_sample(value, end)
         if timed is not None:
