@@ -19,11 +19,17 @@ identical: frames exposed while the lens moves are dropped, then ``settle_frames
   of 3 samples at a quarter step, parabola again (its af.cpp, in motor steps).
 
 Both baselines get our backlash-safe moves, so the comparison is about the search.
+
+``--threaded``: the motor runs on its own thread, as a stepdir or ULN2003 motor on a Pi,
+and the camera is paced at 30 fps in wall time (so the machine's load matters; use fewer
+trials and ``--jobs 1``). ``ours_nohistory`` is ours without the motor's position history
+(each sweep frame's lens position known only to a frame), for a side-by-side run:
+``--threaded --methods ours,ours_nohistory``.
 Success = the lens ends within the depth of field of the hidden best position. A second
 table gives each method's mean frames per phase (``Autofocus.phase_frames``); check a
 change on a second trial set too (``--seed 7``), not only the default seed.
 
-    python bench/bench_autofocus.py [--trials 100] [--jobs 2] [--size 256x192]
+    python bench/bench_autofocus.py [--trials 100] [--jobs 2] [--size 256x192] [--threaded]
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ from device.sources.sim import SimCamera
 FPS = 30.0
 NO_TILES = np.zeros((1, 1), np.float32)   # the AF reads result.focus alone
 METHODS = ("ours", "stepped", "sweep", "libcamera")
+ALL_METHODS = METHODS + ("ours_nohistory",)   # the last only when asked for
 
 
 # --- the two baselines, in the search protocol of device.lens.autofocus.contrast_search ----------
@@ -115,15 +122,18 @@ def run_trial(task: dict) -> dict:
 
     cv2.setNumThreads(1)
     w, h = task["size"]
+    threaded = task.get("threaded", False)
     cam = SimCamera(SimConfig(scene=task["scene"], width=w, height=h, seed=task["seed"],
-                              best_position=task["best"], start_position=task["start"]))
+                              best_position=task["best"], start_position=task["start"],
+                              fps=FPS if threaded else 0.0))
     mc = MotorConfig(driver="sim")
-    motor = SimMotor(cam, backlash=mc.sim_backlash, initial_slack=task["slack"], threaded=False,
+    motor = SimMotor(cam, backlash=mc.sim_backlash, initial_slack=task["slack"], threaded=threaded,
                      limits=(0, cam.lens_range), speed=mc.sim_speed,
                      acceleration=mc.sim_acceleration, overshoot=mc.backlash_overshoot)
     method = task["method"]
-    if method == "ours":
-        af = Autofocus(motor, AutofocusConfig(), start=True, frame_period=1 / FPS)
+    if method in ("ours", "ours_nohistory"):
+        af = Autofocus(motor, AutofocusConfig(), start=True, frame_period=1 / FPS,
+                       position_history=method == "ours")
     elif method == "stepped":
         af = Autofocus(motor, AutofocusConfig(sweep=False), start=True, frame_period=1 / FPS)
     elif method == "sweep":
@@ -143,11 +153,13 @@ def run_trial(task: dict) -> dict:
            "error": round(cam.lens_position - cam.best_position, 2),
            "in_focus": bool(cam.in_focus()), "returned": motor.position == int(task["start"]),
            "phases": dict(af.phase_frames)}
+    motor.close()
     cam.close()
     return out
 
 
-def make_tasks(trials: int, seed: int, size, flat: int, methods=METHODS) -> list[dict]:
+def make_tasks(trials: int, seed: int, size, flat: int, methods=METHODS,
+               threaded: bool = False) -> list[dict]:
     rng = np.random.default_rng(seed)
     scenes = ("mosaic",) + PHOTO_NAMES
     tasks = []
@@ -155,7 +167,7 @@ def make_tasks(trials: int, seed: int, size, flat: int, methods=METHODS) -> list
         scene = "flat" if i >= trials else scenes[int(rng.integers(len(scenes)))]
         base = dict(i=i, scene=scene, best=round(float(rng.uniform(150, 850)), 1),
                     start=float(int(rng.uniform(0, 1000))), slack=int(rng.integers(0, 13)),
-                    seed=int(rng.integers(1 << 30)), size=size)
+                    seed=int(rng.integers(1 << 30)), size=size, threaded=threaded)
         run = methods if scene != "flat" else ("ours",)
         tasks += [dict(base, method=m) for m in run]
     return tasks
@@ -172,7 +184,7 @@ def phase_means(rows: list[dict]) -> dict:
 
 def summarise(rows: list[dict]) -> dict:
     out = {}
-    for m in METHODS:
+    for m in ALL_METHODS:
         r = [x for x in rows if x["method"] == m and x["scene"] != "flat"]
         if not r:
             continue
@@ -205,11 +217,13 @@ def main() -> None:
     ap.add_argument("--size", default="256x192", help="simulated frame size WxH")
     ap.add_argument("--rows", help="write every trial as JSON lines here")
     ap.add_argument("--methods", default=",".join(METHODS),
-                    help="comma-separated subset of: " + ", ".join(METHODS))
+                    help="comma-separated subset of: " + ", ".join(ALL_METHODS))
+    ap.add_argument("--threaded", action="store_true",
+                    help="motor on its own thread, camera paced at 30 fps in wall time")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
-    methods = tuple(m for m in METHODS if m in args.methods.split(","))
-    tasks = make_tasks(args.trials, args.seed, (w, h), args.flat, methods)
+    methods = tuple(m for m in ALL_METHODS if m in args.methods.split(","))
+    tasks = make_tasks(args.trials, args.seed, (w, h), args.flat, methods, args.threaded)
     t0 = time.time()
     rows = []
     pool = mp.get_context("spawn").Pool(args.jobs) if args.jobs > 1 else None
@@ -224,18 +238,19 @@ def main() -> None:
         if pool is not None:
             pool.close()
             pool.join()
-    rows.sort(key=lambda r: (r["i"], METHODS.index(r["method"])))
+    rows.sort(key=lambda r: (r["i"], ALL_METHODS.index(r["method"])))
     if args.rows:
         with open(args.rows, "w") as fh:
             for r in rows:
                 fh.write(json.dumps(r) + "\n")
     s = summarise(rows)
-    print(f"{args.trials} trials ({w}x{h}, {FPS:.0f} fps frame clock, noise + breathing + "
+    clock = "wall-time paced, threaded motor" if args.threaded else "frame clock"
+    print(f"{args.trials} trials ({w}x{h}, {FPS:.0f} fps {clock}, noise + breathing + "
           f"12-step gear play), {time.time() - t0:.0f} s")
     print("| method | success | frames median | frames p95 | frames max | moves (mean) "
           "| abs error median / max (steps) |")
     print("|---|---|---|---|---|---|---|")
-    for m in METHODS:
+    for m in ALL_METHODS:
         if m in s:
             x = s[m]
             print(f"| {m} | {x['success']:.0%} | {x['frames_median']:.0f} | {x['frames_p95']:.0f} "
@@ -246,7 +261,7 @@ def main() -> None:
           "re-approach before a creep; go = the final approach")
     print("| method | " + " | ".join(PHASES) + " | total |")
     print("|---|" + "---|" * (len(PHASES) + 1))
-    for m in METHODS:
+    for m in ALL_METHODS:
         if m in s:
             ph = s[m]["phases"]
             print(f"| {m} | " + " | ".join(f"{ph[k]:.2f}" for k in PHASES)

@@ -31,8 +31,11 @@ The search:
    frame-clocked sweep in the approach direction once it has travelled the backlash
    overshoot (or started approached), and every stop-and-measure position (each reached
    by a final approach in the motor's approach direction). A motor on its own thread
-   knows where it was at a frame only to about a frame, so its sweep samples steer the
-   search but are never fitted.
+   (a real Pi) keeps a history of its steps, and a frame's timestamp (its exposure, on
+   the motor's clock) gives where the lens was: those samples are fitted as a
+   frame-clocked one's if the lens moved at most half a fine step during the exposure.
+   Without a timestamp on that clock the position is known only to about a frame, and
+   its sweep samples steer the search but are never fitted.
 3. The peak is fitted on log(focus) through the best consistent sample and its two
    neighbours. Once they are within two fine steps, a parabola, and that is the answer.
    Across coarse spacing the measure is cusp-shaped, so a symmetric V is fitted (or a
@@ -97,8 +100,17 @@ class Autofocus(Sink):
     def __init__(self, motor, cfg: AutofocusConfig = AutofocusConfig(), *, roi=None,
                  start: bool = False, owns_motor: bool = False, pin_factory=None,
                  frame_period: float = 1.0 / 30, search: Optional[Callable] = None,
-                 measure: Optional[Callable] = None):
+                 measure: Optional[Callable] = None, exposure: float = 0.0,
+                 position_history: bool = True):
         self.motor = motor
+        # With a motor on its own thread, a sweep frame's lens position is looked up in
+        # the motor's step history at the frame's timestamp (its exposure, on the motor's
+        # clock) over ``exposure`` seconds; ``position_history=False`` (or a timestamp on
+        # another clock) falls back to the position seen at the frame ``settle`` before.
+        self.exposure = max(float(exposure), 0.0)
+        self.position_history = position_history
+        self._stamp: Optional[float] = None
+        self._sweep_t0 = 0.0
         # ``search(p0, limits, coarse, fine, first_step)`` -> a generator speaking the
         # protocol of ``contrast_search``; other strategies plug in here (the benchmark's
         # full sweep and libcamera-style scan run through this same sink).
@@ -165,6 +177,7 @@ class Autofocus(Sink):
         self._last_steps = steps
         self._idle_run = 0 if moved else self._idle_run + 1
         self._seen.append(self.motor.position)
+        self._stamp = getattr(frame, "timestamp", None)
         if self._cancel is not None:
             why, self._cancel, self._trigger = self._cancel, None, None
             if self.state == SCANNING:
@@ -290,11 +303,16 @@ class Autofocus(Sink):
     def _sweep_sample(self, value: float, end: int) -> tuple:
         """(value, consistent, position, arrived) for this frame of a sweep.
 
-        The frame shows the lens where it was ``settle`` frames ago (the statistics lag);
-        with a motor on its own thread that is known only to about a frame, so those
-        samples steer the scan but are never fitted. A frame-clocked sample counts as
-        consistent once the sweep, in the approach direction, has taken up the gear play.
+        With a motor on its own thread the position comes from its step history at the
+        frame's timestamp (``_timed_sample``). Otherwise the frame shows the lens where it
+        was ``settle`` frames ago (the statistics lag); with a motor on its own thread and
+        no usable timestamp that is known only to about a frame, so those samples steer
+        the scan but are never fitted. A frame-clocked sample counts as consistent once
+        the sweep, in the approach direction, has taken up the gear play.
         """
+        timed = self._timed_sample(value, end)
+        if timed is not None:
+            return timed
         lag = self._settle
         if len(self._seen) <= lag or self._sweep_from is None:
             return value, False, None, False
@@ -302,6 +320,36 @@ class Autofocus(Sink):
         arrived = not self.motor.busy and all(p == end for p in list(self._seen)[-1 - lag:])
         up = (end - self._sweep_from) * self.motor.approach > 0
         consistent = (self.motor.frame_clocked and up and (
+            self._sweep_taken_up or abs(pos - self._sweep_from) >= self.motor.overshoot))
+        return value, consistent, pos, arrived
+
+    def _timed_sample(self, value: float, end: int) -> Optional[tuple]:
+        """The sweep sample from the motor's step history at the frame's exposure, or None
+        when that is not available (a frame-clocked motor, already exact; a timestamp on
+        another clock; the history disabled).
+
+        The lens position is the middle of the positions held during the exposure
+        (``frame.timestamp`` to ``+ exposure``). The sample is consistent, i.e. fitted,
+        when the lens moved at most half a fine step during the exposure and the sweep
+        runs in the approach direction with the gear play taken up (started approached,
+        or travelled the backlash overshoot), as on a frame-clocked motor. A frame
+        exposed before the sweep's start position was reached has no position yet.
+        """
+        if self.motor.frame_clocked or not self.position_history or self._stamp is None \
+                or self._sweep_from is None:
+            return None
+        t0 = float(self._stamp)
+        span = self.motor.position_span(t0, t0 + self.exposure)
+        if span is None:
+            return None
+        if t0 < self._sweep_t0:
+            return value, False, None, False
+        low, high = span
+        pos = int(round((low + high) / 2))
+        fine = self._steps()[1]
+        arrived = not self.motor.busy and low == high == end == self.motor.position
+        up = (end - self._sweep_from) * self.motor.approach > 0
+        consistent = (up and high - low <= fine / 2 and (
             self._sweep_taken_up or abs(pos - self._sweep_from) >= self.motor.overshoot))
         return value, consistent, pos, arrived
 
@@ -320,6 +368,7 @@ class Autofocus(Sink):
                 # A new sweep: straight there, no backlash legs.
                 self._sweep_from = here
                 self._sweep_taken_up = self.motor.approached and not self.motor.busy
+                self._sweep_t0 = self.motor.still_since()
                 self._seen.clear()
                 self._seen.append(here)
                 self.moves += 1

@@ -105,6 +105,7 @@ class SimCamera(FrameSource):
         self._lock = threading.Lock()
         self._position = float(start)
         self._exposed = float(start)
+        self._exposed_t = now()             # when the lens was at ``_exposed``
         self._shown = float(start)          # where the newest frame was exposed
         self._sky = None
         if cfg.scene == STAR_SCENE:
@@ -239,13 +240,17 @@ class SimCamera(FrameSource):
                 time.sleep(self._next_t - t)
             self._next_t = max(t, self._next_t) + 1.0 / self.cfg.fps
         with self._lock:
+            # The frame shows the lens where it was at the previous read (the statistics
+            # lag), so it is stamped with that moment, as a Pi frame carries its sensor
+            # timestamp: the time of its exposure, not of its delivery.
             exposed, self._exposed = self._exposed, self._position
+            stamp, self._exposed_t = self._exposed_t, now()
             self._shown = exposed
             if self.cfg.ring_speed:
                 self._turn_ring()
         color = self.render(exposed)
         grey = cv2.cvtColor(color, cv2.COLOR_BGR2GRAY)
-        return Frame(grey=grey, color=color, timestamp=now(), index=self._next_index())
+        return Frame(grey=grey, color=color, timestamp=stamp, index=self._next_index())
 
     def _turn_ring(self) -> None:
         pos = self._position + self._ring_dir * self.cfg.ring_speed

@@ -15,6 +15,9 @@ only the electrical part: ``_hw_step``, ``_hw_energise``, ``_hw_release`` and
   on the same side and a given position means the same lens position every time.
 * The coils are released after ``idle_release_s`` without motion (if configured), on
   ``release()``, and always on ``close()``.
+* A short history of the motor's steps, ``(time, position)`` on the motor's clock, says
+  where it was at a past moment (``position_span``): with a motor on its own thread, a
+  frame's sensor timestamp then gives the lens position while it was exposed.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
 from typing import Callable, Optional
 
@@ -41,6 +45,31 @@ def step_interval(k: int, n: int, speed: float, accel: float) -> float:
         return 1.0 / speed
     rate = min(speed, math.sqrt(2.0 * accel * k), math.sqrt(2.0 * accel * (n - k + 1)))
     return 1.0 / max(rate, 1.0)
+
+
+# Steps kept in the position history: at the fastest configured motor (3000 steps/s) a
+# third of a second, several frames; a frame is looked up within a frame or two.
+HISTORY_STEPS = 1024
+# A timestamp older than this, or later than the motor's clock now, is not on the motor's
+# clock (a video file's position in seconds, a missing timestamp): no lookup.
+HISTORY_MAX_AGE = 2.0
+
+
+def history_span(history, t0: float, t1: float) -> Optional[tuple[int, int]]:
+    """(lowest, highest) position held during ``t0..t1`` according to ``history``, a
+    sequence of ``(time, position)`` oldest first, each entry the moment a step (or a
+    calibration) put the motor at that position; None if ``t0`` precedes the history.
+
+    A stepper holds its position between steps, so the position in force at ``t`` is the
+    newest entry at or before ``t`` (no interpolation between entries).
+    """
+    if not history or t1 < t0 or t0 < history[0][0]:
+        return None
+    times = [t for t, _ in history]
+    i = bisect_right(times, t0) - 1
+    j = bisect_right(times, t1)
+    held = [p for _, p in history[i:max(j, i + 1)]]
+    return min(held), max(held)
 
 
 class Motor:
@@ -90,6 +119,9 @@ class Motor:
         self._threaded = threaded
         self._clock = clock
         self._now = 0.0 if not threaded else clock()
+        # (time, position) at each step, on the motor's clock (``clock`` when threaded,
+        # the simulated ``advance`` clock otherwise); appended on the stepping thread.
+        self._history: deque = deque([(self._now, self._position)], maxlen=HISTORY_STEPS)
         self._thread: Optional[threading.Thread] = None
         if threaded:
             self._thread = threading.Thread(target=self._worker, name=f"motor-{self.driver}",
@@ -136,6 +168,30 @@ class Motor:
         """True when the last step was in the approach direction: the gear play is taken up
         on the usual side, so this position means the usual lens position."""
         return self._last_dir == self.approach
+
+    def _clock_now(self) -> float:
+        return self._clock() if self._threaded else self._now
+
+    def position_span(self, t0: float, t1: Optional[float] = None) -> Optional[tuple[int, int]]:
+        """(lowest, highest) position the motor held from ``t0`` to ``t1`` (default ``t0``),
+        times on the motor's clock (``time.monotonic`` for a motor on its own thread);
+        None when that is not known: before the kept history, later than now, or more
+        than ``HISTORY_MAX_AGE`` ago (a timestamp on some other clock)."""
+        t1 = t0 if t1 is None else t1
+        with self._cond:
+            now = self._clock_now()
+            if not (now - HISTORY_MAX_AGE <= t0 <= t1 <= now):
+                return None
+            hist = list(self._history)
+        return history_span(hist, t0, t1)
+
+    def still_since(self) -> float:
+        """The time (motor clock) since which the motor has held its current position:
+        its last step, or now while a move is under way."""
+        with self._cond:
+            if self._leg_target is not None or self._legs:
+                return self._clock_now()
+            return self._history[-1][0]
 
     def truth(self) -> dict:
         """Where a simulated lens really is (empty for real hardware: nobody knows)."""
@@ -240,6 +296,8 @@ class Motor:
             self._position = int(position)
             self._last_dir = None
             self._persist_pending = False
+            self._history.clear()
+            self._history.append((self._clock_now(), self._position))
         self._flush_persist()
 
     def close(self) -> None:
@@ -313,6 +371,7 @@ class Motor:
             self._energised = True
         self._hw_step(d, new)
         self._position = new
+        self._history.append((self._now, new))
         self._last_dir = d
         self.steps += 1
         self._leg_k += 1

@@ -39,8 +39,9 @@ def rig(scene="mosaic", best=700.0, start=50.0, seed=0, slack=0, mode="once", st
                          overshoot=mc.backlash_overshoot)
     else:
         motor = open_motor(mc, sim_camera=cam, threaded=threaded)
+    history = af.pop("position_history", True)
     a = Autofocus(motor, AutofocusConfig(mode=mode, **af), start=start_af, owns_motor=True,
-                  pin_factory=pin_factory)
+                  pin_factory=pin_factory, position_history=history)
     return cam, motor, a
 
 
@@ -225,15 +226,77 @@ def test_sweep_fits_only_samples_with_the_gear_play_taken_up(requests):
     assert sweeps[last_to + 1][0] == "creep" and sweeps[last_to + 1][1] == 1000   # then up
 
 
-def test_sweep_with_a_threaded_motor_steers_but_is_not_fitted(requests):
-    """On its own thread the motor's position at a frame is known only to a frame, so
-    the search confirms the peak with stop-and-measure samples."""
-    cam, motor, af = rig("mosaic", 420.0, 150.0, threaded=True)
+def test_threaded_sweep_without_the_position_history_steers_but_is_not_fitted(requests):
+    """Without the step history (or a timestamp on the motor's clock) a threaded motor's
+    position at a frame is known only to a frame, so the search confirms the peak with
+    stop-and-measure samples."""
+    cam, motor, af = rig("mosaic", 420.0, 150.0, threaded=True, position_history=False)
     drive(cam, af, frames=400)
     reqs = requests
     assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
     assert any(k == "sweep" for k, _ in reqs) and any(k == "measure" for k, _ in reqs[1:])
     af.close()
+
+
+def test_threaded_sweep_samples_are_consistent_with_the_position_history(requests):
+    """With the motor's step history, a frame's timestamp gives the lens position at its
+    exposure: the threaded sweep's samples are fitted as a frame-clocked one's, so no
+    stop-and-measure follows the first sample, and it takes far fewer frames than the
+    same run without the history."""
+    cam, motor, af = rig("mosaic", 420.0, 150.0, threaded=True)
+    drive(cam, af, frames=400)
+    reqs = list(requests)
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    kinds = [k for k, _ in reqs]
+    assert kinds[0] == "measure" and "sweep" in kinds and "measure" not in kinds[1:], reqs
+    af.close()
+    assert motor.closed and not motor.energised
+    cam2, motor2, af2 = rig("mosaic", 420.0, 150.0, threaded=True, position_history=False)
+    drive(cam2, af2, frames=400)
+    assert af2.state == "focused"
+    assert af.frames < af2.frames, (af.frames, af2.frames)
+    af2.close()
+
+
+class _OtherClock:
+    """A camera whose frames are stamped on another clock (a video's position in seconds)."""
+
+    def __init__(self, cam):
+        self.cam = cam
+
+    def read(self):
+        import dataclasses
+
+        f = self.cam.read()
+        return dataclasses.replace(f, timestamp=f.index / 30.0)
+
+    def in_focus(self):
+        return self.cam.in_focus()
+
+
+def test_threaded_sweep_falls_back_when_timestamps_are_on_another_clock(requests):
+    cam, motor, af = rig("mosaic", 420.0, 150.0, threaded=True)
+    assert motor.position_span(1.0) is None          # not the motor's clock
+    drive(_OtherClock(cam), af, frames=400)
+    reqs = requests
+    assert af.state == "focused" and cam.in_focus(), (cam.lens_position, af.reason)
+    assert any(k == "measure" for k, _ in reqs[1:])   # today's stop-and-measure confirms
+    af.close()
+
+
+def test_threaded_sweep_with_the_history_keeps_the_search_guarantees():
+    """Featureless: fails and returns to the start; the motor stays within its limits
+    and is de-energised on close."""
+    cam, motor, af = rig("flat", 500.0, 345.0, threaded=True)
+    drive(cam, af, frames=400)
+    assert af.state == "failed" and "flat" in af.reason
+    assert motor.wait(5.0)
+    assert motor.position == 345
+    lo, hi = motor.limits
+    hist = list(motor._history)
+    assert all(lo <= p <= hi for _, p in hist)
+    af.close()
+    assert not motor.energised
 
 
 PHASES = {"measure", "measure_moving", "measure_settle", "sweep", "creep", "to", "go"}
@@ -525,3 +588,22 @@ def test_run_sim_motor_needs_the_sim_source(capsys, tmp_path):
     assert main(["run", "--source", f"images:{tmp_path}/*.png", "--motor", "sim",
                  "--headless", "--frames", "1"]) == 2
     assert "sim motor" in capsys.readouterr().err
+
+
+def test_a_simulated_frame_is_stamped_with_its_exposure():
+    """The sim camera shows the lens where it was at the previous read (the statistics
+    lag) and stamps the frame with that moment, as a Pi's SensorTimestamp: the motor's
+    history at the stamp is the lens the frame shows, also mid-move."""
+    cam, motor, af = rig("coffee", 500.0, 100.0, threaded=True, start_af=False)
+    cam.read()                # exposed before the motor existed: no history for it
+    motor.move_to(900, compensate=False)
+    hits = 0
+    for _ in range(20):
+        f = cam.read()
+        span = motor.position_span(f.timestamp)
+        assert span is not None
+        lens = motor.lens_for(span[0])
+        assert abs(lens - cam.exposed_position) < 1.5, (lens, cam.exposed_position)
+        hits += motor.busy
+    assert hits >= 3          # some frames were exposed while the lens moved
+    af.close()

@@ -419,3 +419,55 @@ def test_missing_pins_are_a_config_error(pf, tmp_path):
         make(MotorConfig(driver="uln2003"), pf, tmp_path)
     with pytest.raises(MotorError, match="servo_pin"):
         make(MotorConfig(driver="servo"), pf, tmp_path)
+
+
+# --- the position history: where the motor was at a past moment ---------------------------
+
+def test_history_span_holds_each_position_until_the_next_step():
+    from device.lens.motor.base import history_span
+
+    hist = [(1.0, 10), (2.0, 11), (3.0, 12)]
+    assert history_span(hist, 1.5, 1.5) == (10, 10)      # between entries: the earlier one
+    assert history_span(hist, 2.0, 2.0) == (11, 11)      # at an entry: its position
+    assert history_span(hist, 1.5, 2.5) == (10, 11)      # across a step: both
+    assert history_span(hist, 1.0, 9.0) == (10, 12)
+    assert history_span(hist, 3.5, 4.0) == (12, 12)      # after the last step: held
+    assert history_span(hist, 0.5, 1.5) is None          # before the history: unknown
+    assert history_span(hist, 2.5, 2.0) is None
+    assert history_span([], 1.0, 1.0) is None
+
+
+def test_motor_position_span_looks_up_its_own_steps():
+    from device.lens.motor.base import HISTORY_STEPS
+    from device.lens.motor.sim import SimMotor
+
+    m = SimMotor(limits=(0, 5000), position=0, speed=1000.0, acceleration=0.0, threaded=False)
+    m.move_to(10, compensate=False)
+    m.advance(0.1)
+    # steps 1..10 at 0, 1, ..., 9 ms (the first at once, then one a millisecond)
+    assert m.position_span(0.0045) == (5, 5)
+    assert m.position_span(0.0005, 0.0035) == (1, 4)
+    assert m.position_span(0.05) == (10, 10)
+    assert m.position_span(0.2) is None                  # later than the motor's clock now
+    m.move_to(10 + HISTORY_STEPS + 50, compensate=False)
+    m.advance(2.0)
+    assert m.position_span(0.0045) is None               # fell out of the bounded history
+    assert m.position_span(m._now) == (m.position, m.position)
+    m.close()
+
+
+def test_threaded_motor_history_is_on_the_monotonic_clock(pf, tmp_path):
+    import time
+
+    from device.lens.motor.sim import SimMotor
+
+    m = SimMotor(limits=(0, 1000), position=100, speed=2000.0, acceleration=0.0)
+    t0 = time.monotonic()
+    m.move_to(200, compensate=False)
+    assert m.wait(5.0)
+    t1 = time.monotonic()
+    assert m.position_span(t0, t1) == (100, 200)
+    assert m.position_span(t1) == (200, 200) and m.still_since() <= t1
+    assert m.position_span(t1 - 100.0) is None           # some other clock
+    m.close()
+    assert not m.energised
