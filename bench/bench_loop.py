@@ -356,6 +356,10 @@ def main() -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     cv2.setNumThreads(1)      # the loop thread owns one core on a Pi; measure like that
+    # glibc tuned as cmd_run tunes it (device/common/malloc.py): the mmap threshold
+    # decides whether a frame's arrays cost page faults, so it must be run's.
+    from device.common.malloc import tune_malloc
+    tune_malloc()
     if args.soak:
         res = soak(args.soak, progress=True)
         print(f"soak: {res['frames']} frames in {res['wall_s']} s (warm-up {res['warmup']}); "

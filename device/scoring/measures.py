@@ -15,6 +15,7 @@ separates neighbouring lens positions better (it does on the real PCB sweep).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -97,12 +98,31 @@ def gradient_magnitude(work: np.ndarray) -> np.ndarray:
     return cv2.magnitude(gx, gy)
 
 
+# Per-thread scratch arrays for the per-frame temporaries. ``run`` sends every
+# allocation of 128 KB or more to mmap (``device/common/malloc.py``, for the RSS), so a
+# fresh 320x240 float32 temporary costs its page faults every frame: the classic scorer
+# took 1.6 ms on the frame thread instead of 0.5 (``bench/bench_loop.py``). Reused here,
+# they fault once; what a result keeps (the working image, the energy) is still new.
+_scratch = threading.local()
+
+
+def _temp(name: str, shape: tuple) -> np.ndarray:
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    buf = bufs.get(name)
+    if buf is None or buf.shape != shape:
+        buf = bufs[name] = np.empty(shape, np.float32)
+    return buf
+
+
 def gradient_energy(work: np.ndarray) -> np.ndarray:
     """Per-pixel Tenengrad (squared Sobel gradient magnitude) of a working image."""
-    gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, ksize=3)
+    shape = work.shape[:2]
+    gx = cv2.Sobel(work, cv2.CV_32F, 1, 0, dst=_temp("a", shape), ksize=3)
+    gy = cv2.Sobel(work, cv2.CV_32F, 0, 1, dst=_temp("b", shape), ksize=3)
     # gx^2 + gy^2 directly: the magnitude's square root squared again costs two passes.
-    return cv2.add(cv2.multiply(gx, gx), cv2.multiply(gy, gy))
+    return cv2.add(cv2.multiply(gx, gx, dst=gx), cv2.multiply(gy, gy, dst=gy))
 
 
 _D2 = np.float32([1, -2, 1])
@@ -113,14 +133,18 @@ def _classic(work: np.ndarray, energy: np.ndarray) -> dict:
     # One pass each through OpenCV's reductions (numpy's mean/var/abs each make a
     # full-size temporary): this is a third of the frame thread's classic cost.
     n = work.size
-    dxx = cv2.sepFilter2D(work, cv2.CV_32F, _D2, _ONE)
-    dyy = cv2.sepFilter2D(work, cv2.CV_32F, _ONE, _D2)
-    _, std = cv2.meanStdDev(cv2.add(dxx, dyy))        # the 3x3 Laplacian is dxx + dyy
+    shape = work.shape[:2]
+    # The two scratch arrays gradient_energy used (it is done with them by now).
+    dxx = cv2.sepFilter2D(work, cv2.CV_32F, _D2, _ONE, dst=_temp("a", shape))
+    dyy = cv2.sepFilter2D(work, cv2.CV_32F, _ONE, _D2, dst=_temp("b", shape))
+    modified = (cv2.norm(dxx, cv2.NORM_L1) + cv2.norm(dyy, cv2.NORM_L1)) / n
+    # the 3x3 Laplacian is dxx + dyy, summed into dxx's array
+    _, std = cv2.meanStdDev(cv2.add(dxx, dyy, dst=dxx))
     bn = work.shape[0] * (work.shape[1] - 2)
     return {
         "tenengrad": float(cv2.mean(energy)[0]),
         "laplacian_var": float(std[0, 0]) ** 2,
-        "modified_laplacian": (cv2.norm(dxx, cv2.NORM_L1) + cv2.norm(dyy, cv2.NORM_L1)) / n,
+        "modified_laplacian": modified,
         "brenner": cv2.norm(work[:, 2:], work[:, :-2], cv2.NORM_L2SQR) / bn if bn else 0.0,
     }
 

@@ -123,3 +123,39 @@ def test_real_pcb_focus_sweep_peak(truth):
     best, _ = refine_peak(curve)
     assert best in truth.good, (best, curve)
     assert best == truth.best, f"peak at {best}, judged by eye at {truth.best}: {np.round(curve, 1)}"
+
+
+def test_scratch_reuse_leaves_kept_results_alone_and_threads_apart(photo_grey):
+    """The per-frame temporaries are reused: a result's working image, energy and tile
+    map must not change when the next frame is scored, and two threads scoring at once
+    (the frame loop and an inspector) must get what each would alone."""
+    import threading
+
+    sharp = photo_grey
+    blurred = cv2.GaussianBlur(photo_grey, (0, 0), 3.0)
+    first = score_frame(sharp, None, (6, 8), native=True)
+    kept = (first.energy.copy(), first.work.copy(), first.tile_map.copy(), dict(first.measures))
+    second = score_frame(blurred, (50, 60, 200, 150), (6, 8), native=True)
+    assert second.measures["laplacian_var"] < first.measures["laplacian_var"] / 2
+    np.testing.assert_array_equal(first.energy, kept[0])
+    np.testing.assert_array_equal(first.work, kept[1])
+    np.testing.assert_array_equal(first.tile_map, kept[2])
+    assert first.measures == kept[3]
+    alone = {name: score_frame(img, None, (6, 8)).measures for name, img in (("s", sharp), ("b", blurred))}
+    got, errors = {}, []
+
+    def worker(name, img):
+        try:
+            for _ in range(30):
+                m = score_frame(img, None, (6, 8)).measures
+                if m != alone[name]:
+                    errors.append((name, m))
+            got[name] = m
+        except Exception as exc:        # pragma: no cover - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=worker, args=a) for a in (("s", sharp), ("b", blurred))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and got == alone
