@@ -150,6 +150,10 @@ def _pct(v, q) -> float:
 def profile(frames: int = 600, fps: float = 30.0, warmup: int = 30,
             focus_thread: str = "worker") -> dict:
     """Per-stage figures of one paced run (``bench_report.py`` calls this)."""
+    # glibc tuned as cmd_run tunes it (device/common/malloc.py): the mmap threshold
+    # decides whether a frame's arrays cost page faults, so it must be run's.
+    from device.common.malloc import tune_malloc
+    tune_malloc()
     tmp = Path(tempfile.mkdtemp(prefix="focus-assist-loop-"))
     stop, got = threading.Event(), [0]
     app = source = None
@@ -356,10 +360,6 @@ def main() -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     cv2.setNumThreads(1)      # the loop thread owns one core on a Pi; measure like that
-    # glibc tuned as cmd_run tunes it (device/common/malloc.py): the mmap threshold
-    # decides whether a frame's arrays cost page faults, so it must be run's.
-    from device.common.malloc import tune_malloc
-    tune_malloc()
     if args.soak:
         res = soak(args.soak, progress=True)
         print(f"soak: {res['frames']} frames in {res['wall_s']} s (warm-up {res['warmup']}); "
