@@ -16,6 +16,21 @@ def pcb_sweep_paths() -> list[Path]:
     return paths
 
 
+def loaded_by_numpy_and_opencv(names) -> set:
+    """Which of ``names`` (modules) ``import numpy, cv2`` loads by itself, in a fresh
+    interpreter: those a footprint test cannot hold against the device's own code (numpy
+    1.x's ``numpy.random`` imports ``secrets``, hence ``hmac``, ``hashlib`` and OpenSSL's
+    ``_hashlib``; numpy 2 does not)."""
+    import subprocess
+    import sys
+
+    code = "import sys, numpy, cv2; print(' '.join(n for n in sys.argv[1:] if n in sys.modules))"
+    p = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return set(p.stdout.split())
+
+
 def shared_data(sub: str) -> Path:
     """A folder of ../shared/data, or a visible skip when it is absent."""
     p = SHARED_DATA / sub

@@ -6,7 +6,8 @@ small jobs, the web page's CSP hashes and the capture sidecar's checksum, plus t
 token's comparison. CPython ships its own SHA-256 (``_sha256`` up to 3.11, ``_sha2`` from
 3.12) and ``_operator._compare_digest`` (what ``hmac.compare_digest`` is without OpenSSL);
 this module uses those, and ``hashlib`` / ``hmac`` only on a Python built without them.
-The digests are the same bytes either way.
+The digests are the same bytes either way. (numpy 1.x, the Pi's apt numpy, imports
+``secrets`` from ``numpy.random`` and so loads libcrypto by itself; numpy 2 does not.)
 """
 from __future__ import annotations
 

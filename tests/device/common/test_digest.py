@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, loaded_by_numpy_and_opencv
 from device.common import digest
 
 
@@ -66,4 +66,7 @@ print(" ".join(sorted(m for m in ("_hashlib", "hashlib", "hmac") if m in sys.mod
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.split() == [], p.stdout
+    # numpy 1.x (the Pi's apt numpy) loads all three itself, through numpy.random's
+    # import of secrets: then there is nothing left for the device code to avoid.
+    allowed = loaded_by_numpy_and_opencv(("_hashlib", "hashlib", "hmac"))
+    assert set(p.stdout.split()) <= allowed, p.stdout
