@@ -318,10 +318,13 @@ class Autofocus(Sink):
             return value, False, None, False
         pos = self._seen[-1 - lag]
         arrived = not self.motor.busy and all(p == end for p in list(self._seen)[-1 - lag:])
+        return value, self.motor.frame_clocked and self._taken_up(pos, end), pos, arrived
+
+    def _taken_up(self, pos: int, end: int) -> bool:
+        """The sweep towards ``end`` runs in the approach direction and has the gear play
+        taken up at ``pos``: it started approached, or has travelled the overshoot."""
         up = (end - self._sweep_from) * self.motor.approach > 0
-        consistent = (self.motor.frame_clocked and up and (
-            self._sweep_taken_up or abs(pos - self._sweep_from) >= self.motor.overshoot))
-        return value, consistent, pos, arrived
+        return up and (self._sweep_taken_up or abs(pos - self._sweep_from) >= self.motor.overshoot)
 
     def _timed_sample(self, value: float, end: int) -> Optional[tuple]:
         """The sweep sample from the motor's step history at the frame's exposure, or None
@@ -348,10 +351,7 @@ class Autofocus(Sink):
         pos = int(round((low + high) / 2))
         fine = self._steps()[1]
         arrived = not self.motor.busy and low == high == end == self.motor.position
-        up = (end - self._sweep_from) * self.motor.approach > 0
-        consistent = (up and high - low <= fine / 2 and (
-            self._sweep_taken_up or abs(pos - self._sweep_from) >= self.motor.overshoot))
-        return value, consistent, pos, arrived
+        return value, high - low <= fine / 2 and self._taken_up(pos, end), pos, arrived
 
     def _resume(self, answer) -> None:
         try:

@@ -141,18 +141,28 @@ def coarse_vertex(good: dict, highest: float, *, coarse: int, fine: int,
     b = max(good, key=good.get)
     if good[b] * (1 + min_rise) < highest:
         return None
-    apart = [p for p in good if abs(p - b) >= fine / 2]
-    left = [p for p in apart if p < b]
-    right = [p for p in apart if p > b]
-    if not left or not right:
+    bracket = _falling_bracket(good, b, [p for p in good if abs(p - b) >= fine / 2])
+    if bracket is None:
         return None
-    l, r = max(left), min(right)
+    (l, _, r), ys = bracket
     if max(b - l, r - b) > coarse + coarse // 2:
         return None
-    ys = tuple(math.log(max(good[p], _FLOOR)) for p in (l, b, r))
+    return fit_peak((l, b, r), ys, fit)
+
+
+def _falling_bracket(samples: dict, b, candidates):
+    """``((l, b, r), log focus there)``: ``b`` between its nearest neighbours among
+    ``candidates``, or None when a side is missing or does not fall ``FLAT_LOG_CHANGE``
+    below ``b`` in log focus."""
+    left = [p for p in candidates if p < b]
+    right = [p for p in candidates if p > b]
+    if not left or not right:
+        return None
+    xs = (max(left), b, min(right))
+    ys = tuple(math.log(max(samples[p], _FLOOR)) for p in xs)
     if min(ys[1] - ys[0], ys[1] - ys[2]) < FLAT_LOG_CHANGE:
         return None
-    return fit_peak((l, b, r), ys, fit)
+    return xs, ys
 
 
 def flank_peak(samples: dict, at: int, value: float, *, approach: int, fine: int,
@@ -174,15 +184,11 @@ def flank_peak(samples: dict, at: int, value: float, *, approach: int, fine: int
     if len(samples) < 3:
         return None
     b = max(samples, key=samples.get)
-    left = [p for p in samples if p < b]
-    right = [p for p in samples if p > b]
-    if not left or not right:
+    bracket = _falling_bracket(samples, b, samples)
+    if bracket is None:
         return None
-    l, r = max(left), min(right)
+    (l, _, r), ys = bracket
     if min(b - l, r - b) <= 2 * fine:
-        return None
-    ys = tuple(math.log(max(samples[p], _FLOOR)) for p in (l, b, r))
-    if min(ys[1] - ys[0], ys[1] - ys[2]) < FLAT_LOG_CHANGE:
         return None
     _, apex, slope = v_apex((l, b, r), ys)
     y = math.log(max(value, _FLOOR))

@@ -27,6 +27,7 @@ import threading
 import time
 from bisect import bisect_right
 from collections import deque
+from itertools import islice
 from typing import Callable, Optional
 
 from device.errors import MotorError
@@ -65,11 +66,14 @@ def history_span(history, t0: float, t1: float) -> Optional[tuple[int, int]]:
     """
     if not history or t1 < t0 or t0 < history[0][0]:
         return None
-    times = [t for t, _ in history]
-    i = bisect_right(times, t0) - 1
-    j = bisect_right(times, t1)
-    held = [p for _, p in history[i:max(j, i + 1)]]
+    i = bisect_right(history, t0, key=_time) - 1
+    j = max(bisect_right(history, t1, key=_time), i + 1)
+    held = [p for _, p in islice(history, i, j)]
     return min(held), max(held)
+
+
+def _time(entry: tuple) -> float:
+    return entry[0]
 
 
 class Motor:
@@ -182,8 +186,8 @@ class Motor:
             now = self._clock_now()
             if not (now - HISTORY_MAX_AGE <= t0 <= t1 <= now):
                 return None
-            hist = list(self._history)
-        return history_span(hist, t0, t1)
+            # Looked up in place (a few bisection steps), not copied: once per AF frame.
+            return history_span(self._history, t0, t1)
 
     def still_since(self) -> float:
         """The time (motor clock) since which the motor has held its current position:
